@@ -1,0 +1,155 @@
+//! Operator actions, one function each, shared by the CLI and the operator API.
+
+use nexus_proto::{AgentId, TenantId};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::auth::{IssuedToken, JwtKeys, secrets};
+use crate::http::ApiError;
+use crate::store::{Agent, AgentStatus, NewAgent, OperatorKey, Scopes, Store, StoreError, Tenant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::Invalid(msg) => ApiError::bad_request(msg),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// An agent with its client secret: returned at creation and rotation only.
+#[derive(Debug, Serialize)]
+pub struct AgentWithSecret {
+    #[serde(flatten)]
+    pub agent: Agent,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: OperatorKey,
+    /// The key itself; only its hash is stored.
+    #[serde(rename = "key")]
+    pub secret: String,
+}
+
+/// Names are shown to operators and used in aliases: printable, 1–100 characters.
+fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
+    let len = name.chars().count();
+    if len == 0 || len > 100 || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(AdminError::Invalid(format!(
+            "{what} must be 1–100 printable characters without surrounding spaces"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn create_tenant(store: &Store, name: &str) -> Result<Tenant, AdminError> {
+    check_name("tenant name", name)?;
+    Ok(store.create_tenant(name).await?)
+}
+
+pub struct AgentSpec {
+    pub name: String,
+    pub clickup_user: Option<String>,
+    pub slack_user: Option<String>,
+}
+
+/// Creates agents in one transaction. Secrets are hashed in parallel on blocking
+/// threads (argon2 is slow by design), so bulk provisioning scales with cores.
+pub async fn create_agents(
+    store: &Store,
+    tenant: TenantId,
+    specs: Vec<AgentSpec>,
+) -> Result<Vec<AgentWithSecret>, AdminError> {
+    for spec in &specs {
+        check_name("agent name", &spec.name)?;
+    }
+    store.get_tenant(tenant).await?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        specs
+            .into_par_iter()
+            .map(|spec| {
+                let secret = secrets::generate_client_secret();
+                let new = NewAgent {
+                    tenant_id: tenant,
+                    name: spec.name,
+                    client_id: secrets::generate_client_id(),
+                    client_secret_hash: secrets::hash_secret(&secret),
+                    clickup_user: spec.clickup_user,
+                    slack_user: spec.slack_user,
+                };
+                (new, secret)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?;
+    let (new, secrets): (Vec<NewAgent>, Vec<String>) = prepared.into_iter().unzip();
+    let agents = store.create_agents(new).await?;
+    Ok(agents
+        .into_iter()
+        .zip(secrets)
+        .map(|(agent, client_secret)| AgentWithSecret {
+            agent,
+            client_secret,
+        })
+        .collect())
+}
+
+pub async fn rotate_secret(store: &Store, agent: AgentId) -> Result<AgentWithSecret, AdminError> {
+    let secret = secrets::generate_client_secret();
+    let to_hash = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || secrets::hash_secret(&to_hash))
+        .await
+        .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?;
+    let agent = store.set_agent_secret_hash(agent, &hash).await?;
+    Ok(AgentWithSecret {
+        agent,
+        client_secret: secret,
+    })
+}
+
+pub async fn set_agent_status(
+    store: &Store,
+    agent: AgentId,
+    status: AgentStatus,
+) -> Result<Agent, AdminError> {
+    Ok(store.set_agent_status(agent, status).await?)
+}
+
+pub async fn create_operator_key(
+    store: &Store,
+    name: &str,
+    scopes: Scopes,
+    tenant: Option<TenantId>,
+) -> Result<CreatedKey, AdminError> {
+    check_name("key name", name)?;
+    let secret = secrets::generate_operator_key();
+    let key = store
+        .create_operator_key(name, scopes, tenant, &secrets::hash_operator_key(&secret))
+        .await?;
+    Ok(CreatedKey { key, secret })
+}
+
+/// An operator mints a token for an agent directly (debugging, load tests).
+pub async fn mint_token(
+    store: &Store,
+    keys: &JwtKeys,
+    agent: AgentId,
+) -> Result<IssuedToken, AdminError> {
+    let agent = store.get_agent(agent).await?;
+    if agent.status != AgentStatus::Active {
+        return Err(AdminError::Invalid("agent is disabled".into()));
+    }
+    Ok(keys.issue(agent.id, agent.tenant_id, &agent.client_id))
+}

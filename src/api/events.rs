@@ -1,0 +1,195 @@
+//! Routing endpoints: emit to an agent or a whole tenant, see who is online, page an inbox.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use nexus_proto::{AgentId, EventType, Seq, TenantId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::Operator;
+use crate::bus::{EmitError, Emitted, NewEvent, TenantEmitted};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::inbox::AppendError;
+use crate::state::AppState;
+use crate::store::{Agent, AgentStatus, Scope, StoreError};
+
+#[derive(Debug, Deserialize)]
+pub struct EventBody {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Value,
+    idempotency_key: Option<String>,
+    trace_id: Option<String>,
+}
+
+impl EventBody {
+    fn into_event(self) -> Result<NewEvent, ApiError> {
+        let kind = match self.kind.parse::<EventType>() {
+            Ok(k @ (EventType::TaskAssigned | EventType::ContextUpdate | EventType::WakeUp)) => k,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "type must be task_assigned, context_update or wake_up",
+                ));
+            }
+        };
+        if !self.data.is_object() {
+            return Err(ApiError::bad_request("data must be a JSON object"));
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(ApiError::bad_request(
+                "idempotency_key must be 1–200 characters",
+            ));
+        }
+        let trace_id = self.trace_id.filter(|t| !t.is_empty() && t.len() <= 128);
+        Ok(NewEvent {
+            kind,
+            data: self.data,
+            trace_id,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+impl From<EmitError> for ApiError {
+    fn from(e: EmitError) -> ApiError {
+        match e {
+            EmitError::Store(e) => e.into(),
+            EmitError::Append(AppendError::Store(e)) => match &*e {
+                StoreError::Unavailable(_) => {
+                    ApiError::unavailable("storage is unavailable; retry later")
+                }
+                StoreError::NotFound(what) => ApiError::not_found(what),
+                other => {
+                    tracing::error!(error = %other, "emit failed");
+                    ApiError::internal()
+                }
+            },
+            EmitError::Append(AppendError::Stopped) => {
+                ApiError::unavailable("the node is shutting down")
+            }
+        }
+    }
+}
+
+/// The agent, if this operator may see it.
+async fn visible_agent(state: &AppState, op: &Operator, id: AgentId) -> Result<Agent, ApiError> {
+    let agent = state.store.get_agent(id).await?;
+    op.tenant(agent.tenant_id)?;
+    Ok(agent)
+}
+
+pub async fn emit_to_agent(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<AgentId>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> Result<(StatusCode, ApiJson<Emitted>), ApiError> {
+    op.require(Scope::Write)?;
+    let event = body.into_event()?;
+    let agent = visible_agent(&state, &op, id).await?;
+    if agent.status != AgentStatus::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_disabled",
+            "the agent is disabled",
+        ));
+    }
+    let emitted = state.hub.emit_to_agent(agent.id, event).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
+}
+
+pub async fn emit_to_tenant(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> Result<(StatusCode, ApiJson<TenantEmitted>), ApiError> {
+    op.require(Scope::Write)?;
+    op.tenant(id)?;
+    let event = body.into_event()?;
+    state.store.get_tenant(id).await?;
+    let emitted = state.hub.emit_to_tenant(id, event).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
+}
+
+pub async fn online(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+) -> Result<ApiJson<Value>, ApiError> {
+    op.require(Scope::Read)?;
+    op.tenant(id)?;
+    state.store.get_tenant(id).await?;
+    let entries = state.hub.online_agents(id);
+    let names: std::collections::HashMap<AgentId, String> = state
+        .store
+        .list_agents(id)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect();
+    let agents: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            v["name"] = json!(names.get(&e.agent_id));
+            v
+        })
+        .collect();
+    Ok(ApiJson(json!({ "agents": agents })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InboxQuery {
+    after_seq: Option<u64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct InboxItem {
+    seq: Seq,
+    id: nexus_proto::EventId,
+    #[serde(rename = "type")]
+    kind: EventType,
+    ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    data: Box<serde_json::value::RawValue>,
+}
+
+pub async fn inbox(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<AgentId>,
+    ApiQuery(q): ApiQuery<InboxQuery>,
+) -> Result<ApiJson<Value>, ApiError> {
+    op.require(Scope::Read)?;
+    let agent = visible_agent(&state, &op, id).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = Seq::new(q.after_seq.unwrap_or(0));
+    let events = state.store.read_inbox(agent.id, after, limit).await?;
+    let cursor = state.store.cursor(agent.id).await?;
+    let next = (events.len() as u32 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    let items: Vec<InboxItem> = events
+        .into_iter()
+        .map(|e| InboxItem {
+            seq: e.seq,
+            id: e.event_id,
+            kind: e.kind,
+            ts: crate::time::rfc3339(e.created_at),
+            trace_id: e.trace_id.map(|t| t.to_string()),
+            data: serde_json::value::RawValue::from_string(e.data.to_string())
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+        })
+        .collect();
+    Ok(ApiJson(json!({
+        "events": items,
+        "next_after_seq": next,
+        "last_seq": cursor.last_seq,
+        "acked_seq": cursor.acked_seq,
+    })))
+}

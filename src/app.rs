@@ -1,0 +1,233 @@
+//! Building and running a node: open storage, bind, serve until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Authenticator, JwtKeys};
+use crate::bus::{Hub, Sessions};
+use crate::config::Config;
+use crate::inbox::Inbox;
+use crate::presence::MemoryPresence;
+use crate::state::{AppState, Shared};
+use crate::store::{Retention, Store, StoreError};
+use crate::tools::ToolRegistry;
+use crate::{http, telemetry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The signing keys: `NEXUS_JWT_SECRET` when given, else the secret this database
+/// generated on its first start (so tokens survive restarts and are shared by nodes).
+pub async fn jwt_keys(
+    store: &Store,
+    configured: Option<&str>,
+    ttl: Duration,
+) -> Result<JwtKeys, StoreError> {
+    let secret = match configured {
+        Some(s) => s.to_owned(),
+        None => {
+            store
+                .setting_or_init("jwt_secret", crate::auth::secrets::generate_jwt_secret)
+                .await?
+        }
+    };
+    Ok(JwtKeys::new(secret.as_bytes(), ttl))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Inbox writers and sweepers: stopped after the sessions, so their last acks land.
+    background: TaskTracker,
+    stop_background: CancellationToken,
+}
+
+impl Application {
+    /// Opens and migrates the database and binds the listener; nothing is served yet.
+    pub async fn build(config: Config) -> Result<Application, AppError> {
+        if config.serve.redis_url.is_some() {
+            return Err(AppError::Config(
+                "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
+            ));
+        }
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let keys = jwt_keys(
+            &store,
+            config.jwt_secret.as_deref(),
+            config.serve.token_ttl(),
+        )
+        .await?;
+        let addr = config.serve.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let node_id =
+            config.serve.node_id.clone().unwrap_or_else(|| {
+                format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            });
+        raise_open_file_limit();
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let sessions = Arc::new(Sessions::default());
+        let presence = Arc::new(MemoryPresence::new(config.serve.ws.presence_ttl));
+        background.spawn(sweep_presence(presence.clone(), stop_background.clone()));
+        let retention = Retention {
+            ttl_ms: config
+                .serve
+                .inbox
+                .ttl
+                .as_millis()
+                .try_into()
+                .unwrap_or(i64::MAX),
+            cap: config.serve.inbox.cap.max(1),
+        };
+        let inbox = Inbox::start(
+            store.clone(),
+            retention,
+            sessions.clone(),
+            &background,
+            stop_background.clone(),
+        );
+        let hub = Arc::new(Hub::new(store.clone(), inbox, sessions, presence));
+        let state = AppState(Arc::new(Shared {
+            auth: Authenticator::new(store.clone(), keys),
+            store,
+            hub,
+            tools: ToolRegistry::default(),
+            metrics: telemetry::metrics_handle(),
+            node_id,
+            config,
+            shutdown: CancellationToken::new(),
+            sessions_tracker: TaskTracker::new(),
+        }));
+        Ok(Application {
+            listener,
+            state,
+            background,
+            stop_background,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.serve.listen)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel to shut the node down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let Application {
+            listener,
+            state,
+            background,
+            stop_background,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        tracing::info!(
+            addr = %listener.local_addr().map_err(AppError::Serve)?,
+            node_id = %state.node_id,
+            backend = ?state.store.backend(),
+            "nexus listening"
+        );
+        let app = http::router(state.clone());
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        // Sessions saw the same signal and are closing with 1012.
+        let grace = Duration::from_secs(state.config.serve.shutdown_grace_s);
+        state.sessions_tracker.close();
+        if tokio::time::timeout(grace, state.sessions_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = state.hub.sessions().len(),
+                "sessions still open after the grace period"
+            );
+        }
+        stop_background.cancel();
+        background.close();
+        if tokio::time::timeout(grace, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work still running after the grace period");
+        }
+        state.store.close().await;
+        tracing::info!("nexus stopped");
+        served.map_err(AppError::Serve)
+    }
+}
+
+/// Sockets need file descriptors: take every one the hard limit allows, and say
+/// how many agents this node can therefore hold.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(
+            open_files = limit,
+            socket_capacity = limit.saturating_sub(100),
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
+async fn sweep_presence(presence: Arc<MemoryPresence>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                presence.sweep();
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

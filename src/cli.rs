@@ -1,0 +1,252 @@
+//! The `nexus` command line. Create commands print exactly one JSON object per
+//! line on stdout; errors go to stderr with a non-zero exit status.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use nexus_proto::{AgentId, TenantId};
+use serde::Serialize;
+
+use crate::admin::{self, AgentSpec};
+use crate::app::{self, Application};
+use crate::auth::Authenticator;
+use crate::config::{Config, GlobalOpts, ServeOpts, jwt_secret_from_env};
+use crate::store::{AgentStatus, Scopes, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus",
+    version,
+    about = "Real-time coordination hub for AI agents"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: apply migrations, then serve HTTP and WebSocket until SIGTERM/SIGINT.
+    Serve(ServeOpts),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Tenants: create, list.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Agents: create (one or in bulk), list, disable, enable, rotate-secret.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Issue an access token, by client credentials or (operators) for an agent id.
+    Token(TokenArgs),
+    /// Operator API keys.
+    #[command(subcommand, name = "operator-key")]
+    OperatorKey(OperatorKeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Create one agent (`--name`) or many (`--name-prefix P --count N`, named P1…PN).
+    Create(AgentCreate),
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    Disable {
+        id: AgentId,
+    },
+    Enable {
+        id: AgentId,
+    },
+    /// Replace the agent's client secret; prints the new one. Existing tokens stay valid until they expire.
+    RotateSecret {
+        id: AgentId,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentCreate {
+    #[arg(long)]
+    tenant: TenantId,
+    #[arg(
+        long,
+        required_unless_present = "name_prefix",
+        conflicts_with = "name_prefix"
+    )]
+    name: Option<String>,
+    #[arg(long, requires = "count")]
+    name_prefix: Option<String>,
+    #[arg(long, requires = "name_prefix", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    count: Option<u32>,
+    /// The agent's ClickUp user id (resolves task assignees).
+    #[arg(long, conflicts_with = "name_prefix")]
+    clickup_user: Option<String>,
+    /// The agent's Slack user id (resolves mentions).
+    #[arg(long, conflicts_with = "name_prefix")]
+    slack_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(long, requires = "client_secret", conflicts_with = "agent")]
+    client_id: Option<String>,
+    #[arg(long, env = "NEXUS_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// Mint a token for this agent without its secret (operators only: needs database access).
+    #[arg(long, required_unless_present = "client_id")]
+    agent: Option<AgentId>,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600)]
+    ttl_s: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorKeyCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, write, admin.
+        #[arg(long)]
+        scopes: Scopes,
+        /// Bind the key to one tenant; global when omitted.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+}
+
+fn print_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn print_lines<T: Serialize>(values: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for v in values {
+        serde_json::to_writer(&mut out, v)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
+    let store = Store::connect(&global.database_url)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Serve(opts) => {
+            let app = Application::build(Config::new(global.database_url, opts)).await?;
+            let stop = app.shutdown_token();
+            tokio::spawn(async move {
+                app::shutdown_signal().await;
+                tracing::info!("shutdown requested");
+                stop.cancel();
+            });
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            open_store(&global).await?;
+            print_line(&serde_json::json!({"migrated": true}))?;
+        }
+        Command::Tenant(cmd) => {
+            let store = open_store(&global).await?;
+            match cmd {
+                TenantCmd::Create { name } => {
+                    print_line(&admin::create_tenant(&store, &name).await?)?
+                }
+                TenantCmd::List => print_lines(&store.list_tenants().await?)?,
+            }
+        }
+        Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,
+        Command::Token(args) => token(&open_store(&global).await?, args).await?,
+        Command::OperatorKey(OperatorKeyCmd::Create {
+            name,
+            scopes,
+            tenant,
+        }) => {
+            let store = open_store(&global).await?;
+            print_line(&admin::create_operator_key(&store, &name, scopes, tenant).await?)?;
+        }
+    }
+    Ok(())
+}
+
+async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
+    match cmd {
+        AgentCmd::Create(c) => {
+            let specs = match (c.name, c.name_prefix, c.count) {
+                (Some(name), None, None) => vec![AgentSpec {
+                    name,
+                    clickup_user: c.clickup_user,
+                    slack_user: c.slack_user,
+                }],
+                (None, Some(prefix), Some(count)) => (1..=count)
+                    .map(|i| AgentSpec {
+                        name: format!("{prefix}{i}"),
+                        clickup_user: None,
+                        slack_user: None,
+                    })
+                    .collect(),
+                _ => bail!("give --name, or --name-prefix with --count"),
+            };
+            print_lines(&admin::create_agents(store, c.tenant, specs).await?)?;
+        }
+        AgentCmd::List { tenant } => {
+            store.get_tenant(tenant).await?;
+            print_lines(&store.list_agents(tenant).await?)?;
+        }
+        AgentCmd::Disable { id } => {
+            print_line(&admin::set_agent_status(store, id, AgentStatus::Disabled).await?)?
+        }
+        AgentCmd::Enable { id } => {
+            print_line(&admin::set_agent_status(store, id, AgentStatus::Active).await?)?
+        }
+        AgentCmd::RotateSecret { id } => print_line(&admin::rotate_secret(store, id).await?)?,
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TokenOut {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+async fn token(store: &Store, args: TokenArgs) -> anyhow::Result<()> {
+    let ttl = std::time::Duration::from_secs(args.ttl_s);
+    let keys = app::jwt_keys(store, jwt_secret_from_env().as_deref(), ttl).await?;
+    let issued = match (args.agent, args.client_id, args.client_secret) {
+        (Some(agent), None, _) => admin::mint_token(store, &keys, agent).await?,
+        (None, Some(id), Some(secret)) => {
+            Authenticator::new(store.clone(), keys)
+                .issue_for_client(&id, &secret)
+                .await?
+        }
+        _ => bail!("give --client-id with --client-secret, or --agent"),
+    };
+    print_line(&TokenOut {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+    })
+}

@@ -1,0 +1,175 @@
+//! Configuration: command-line flags with environment fallbacks.
+//! Every option here is listed in the README's configuration table.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Options every command shares: where the data lives and how to log.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// `sqlite://FILE` (embedded profile, created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://nexus.db",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Log format on stderr (stdout is kept for command output).
+    #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Options of `nexus serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "NEXUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis for presence and cross-node routing; unset = in-process presence.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// This node's id in presence and logs; random when unset.
+    #[arg(long, env = "NEXUS_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600)]
+    pub token_ttl_s: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "NEXUS_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long shutdown waits for in-flight work before exiting, in seconds.
+    #[arg(long, env = "NEXUS_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+
+    #[command(flatten)]
+    pub ws: WsOpts,
+
+    #[command(flatten)]
+    pub inbox: InboxOpts,
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.
+#[derive(Debug, Clone, Args)]
+pub struct WsOpts {
+    /// The server pings each socket this often.
+    #[arg(long = "ws-ping-interval", env = "NEXUS_WS_PING_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub ping_interval: Duration,
+
+    /// A socket silent this long after a ping is closed.
+    #[arg(long = "ws-pong-timeout", env = "NEXUS_WS_PONG_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub pong_timeout: Duration,
+
+    /// Largest frame an agent may send, in bytes (close 1009 beyond).
+    #[arg(long = "ws-max-message-bytes", env = "NEXUS_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Events queued for one socket before it counts as a slow consumer (close 4009).
+    #[arg(
+        long = "ws-outbound-queue",
+        env = "NEXUS_WS_OUTBOUND_QUEUE",
+        default_value_t = 1024
+    )]
+    pub outbound_queue: usize,
+
+    /// Frames per second an agent may send (bursts of twice that); excess frames get an error.
+    #[arg(
+        long = "ws-inbound-rate",
+        env = "NEXUS_WS_INBOUND_RATE",
+        default_value_t = 50
+    )]
+    pub inbound_rate: u32,
+
+    /// `token_expiring` is sent this long before the session's token expires.
+    #[arg(long = "ws-token-warning", env = "NEXUS_WS_TOKEN_WARNING", default_value = "60s", value_parser = duration)]
+    pub token_warning: Duration,
+
+    /// After expiry a socket without a `refresh` gets this much grace, then close 4001.
+    #[arg(long = "ws-token-grace", env = "NEXUS_WS_TOKEN_GRACE", default_value = "5s", value_parser = duration)]
+    pub token_grace: Duration,
+
+    /// Read buffer per socket, in bytes: the main cost of an idle connection.
+    #[arg(
+        long = "ws-read-buffer-bytes",
+        env = "NEXUS_WS_READ_BUFFER_BYTES",
+        default_value_t = 1024
+    )]
+    pub read_buffer_bytes: usize,
+
+    /// Presence entries live this long past an agent's last sign of life.
+    #[arg(long = "presence-ttl", env = "NEXUS_PRESENCE_TTL", default_value = "300s", value_parser = duration)]
+    pub presence_ttl: Duration,
+}
+
+/// Durable inbox retention (DESIGN §8).
+#[derive(Debug, Clone, Args)]
+pub struct InboxOpts {
+    /// Events older than this are deleted, delivered or not.
+    #[arg(long = "inbox-ttl", env = "NEXUS_INBOX_TTL", default_value = "7days", value_parser = duration)]
+    pub ttl: Duration,
+
+    /// At most this many events are kept per agent; older ones go first.
+    #[arg(long = "inbox-cap", env = "NEXUS_INBOX_CAP", default_value_t = 10_000)]
+    pub cap: u64,
+}
+
+impl ServeOpts {
+    /// The defaults (plus any `NEXUS_*` environment overrides), as `nexus serve` would
+    /// start with no flags. Tests and embedders start from this.
+    pub fn defaults() -> ServeOpts {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeOpts,
+        }
+        <Wrapper as clap::Parser>::parse_from(["nexus"]).serve
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_s)
+    }
+}
+
+/// Everything `serve` needs, gathered so tests can build a node without a command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub serve: ServeOpts,
+    /// From `NEXUS_JWT_SECRET` only: secrets don't belong in argv, where `ps` shows them.
+    pub jwt_secret: Option<String>,
+}
+
+impl Config {
+    pub fn new(database_url: String, serve: ServeOpts) -> Config {
+        Config {
+            database_url,
+            serve,
+            jwt_secret: jwt_secret_from_env(),
+        }
+    }
+}
+
+pub fn jwt_secret_from_env() -> Option<String> {
+    std::env::var("NEXUS_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+}

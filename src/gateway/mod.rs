@@ -1,0 +1,144 @@
+//! `GET /agents`: authenticate, negotiate, upgrade — then hand the socket to a session.
+//!
+//! Everything that can refuse a connection happens before the upgrade, so a bad token
+//! is a plain HTTP 401 with the error envelope, never a socket that opens and dies.
+
+mod session;
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use nexus_proto::{PROTOCOL_V1, Seq};
+use serde::Deserialize;
+
+use crate::auth::TokenError;
+use crate::http::ApiError;
+use crate::state::AppState;
+use crate::store::{AgentStatus, StoreError};
+
+pub use session::SessionInit;
+
+#[derive(Debug, Default, Deserialize)]
+struct ConnectParams {
+    token: Option<String>,
+    v: Option<String>,
+    after_seq: Option<String>,
+}
+
+pub async fn agents_ws(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let params: ConnectParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))?;
+    let init = match authorize(&state, &params, &headers).await {
+        Ok(init) => init,
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                metrics::counter!("nexus_auth_failures_total", "reason" => e.code).increment(1);
+            }
+            return Err(e);
+        }
+    };
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "GET /agents must be a WebSocket upgrade",
+        )
+    })?;
+    let ws = &state.config.serve.ws;
+    let upgrade = upgrade
+        .protocols([PROTOCOL_V1])
+        .read_buffer_size(ws.read_buffer_bytes)
+        // Frames are written straight through: no write buffer kept per idle socket.
+        .write_buffer_size(0)
+        .max_message_size(ws.max_message_bytes)
+        // Frames a little over the message limit are still read whole (then refused with
+        // 1009), so no unread bytes turn the close into a connection reset.
+        .max_frame_size(ws.max_message_bytes.saturating_mul(16));
+    let tracker = state.sessions_tracker.clone();
+    Ok(upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, state, init))))
+}
+
+async fn authorize(
+    state: &AppState,
+    params: &ConnectParams,
+    headers: &HeaderMap,
+) -> Result<SessionInit, ApiError> {
+    let token = bearer(headers).or(params.token.as_deref()).ok_or_else(|| {
+        ApiError::unauthorized("an access token is required (Authorization: Bearer, or ?token=)")
+    })?;
+    let claims = state.auth.keys().verify(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "the access token has expired",
+        ),
+        TokenError::Invalid => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the access token is invalid",
+        ),
+    })?;
+    negotiate(params, headers)?;
+    let after_seq = params
+        .after_seq
+        .as_deref()
+        .or_else(|| headers.get("nexus-after-seq").and_then(|v| v.to_str().ok()))
+        .map(|s| s.trim().parse::<Seq>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("after_seq must be a non-negative integer"))?;
+    let agent = match state.store.get_agent(claims.sub).await {
+        Ok(agent) => agent,
+        Err(StoreError::NotFound(_)) => return Err(ApiError::unauthorized("unknown agent")),
+        Err(e) => return Err(e.into()),
+    };
+    if agent.status != AgentStatus::Active || agent.tenant_id != claims.tenant_id {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "agent_disabled",
+            "this agent is disabled",
+        ));
+    }
+    let cursor = state.store.cursor(agent.id).await?;
+    Ok(SessionInit {
+        agent: agent.id,
+        tenant: agent.tenant_id,
+        token_exp: claims.exp,
+        after_seq: after_seq.unwrap_or(cursor.acked_seq),
+        cursor,
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// `nexus.v1` by subprotocol or `?v=1`; no preference means v1.
+fn negotiate(params: &ConnectParams, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unsupported = |asked: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_protocol",
+            format!("protocol {asked:?} is not supported; supported: {PROTOCOL_V1} (or ?v=1)"),
+        )
+    };
+    if let Some(v) = params.v.as_deref()
+        && v != "1"
+    {
+        return Err(unsupported(v));
+    }
+    if let Some(offered) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
+        let offered = offered.to_str().unwrap_or_default();
+        if !offered.split(',').any(|p| p.trim() == PROTOCOL_V1) {
+            return Err(unsupported(offered));
+        }
+    }
+    Ok(())
+}

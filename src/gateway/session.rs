@@ -1,0 +1,562 @@
+//! One agent's socket, from `welcome` to close: replay, live delivery, acks,
+//! keepalive, token expiry, inbound limits.
+//!
+//! Delivery invariant: frames go out in strictly increasing `seq` (`last_sent`).
+//! A pushed event is sent only if it is exactly the next one; anything else is
+//! either old (dropped) or ahead of a hole, which is filled from the inbox first.
+//! The session registers for pushes *before* it reads the inbox, and an event is
+//! committed before it is pushed, so nothing falls between the replay and live.
+
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{FutureExt, SinkExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use nexus_proto::{
+    AgentId, ClientMsg, ErrorCode, ErrorData, Gap, PROTOCOL_V1, Seq, ServerMsg, SessionId,
+    TenantId, TokenExpiring, Welcome, close,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+
+use crate::bus::{SessionCtl, SessionHandle};
+use crate::presence::{PresenceEntry, Update};
+use crate::state::AppState;
+use crate::store::{Cursor, InboxEvent, now_ms};
+
+/// Events read from the inbox per round trip during replay.
+const REPLAY_PAGE: u32 = 256;
+/// Bad frames tolerated per minute before the socket is closed with 1008.
+const ABUSE_PER_MINUTE: u32 = 20;
+
+/// What the upgrade handler learned before the socket opened.
+pub struct SessionInit {
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    /// The token's `exp`, Unix seconds.
+    pub token_exp: i64,
+    pub after_seq: Seq,
+    pub cursor: Cursor,
+}
+
+/// Why the session ended.
+enum End {
+    /// Close with this code.
+    Close(u16),
+    /// The peer is gone (closed, reset, or an I/O error): nothing more to send.
+    Gone,
+}
+
+struct Session {
+    socket: WebSocket,
+    rx: mpsc::Receiver<InboxEvent>,
+    ctl: Arc<SessionCtl>,
+    state: AppState,
+    id: SessionId,
+    agent: AgentId,
+    last_sent: Seq,
+    acked: Seq,
+    /// Last seq known to exist in the inbox, for gap reports at replay.
+    last_seq_hint: Seq,
+    timer: Pin<Box<Sleep>>,
+    next_ping: Instant,
+    /// Set while a ping is unanswered: the socket must show life before then.
+    pong_deadline: Option<Instant>,
+    token_warn_at: Option<Instant>,
+    token_close_at: Instant,
+    inbound: DefaultDirectRateLimiter,
+    abuse: DefaultDirectRateLimiter,
+}
+
+pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
+    let ws = &state.config.serve.ws;
+    let id = SessionId::new_v7();
+    let (tx, rx) = mpsc::channel(ws.outbound_queue.max(1));
+    let ctl = Arc::new(SessionCtl::default());
+    let hub = state.hub.clone();
+    // Register before the first inbox read: see the module doc.
+    hub.sessions().register(
+        init.agent,
+        SessionHandle {
+            session_id: id,
+            tx,
+            ctl: ctl.clone(),
+        },
+    );
+    let now_ms = now_ms();
+    hub.presence().connected(PresenceEntry {
+        agent_id: init.agent,
+        tenant_id: init.tenant,
+        session_id: id,
+        status: "online".into(),
+        detail: None,
+        capabilities: Vec::new(),
+        node_id: state.node_id.clone(),
+        connected_at: now_ms,
+        last_seen: now_ms,
+    });
+    metrics::gauge!("nexus_ws_connections").increment(1.0);
+    metrics::counter!("nexus_ws_connects_total").increment(1);
+    tracing::debug!(agent_id = %init.agent, session_id = %id, after_seq = %init.after_seq, "session open");
+
+    let now = Instant::now();
+    let token_expiry = now + Duration::from_millis((init.token_exp * 1000 - now_ms).max(0) as u64);
+    let rate = NonZeroU32::new(ws.inbound_rate.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = rate.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
+    let abuse = NonZeroU32::new(ABUSE_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+    let mut session = Session {
+        socket,
+        rx,
+        ctl,
+        id,
+        agent: init.agent,
+        last_sent: init.after_seq,
+        acked: init.cursor.acked_seq,
+        last_seq_hint: init.cursor.last_seq,
+        timer: Box::pin(tokio::time::sleep_until(now)),
+        next_ping: now + ws.ping_interval,
+        pong_deadline: None,
+        token_warn_at: Some(
+            token_expiry
+                .checked_sub(ws.token_warning)
+                .unwrap_or(now)
+                .max(now),
+        ),
+        token_close_at: token_expiry + ws.token_grace,
+        inbound: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        abuse: RateLimiter::direct(Quota::per_minute(abuse)),
+        state: state.clone(),
+    };
+    let welcome = ServerMsg::Welcome {
+        data: Welcome {
+            session_id: id,
+            agent_id: init.agent,
+            tenant_id: init.tenant,
+            protocol: PROTOCOL_V1.into(),
+            heartbeat_interval_s: ws.ping_interval.as_secs().max(1),
+            last_acked_seq: init.cursor.acked_seq,
+        },
+    };
+    let end = match session.send_control(&welcome).await {
+        Ok(()) => session.run().await,
+        Err(end) => end,
+    };
+    // Offline as soon as the session decides to end, before the goodbye handshake
+    // (which can take seconds for a slow consumer).
+    hub.sessions().unregister(init.agent, id);
+    hub.presence().disconnected(init.agent, id);
+    let code = match end {
+        End::Close(code) => {
+            session.close(code).await;
+            code
+        }
+        End::Gone => 0,
+    };
+    metrics::gauge!("nexus_ws_connections").decrement(1.0);
+    let reason = if code == 0 {
+        "gone"
+    } else {
+        close::reason(code)
+    };
+    metrics::counter!("nexus_ws_disconnects_total", "reason" => reason).increment(1);
+    tracing::debug!(agent_id = %init.agent, session_id = %id, reason, "session closed");
+}
+
+impl Session {
+    async fn run(&mut self) -> End {
+        if let Err(end) = self.catch_up(true).await {
+            return end;
+        }
+        let shutdown = self.state.shutdown.clone();
+        self.arm_timer();
+        loop {
+            // Inbound before outbound: inbound is rate limited, and an agent's acks
+            // should be counted before more is pushed at it.
+            let step = tokio::select! {
+                biased;
+                _ = self.ctl.closed() => Err(End::Close(self.ctl.code())),
+                _ = shutdown.cancelled() => {
+                    self.drain_inbound().await;
+                    Err(End::Close(close::SERVICE_RESTART))
+                }
+                msg = self.socket.recv() => self.on_socket(msg).await,
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => self.on_pushed(ev).await,
+                    None => Err(End::Close(close::SERVICE_RESTART)),
+                },
+                _ = &mut self.timer => self.on_timer().await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// At shutdown, frames the agent already sent (acks above all) still count.
+    async fn drain_inbound(&mut self) {
+        while let Some(Some(Ok(msg))) = self.socket.recv().now_or_never() {
+            if let Message::Text(text) = msg
+                && let Ok(frame) = nexus_proto::parse_client_frame(text.as_str())
+                && let ClientMsg::Ack { data } = frame.msg
+                && data.seq <= self.last_sent
+                && data.seq > self.acked
+            {
+                self.acked = data.seq;
+                self.state.hub.inbox().ack(self.agent, data.seq).await;
+            }
+        }
+    }
+
+    /// A committed event pushed by the bus.
+    async fn on_pushed(&mut self, ev: InboxEvent) -> Result<(), End> {
+        if ev.seq <= self.last_sent {
+            return Ok(());
+        }
+        if ev.seq != self.last_sent.next() {
+            // Something between is not sent yet (or a replay is behind): fill from the inbox.
+            return self.catch_up(false).await;
+        }
+        self.feed_event(&ev).await?;
+        // Write what else is already queued in the same burst.
+        while let Ok(ev) = self.rx.try_recv() {
+            if ev.seq <= self.last_sent {
+                continue;
+            }
+            if ev.seq != self.last_sent.next() {
+                self.flush().await?;
+                return self.catch_up(false).await;
+            }
+            self.feed_event(&ev).await?;
+        }
+        self.flush().await
+    }
+
+    /// Sends every inbox event after `last_sent`, page by page, until the inbox has
+    /// no more. Pushed events queued meanwhile are dropped before each read: they
+    /// were committed before being pushed, so that read returns them.
+    async fn catch_up(&mut self, at_connect: bool) -> Result<(), End> {
+        let store = self.state.store.clone();
+        let mut first_page = true;
+        loop {
+            while self.rx.try_recv().is_ok() {}
+            let page = store
+                .read_inbox(self.agent, self.last_sent, REPLAY_PAGE)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(agent_id = %self.agent, error = %e, "inbox read failed; closing");
+                    End::Close(close::SERVICE_RESTART)
+                })?;
+            let expected = self.last_sent.next();
+            let lost_all =
+                page.is_empty() && first_page && at_connect && self.last_seq_hint > self.last_sent;
+            if let Some(first) = page.first().filter(|f| f.seq > expected).map(|f| f.seq) {
+                self.send_gap(first).await?;
+            } else if lost_all {
+                self.send_gap(self.last_seq_hint.next()).await?;
+                self.last_sent = self.last_seq_hint;
+            }
+            first_page = false;
+            let full = page.len() as u32 == REPLAY_PAGE;
+            for ev in &page {
+                self.feed_event(ev).await?;
+            }
+            self.flush().await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_gap(&mut self, first_available: Seq) -> Result<(), End> {
+        metrics::counter!("nexus_inbox_gaps_total").increment(1);
+        let gap = ServerMsg::Gap {
+            data: Gap {
+                after_seq: self.last_sent,
+                first_available_seq: first_available,
+            },
+        };
+        self.send_control(&gap).await
+    }
+
+    async fn feed_event(&mut self, ev: &InboxEvent) -> Result<(), End> {
+        let ts = chrono::DateTime::from_timestamp_millis(ev.created_at).unwrap_or_default();
+        let frame = nexus_proto::encode_event(
+            ev.kind,
+            ev.event_id,
+            ev.seq,
+            ts,
+            ev.trace_id.as_deref(),
+            &ev.data,
+        );
+        self.write(Message::Text(Utf8Bytes::from(frame)), false)
+            .await?;
+        self.last_sent = ev.seq;
+        metrics::counter!("nexus_events_delivered_total", "type" => ev.kind.as_str()).increment(1);
+        let age = (now_ms() - ev.created_at).max(0) as f64 / 1000.0;
+        metrics::histogram!("nexus_accept_to_deliver_seconds").record(age);
+        Ok(())
+    }
+
+    async fn send_control(&mut self, msg: &ServerMsg) -> Result<(), End> {
+        self.write(
+            Message::Text(Utf8Bytes::from(nexus_proto::encode(msg))),
+            true,
+        )
+        .await
+    }
+
+    async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        message: String,
+        reference: Option<String>,
+    ) -> Result<(), End> {
+        let msg = ServerMsg::Error {
+            data: ErrorData {
+                code,
+                message,
+                reference,
+            },
+        };
+        self.send_control(&msg).await
+    }
+
+    /// Writes a frame; a socket that cannot take it stops us only until the bus or
+    /// shutdown gives up on it.
+    async fn write(&mut self, msg: Message, flush: bool) -> Result<(), End> {
+        let (socket, ctl, shutdown) = (&mut self.socket, &self.ctl, &self.state.shutdown);
+        let io = async move {
+            if flush {
+                socket.send(msg).await
+            } else {
+                socket.feed(msg).await
+            }
+        };
+        tokio::select! {
+            r = io => r.map_err(|_| End::Gone),
+            _ = ctl.closed() => Err(End::Close(ctl.code())),
+            _ = shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        let (socket, ctl) = (&mut self.socket, &self.ctl);
+        tokio::select! {
+            r = socket.flush() => r.map_err(|_| End::Gone),
+            _ = ctl.closed() => Err(End::Close(ctl.code())),
+        }
+    }
+
+    async fn on_socket(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        let msg = match msg {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => return Err(classify_read_error(e)),
+            None => return Err(End::Gone),
+        };
+        // Any frame is a sign of life, pong or not.
+        self.pong_deadline = None;
+        self.state.hub.presence().touch(self.agent, self.id);
+        match msg {
+            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Binary(_) => {
+                self.refuse(
+                    ErrorCode::InvalidJson,
+                    "binary frames are not supported; send JSON text".into(),
+                    None,
+                )
+                .await
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Close(_) => Err(End::Gone),
+        }
+    }
+
+    /// An error event for a bad frame; too many of them close the socket (1008).
+    async fn refuse(
+        &mut self,
+        code: ErrorCode,
+        message: String,
+        reference: Option<String>,
+    ) -> Result<(), End> {
+        metrics::counter!("nexus_ws_frame_errors_total", "code" => code.as_str()).increment(1);
+        if self.abuse.check().is_err() {
+            return Err(End::Close(close::POLICY_VIOLATION));
+        }
+        self.send_error(code, message, reference).await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if self.inbound.check().is_err() {
+            return self
+                .refuse(
+                    ErrorCode::RateLimited,
+                    "too many frames; this one was dropped".into(),
+                    None,
+                )
+                .await;
+        }
+        let frame = match nexus_proto::parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.refuse(e.code, e.message, e.reference).await,
+        };
+        let reference = frame.id;
+        match frame.msg {
+            ClientMsg::Heartbeat => Ok(()),
+            ClientMsg::AgentReady { data } => {
+                let update = Update::Ready {
+                    capabilities: data.capabilities,
+                };
+                self.state
+                    .hub
+                    .presence()
+                    .update(self.agent, self.id, update);
+                Ok(())
+            }
+            ClientMsg::StatusUpdate { data } => {
+                let update = Update::Status {
+                    status: data.status,
+                    detail: data.detail,
+                };
+                self.state
+                    .hub
+                    .presence()
+                    .update(self.agent, self.id, update);
+                Ok(())
+            }
+            ClientMsg::Ack { data } => {
+                if data.seq > self.last_sent {
+                    let msg = format!(
+                        "cannot ack seq {} beyond the last delivered seq {}",
+                        data.seq, self.last_sent
+                    );
+                    return self.refuse(ErrorCode::InvalidFields, msg, reference).await;
+                }
+                if data.seq > self.acked {
+                    self.acked = data.seq;
+                    self.state.hub.inbox().ack(self.agent, data.seq).await;
+                }
+                Ok(())
+            }
+            ClientMsg::Resume { data } => {
+                let cursor = self
+                    .state
+                    .store
+                    .cursor(self.agent)
+                    .await
+                    .map_err(|_| End::Close(close::SERVICE_RESTART))?;
+                self.last_seq_hint = cursor.last_seq;
+                self.last_sent = data.after_seq.min(cursor.last_seq);
+                self.catch_up(true).await
+            }
+            ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,
+            ClientMsg::ToolRequest { data } => {
+                crate::tools::dispatch(&self.state, self.agent, data);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_refresh(&mut self, token: &str, reference: Option<String>) -> Result<(), End> {
+        match self.state.auth.keys().verify(token) {
+            Ok(claims) if claims.sub == self.agent => {
+                let ws = &self.state.config.serve.ws;
+                let now = Instant::now();
+                let left = Duration::from_millis((claims.exp * 1000 - now_ms()).max(0) as u64);
+                self.token_warn_at = Some(
+                    (now + left)
+                        .checked_sub(ws.token_warning)
+                        .unwrap_or(now)
+                        .max(now),
+                );
+                self.token_close_at = now + left + ws.token_grace;
+                self.arm_timer();
+                Ok(())
+            }
+            _ => {
+                let msg = "refresh token is invalid, expired or for another agent".to_owned();
+                self.refuse(ErrorCode::InvalidToken, msg, reference).await
+            }
+        }
+    }
+
+    /// Keepalive and token deadlines share one timer, armed for the earliest.
+    async fn on_timer(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        let ws = self.state.config.serve.ws.clone();
+        if now >= self.token_close_at {
+            return Err(End::Close(close::TOKEN_EXPIRED));
+        }
+        if self.pong_deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(End::Close(close::IDLE_TIMEOUT));
+        }
+        if let Some(warn_at) = self.token_warn_at
+            && now >= warn_at
+        {
+            self.token_warn_at = None;
+            let left = self
+                .token_close_at
+                .saturating_duration_since(now)
+                .saturating_sub(ws.token_grace);
+            let msg = ServerMsg::TokenExpiring {
+                data: TokenExpiring {
+                    expires_at: chrono::Utc::now() + left,
+                    expires_in_s: left.as_secs(),
+                },
+            };
+            self.send_control(&msg).await?;
+        }
+        if now >= self.next_ping {
+            self.write(Message::Ping(Default::default()), true).await?;
+            self.pong_deadline.get_or_insert(now + ws.pong_timeout);
+            self.next_ping = now + ws.ping_interval;
+        }
+        self.arm_timer();
+        Ok(())
+    }
+
+    fn arm_timer(&mut self) {
+        let mut at = self.next_ping.min(self.token_close_at);
+        if let Some(w) = self.token_warn_at {
+            at = at.min(w);
+        }
+        if let Some(d) = self.pong_deadline {
+            at = at.min(d);
+        }
+        self.timer.as_mut().reset(at);
+    }
+
+    /// Says goodbye with `code` and waits briefly for the peer's close, so the TCP
+    /// connection ends cleanly rather than with a reset. A slow consumer gets longer:
+    /// its close frame queues behind everything it has not read yet.
+    async fn close(&mut self, code: u16) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(close::reason(code)),
+        };
+        let patience = Duration::from_secs(if code == close::SLOW_CONSUMER { 5 } else { 2 });
+        let socket = &mut self.socket;
+        let goodbye = async move {
+            socket.send(Message::Close(Some(frame))).await.ok()?;
+            while let Some(Ok(msg)) = socket.recv().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+            Some(())
+        };
+        let _ = tokio::time::timeout(patience, goodbye).await;
+    }
+}
+
+fn classify_read_error(e: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite;
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => End::Close(close::MESSAGE_TOO_BIG),
+        Some(tungstenite::Error::Protocol(_)) => End::Close(close::PROTOCOL_ERROR),
+        _ => End::Gone,
+    }
+}

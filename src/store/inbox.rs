@@ -1,0 +1,287 @@
+//! The durable per-agent inbox and delivery cursors (DESIGN §8).
+//!
+//! `seq` is assigned by bumping the agent's row in `agent_cursors` inside the same
+//! transaction that inserts the events: the row lock orders concurrent writers (even
+//! on different nodes), so an agent's events commit in `seq` order with no holes.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use nexus_proto::{AgentId, EventId, EventType, Seq};
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, on_pool};
+
+/// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
+const CHUNK: usize = 400;
+
+/// An event to append to one agent's inbox.
+#[derive(Debug, Clone)]
+pub struct NewInboxEvent {
+    pub agent: AgentId,
+    pub event_id: EventId,
+    pub kind: EventType,
+    /// The event's `data`, already serialized: stored and sent verbatim.
+    pub data: Arc<str>,
+    pub trace_id: Option<Arc<str>>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A stored event, as replayed and pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEvent {
+    pub agent: AgentId,
+    pub seq: Seq,
+    pub event_id: EventId,
+    pub kind: EventType,
+    pub data: Arc<str>,
+    pub trace_id: Option<Arc<str>>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_seq: Seq,
+    pub acked_seq: Seq,
+}
+
+/// Retention: events older than `ttl_ms`, or more than `cap` behind the newest, go.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub ttl_ms: i64,
+    pub cap: u64,
+}
+
+type EventRow = (i64, Uuid, String, String, Option<String>, i64);
+
+fn event_from_row(
+    agent: AgentId,
+    (seq, id, kind, data, trace, created_at): EventRow,
+) -> Result<InboxEvent> {
+    Ok(InboxEvent {
+        agent,
+        seq: Seq::new(u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?),
+        event_id: EventId::from_uuid(id),
+        kind: kind
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("event type {kind:?}")))?,
+        data: data.into(),
+        trace_id: trace.map(Into::into),
+        created_at,
+    })
+}
+
+fn seq_i64(seq: Seq) -> i64 {
+    i64::try_from(seq.get()).unwrap_or(i64::MAX)
+}
+
+/// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data.
+fn values(rows: usize, cols: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let _ = write!(
+                sql,
+                "{}${}",
+                if c == 0 { "" } else { ", " },
+                r * cols + c + 1
+            );
+        }
+        sql.push_str(tail);
+        sql.push(')');
+    }
+    sql
+}
+
+impl Store {
+    /// Appends `events` in one transaction and returns them with their `seq`, in the
+    /// given order. Several events for one agent get consecutive seqs in that order.
+    pub async fn append_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        retention: Retention,
+    ) -> Result<Vec<InboxEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = super::now_ms();
+        let mut counts: HashMap<AgentId, u64> = HashMap::new();
+        for e in events {
+            *counts.entry(e.agent).or_default() += 1;
+        }
+        // A fixed lock order keeps concurrent writers on PostgreSQL from deadlocking.
+        let mut agents: Vec<(AgentId, u64)> = counts.into_iter().collect();
+        agents.sort_unstable_by_key(|(a, _)| *a);
+
+        let out: Vec<InboxEvent> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let mut last = HashMap::with_capacity(agents.len());
+            for chunk in agents.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO agent_cursors (agent_id, last_seq, acked_seq) VALUES {} \
+                     ON CONFLICT (agent_id) DO UPDATE SET last_seq = agent_cursors.last_seq + excluded.last_seq \
+                     RETURNING agent_id, last_seq",
+                    values(chunk.len(), 2, ", 0")
+                );
+                let mut q = sqlx::query_as::<_, (Uuid, i64)>(sqlx::AssertSqlSafe(sql));
+                for (agent, n) in chunk {
+                    q = q.bind(*agent.as_uuid()).bind(*n as i64);
+                }
+                for (agent, seq) in q.fetch_all(&mut *tx).await.map_err(fk_as_agent)? {
+                    last.insert(AgentId::from_uuid(agent), seq as u64);
+                }
+            }
+            // Hand out seqs: each agent's batch ends at its new last_seq.
+            let mut next: HashMap<AgentId, u64> = agents
+                .iter()
+                .map(|(a, n)| (*a, last.get(a).copied().unwrap_or(*n).saturating_sub(*n) + 1))
+                .collect();
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                let slot = next.entry(e.agent).or_insert(1);
+                out.push(InboxEvent {
+                    agent: e.agent,
+                    seq: Seq::new(*slot),
+                    event_id: e.event_id,
+                    kind: e.kind,
+                    data: e.data.clone(),
+                    trace_id: e.trace_id.clone(),
+                    created_at: now,
+                });
+                *slot += 1;
+            }
+            for (chunk_events, chunk_new) in out.chunks(CHUNK).zip(events.chunks(CHUNK)) {
+                let sql = format!(
+                    "INSERT INTO inbox (agent_id, seq, event_id, type, payload, trace_id, idempotency_key, created_at, expires_at) VALUES {}",
+                    values(chunk_events.len(), 9, "")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (e, n) in chunk_events.iter().zip(chunk_new) {
+                    q = q
+                        .bind(*e.agent.as_uuid())
+                        .bind(seq_i64(e.seq))
+                        .bind(*e.event_id.as_uuid())
+                        .bind(e.kind.as_str())
+                        .bind(e.data.to_string())
+                        .bind(e.trace_id.as_deref().map(str::to_owned))
+                        .bind(n.idempotency_key.clone())
+                        .bind(now)
+                        .bind(now.saturating_add(retention.ttl_ms));
+                }
+                q.execute(&mut *tx).await.map_err(super::conflict_as("idempotency key"))?;
+            }
+            for (agent, newest) in &last {
+                if *newest > retention.cap {
+                    sqlx::query("DELETE FROM inbox WHERE agent_id = $1 AND seq <= $2")
+                        .bind(*agent.as_uuid())
+                        .bind((*newest - retention.cap) as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            out
+        });
+        Ok(out)
+    }
+
+    /// Up to `limit` events of `agent` after `after`, in seq order.
+    pub async fn read_inbox(
+        &self,
+        agent: AgentId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<InboxEvent>> {
+        let rows: Vec<EventRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT seq, event_id, type, payload, trace_id, created_at FROM inbox \
+                 WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(*agent.as_uuid())
+            .bind(seq_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter().map(|r| event_from_row(agent, r)).collect()
+    }
+
+    /// The agent's cursor; zero for an agent that never received anything.
+    pub async fn cursor(&self, agent: AgentId) -> Result<Cursor> {
+        let row: Option<(i64, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT last_seq, acked_seq FROM agent_cursors WHERE agent_id = $1")
+                .bind(*agent.as_uuid())
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row.map_or_else(Cursor::default, |(last, acked)| Cursor {
+            last_seq: Seq::new(last.max(0) as u64),
+            acked_seq: Seq::new(acked.max(0) as u64),
+        }))
+    }
+
+    /// Records cumulative acks; an ack never moves a cursor backwards.
+    pub async fn save_acks(&self, acks: &[(AgentId, Seq)]) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for (agent, seq) in acks {
+                let sql = match self.backend() {
+                    super::Backend::Sqlite => "UPDATE agent_cursors SET acked_seq = MAX(acked_seq, $1) WHERE agent_id = $2",
+                    super::Backend::Postgres => "UPDATE agent_cursors SET acked_seq = GREATEST(acked_seq, $1) WHERE agent_id = $2",
+                };
+                sqlx::query(sql)
+                    .bind(seq_i64(*seq))
+                    .bind(*agent.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The event an earlier request with this idempotency key created, if any.
+    pub async fn find_idempotent(
+        &self,
+        agent: AgentId,
+        key: &str,
+    ) -> Result<Option<(EventId, Seq)>> {
+        let row: Option<(Uuid, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT event_id, seq FROM inbox WHERE agent_id = $1 AND idempotency_key = $2")
+                .bind(*agent.as_uuid())
+                .bind(key.to_owned())
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row.map(|(id, seq)| (EventId::from_uuid(id), Seq::new(seq.max(0) as u64))))
+    }
+
+    /// Deletes up to `limit` expired events; returns how many went.
+    pub async fn delete_expired_inbox(&self, now_ms: i64, limit: u32) -> Result<u64> {
+        let n = on_pool!(self, p => {
+            sqlx::query(
+                "DELETE FROM inbox WHERE (agent_id, seq) IN \
+                 (SELECT agent_id, seq FROM inbox WHERE expires_at < $1 LIMIT $2)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+}
+
+/// An insert naming an unknown agent trips the foreign key: say which.
+fn fk_as_agent(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("agent"),
+        _ => StoreError::from(e),
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: a real node on an ephemeral port, real clients, both storage
+//! profiles (PostgreSQL when `NEXUS_TEST_DATABASE_URL` is set).
+
+mod agent_client;
+mod auth;
+mod cli;
+mod delivery;
+mod gateway;
+mod helpers;
+mod probes;
+mod routing_api;
+mod serve;
