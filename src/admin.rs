@@ -1,12 +1,15 @@
 //! Operator actions, one function each, shared by the CLI and the operator API.
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, EventType, TenantId};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::auth::{IssuedToken, JwtKeys, secrets};
 use crate::http::ApiError;
-use crate::store::{Agent, AgentStatus, NewAgent, OperatorKey, Scopes, Store, StoreError, Tenant};
+use crate::store::{
+    Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
+    SourceKind, Store, StoreError, Tenant,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -152,4 +155,67 @@ pub async fn mint_token(
         return Err(AdminError::Invalid("agent is disabled".into()));
     }
     Ok(keys.issue(agent.id, agent.tenant_id, &agent.client_id))
+}
+
+/// What `nexus source add` registers.
+pub struct SourceSpec {
+    pub tenant: TenantId,
+    pub kind: SourceKind,
+    /// Slack team id, ClickUp webhook id, or the ingest source's name.
+    pub external_id: String,
+    pub secret: String,
+    pub api_token: Option<String>,
+    pub bot_user: Option<String>,
+    pub to_agent: Option<AgentId>,
+    pub to_alias: Option<String>,
+    pub event: Option<EventType>,
+}
+
+pub async fn add_source(store: &Store, spec: SourceSpec) -> Result<Source, AdminError> {
+    check_name("source id", &spec.external_id)?;
+    if spec.secret.len() < 8 {
+        return Err(AdminError::Invalid(
+            "the secret must be at least 8 characters".into(),
+        ));
+    }
+    let rule = match spec.kind {
+        SourceKind::Ingest => {
+            if spec.to_agent.is_none() && spec.to_alias.is_none() {
+                return Err(AdminError::Invalid(
+                    "an ingest source needs --to-agent or --to-alias".into(),
+                ));
+            }
+            if let Some(agent) = spec.to_agent
+                && store.get_agent(agent).await?.tenant_id != spec.tenant
+            {
+                return Err(AdminError::Invalid(
+                    "--to-agent must be an agent of the same tenant".into(),
+                ));
+            }
+            let event = spec.event.unwrap_or(EventType::WakeUp);
+            if !matches!(event, EventType::WakeUp | EventType::ContextUpdate) {
+                return Err(AdminError::Invalid(
+                    "--event-type must be wake_up or context_update".into(),
+                ));
+            }
+            Some(IngestRule {
+                to_agent: spec.to_agent,
+                to_alias: spec.to_alias.map(|a| a.trim_start_matches('@').to_owned()),
+                event,
+            })
+        }
+        _ => None,
+    };
+    store.get_tenant(spec.tenant).await?;
+    Ok(store
+        .create_source(NewSource {
+            tenant_id: spec.tenant,
+            kind: spec.kind,
+            external_id: spec.external_id,
+            secret: Secret::new(spec.secret),
+            api_token: spec.api_token.map(Secret::new),
+            bot_user: spec.bot_user,
+            rule,
+        })
+        .await?)
 }

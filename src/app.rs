@@ -13,10 +13,11 @@ use crate::bus::{Hub, Sessions};
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::presence::MemoryPresence;
+use crate::queue::{Clock, Processors, Queue, SystemClock};
 use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
 use crate::tools::ToolRegistry;
-use crate::{http, telemetry};
+use crate::{http, telemetry, webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -51,6 +52,23 @@ pub async fn jwt_keys(
     Ok(JwtKeys::new(secret.as_bytes(), ttl))
 }
 
+/// What embedders and tests may add to a node.
+pub struct Extras {
+    /// The job queue's time (tests move a `ManualClock` by hand).
+    pub clock: Arc<dyn Clock>,
+    /// Processors for more job kinds (they win over built-in ones of the same kind).
+    pub processors: Processors,
+}
+
+impl Default for Extras {
+    fn default() -> Extras {
+        Extras {
+            clock: Arc::new(SystemClock),
+            processors: Processors::default(),
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -62,6 +80,15 @@ pub struct Application {
 impl Application {
     /// Opens and migrates the database and binds the listener; nothing is served yet.
     pub async fn build(config: Config) -> Result<Application, AppError> {
+        Self::build_with(config, Extras::default()).await
+    }
+
+    /// As [`Application::build`], with a different clock or more processors (tests).
+    pub async fn build_with(config: Config, extras: Extras) -> Result<Application, AppError> {
+        let Extras {
+            clock,
+            processors: extra,
+        } = extras;
         if config.serve.redis_url.is_some() {
             return Err(AppError::Config(
                 "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
@@ -107,17 +134,26 @@ impl Application {
             stop_background.clone(),
         );
         let hub = Arc::new(Hub::new(store.clone(), inbox, sessions, presence));
+        let queue = Arc::new(Queue::new(
+            store.clone(),
+            clock,
+            config.serve.queue.clone(),
+            node_id.clone(),
+        ));
         let state = AppState(Arc::new(Shared {
             auth: Authenticator::new(store.clone(), keys),
             store,
             hub,
             tools: ToolRegistry::default(),
+            queue: queue.clone(),
+            processors: webhooks::processors().merged(extra),
             metrics: telemetry::metrics_handle(),
             node_id,
             config,
             shutdown: CancellationToken::new(),
             sessions_tracker: TaskTracker::new(),
         }));
+        queue.start(state.clone(), &background, stop_background.clone());
         Ok(Application {
             listener,
             state,

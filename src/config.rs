@@ -62,6 +62,9 @@ pub struct ServeOpts {
 
     #[command(flatten)]
     pub inbox: InboxOpts,
+
+    #[command(flatten)]
+    pub queue: QueueOpts,
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -172,4 +175,44 @@ pub fn jwt_secret_from_env() -> Option<String> {
     std::env::var("NEXUS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+/// The job queue (DESIGN §11).
+#[derive(Debug, Clone, Args)]
+pub struct QueueOpts {
+    /// Jobs processed at once by this node.
+    #[arg(
+        long = "queue-workers",
+        env = "NEXUS_QUEUE_WORKERS",
+        default_value_t = 4
+    )]
+    pub workers: usize,
+
+    /// Attempts before a transiently failing job is dead-lettered.
+    #[arg(
+        long = "queue-max-attempts",
+        env = "NEXUS_QUEUE_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub max_attempts: u32,
+
+    /// First retry delay; doubles per attempt (with jitter).
+    #[arg(long = "queue-backoff-base", env = "NEXUS_QUEUE_BACKOFF_BASE", default_value = "1s", value_parser = duration)]
+    pub backoff_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long = "queue-backoff-max", env = "NEXUS_QUEUE_BACKOFF_MAX", default_value = "5m", value_parser = duration)]
+    pub backoff_max: Duration,
+
+    /// A job's lease; renewed while it runs, swept back to the queue when its worker dies.
+    #[arg(long = "queue-lease", env = "NEXUS_QUEUE_LEASE", default_value = "30s", value_parser = duration)]
+    pub lease: Duration,
+
+    /// Idle workers look for due jobs at least this often (other nodes' jobs, retries).
+    #[arg(long = "queue-poll", env = "NEXUS_QUEUE_POLL", default_value = "1s", value_parser = duration)]
+    pub poll: Duration,
+
+    /// A queued job older than this makes the queue "stale": a warning and a gauge.
+    #[arg(long = "queue-stale-after", env = "NEXUS_QUEUE_STALE_AFTER", default_value = "5m", value_parser = duration)]
+    pub stale_after: Duration,
 }

@@ -12,6 +12,8 @@
 //!   hashing, throttling, and the operator-key extractor.
 //! - [`gateway`]: `GET /agents` — token check, protocol negotiation, then one
 //!   session task per socket (replay, live delivery, acks, keepalive, limits).
+//! - [`webhooks`]: `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
+//! - [`queue`]: job workers with leases, retries, dead letters; processors by job kind.
 //! - [`api`]: the operator REST API under `/api`.
 //! - [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions.
 //! - [`inbox`]: the batching writer in front of the durable inbox; acks; retention.
@@ -35,8 +37,10 @@ pub mod gateway;
 pub mod http;
 pub mod inbox;
 pub mod presence;
+pub mod queue;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tools;
+pub mod webhooks;

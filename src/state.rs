@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::bus::Hub;
 use crate::config::Config;
+use crate::queue::{Processors, Queue};
 use crate::store::Store;
 use crate::tools::ToolRegistry;
 
@@ -18,6 +19,8 @@ pub struct Shared {
     pub auth: Authenticator,
     pub hub: Arc<Hub>,
     pub tools: ToolRegistry,
+    pub queue: Arc<Queue>,
+    pub processors: Processors,
     pub metrics: PrometheusHandle,
     pub node_id: String,
     pub config: Config,

@@ -14,7 +14,8 @@ fn dir() -> PathBuf {
 fn load(name: &str) -> (String, Value) {
     let path = dir().join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}.json is not JSON: {e}"));
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}.json is not JSON: {e}"));
     (text, value)
 }
 
@@ -24,7 +25,11 @@ fn server_fixtures_round_trip() {
         let (text, value) = load(name);
         let msg: ServerMsg = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(msg.type_name(), *name, "{name}.json holds another message");
-        assert_eq!(serde_json::to_value(&msg).unwrap(), value, "{name}: Rust → JSON differs");
+        assert_eq!(
+            serde_json::to_value(&msg).unwrap(),
+            value,
+            "{name}: Rust → JSON differs"
+        );
         let back: ServerMsg = serde_json::from_value(value).unwrap();
         assert_eq!(back, msg, "{name}: JSON → Rust differs");
     }
@@ -38,7 +43,10 @@ fn client_fixtures_round_trip() {
         let json = serde_json::to_value(&frame.msg).unwrap();
         assert_eq!(json["type"], *name, "{name}.json holds another message");
         assert_eq!(json, value, "{name}: Rust → JSON differs");
-        assert_eq!(serde_json::from_value::<ClientMsg>(value).unwrap(), frame.msg);
+        assert_eq!(
+            serde_json::from_value::<ClientMsg>(value).unwrap(),
+            frame.msg
+        );
     }
 }
 

@@ -7,7 +7,9 @@ use nexus_proto::{ClientMsg, ServerMsg};
 use serde_json::Value;
 
 fn check(file: &str, schema: schemars::Schema) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(file);
     let fresh = format!("{}\n", serde_json::to_string_pretty(&schema).unwrap());
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &fresh).unwrap();
@@ -35,10 +37,18 @@ fn schema_names_every_message_type() {
     let schema: Value = serde_json::to_value(schemars::schema_for!(ServerMsg)).unwrap();
     let text = schema.to_string();
     for t in ServerMsg::TYPES {
-        assert!(text.contains(&format!("\"{t}\"")), "server schema lacks {t}");
+        assert!(
+            text.contains(&format!("\"{t}\"")),
+            "server schema lacks {t}"
+        );
     }
-    let text = serde_json::to_value(schemars::schema_for!(ClientMsg)).unwrap().to_string();
+    let text = serde_json::to_value(schemars::schema_for!(ClientMsg))
+        .unwrap()
+        .to_string();
     for t in ClientMsg::TYPES {
-        assert!(text.contains(&format!("\"{t}\"")), "client schema lacks {t}");
+        assert!(
+            text.contains(&format!("\"{t}\"")),
+            "client schema lacks {t}"
+        );
     }
 }

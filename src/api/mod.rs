@@ -2,6 +2,7 @@
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
 
 mod events;
+mod jobs;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -14,4 +15,9 @@ pub fn router() -> Router<AppState> {
         .route("/agents/{id}/inbox", get(events::inbox))
         .route("/tenants/{id}/events", post(events::emit_to_tenant))
         .route("/tenants/{id}/agents/online", get(events::online))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/replay", post(jobs::replay_many))
+        .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))
+        .route("/jobs/{id}/replay", post(jobs::replay_one))
+        .route("/queue/stats", get(jobs::stats))
 }

@@ -1,6 +1,8 @@
 //! The `nexus` command line. Create commands print exactly one JSON object per
 //! line on stdout; errors go to stderr with a non-zero exit status.
 
+mod queue;
+
 use std::io::Write;
 
 use anyhow::{Context, bail};
@@ -30,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: apply migrations, then serve HTTP and WebSocket until SIGTERM/SIGINT.
-    Serve(ServeOpts),
+    Serve(Box<ServeOpts>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Tenants: create, list.
@@ -44,6 +46,12 @@ pub enum Command {
     /// Operator API keys.
     #[command(subcommand, name = "operator-key")]
     OperatorKey(OperatorKeyCmd),
+    /// Webhook sources (Slack, ClickUp, generic ingest): add, list, remove.
+    #[command(subcommand)]
+    Source(queue::SourceCmd),
+    /// The job queue: list, show, replay, delete, stats.
+    #[command(subcommand)]
+    Jobs(queue::JobsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,14 +133,14 @@ pub enum OperatorKeyCmd {
     },
 }
 
-fn print_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value)?;
     out.write_all(b"\n")?;
     Ok(())
 }
 
-fn print_lines<T: Serialize>(values: &[T]) -> anyhow::Result<()> {
+pub(crate) fn print_lines<T: Serialize>(values: &[T]) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for v in values {
         serde_json::to_writer(&mut out, v)?;
@@ -154,7 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Serve(opts) => {
-            let app = Application::build(Config::new(global.database_url, opts)).await?;
+            let app = Application::build(Config::new(global.database_url, *opts)).await?;
             let stop = app.shutdown_token();
             tokio::spawn(async move {
                 app::shutdown_signal().await;
@@ -178,6 +186,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,
         Command::Token(args) => token(&open_store(&global).await?, args).await?,
+        Command::Source(cmd) => queue::source(&open_store(&global).await?, cmd).await?,
+        Command::Jobs(cmd) => queue::jobs(&open_store(&global).await?, cmd).await?,
         Command::OperatorKey(OperatorKeyCmd::Create {
             name,
             scopes,

@@ -17,7 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
-use crate::{api, auth, gateway};
+use crate::{api, auth, gateway, webhooks};
 
 /// Token requests are a few hundred bytes; refuse anything much larger before parsing.
 const TOKEN_BODY_LIMIT: usize = 16 * 1024;
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/agents", get(gateway::agents_ws))
         .nest("/api", api::router())
+        .nest("/webhooks", webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

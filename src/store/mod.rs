@@ -11,13 +11,17 @@
 
 mod agents;
 mod inbox;
+mod jobs;
 mod operator_keys;
 mod settings;
+mod sources;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
 pub use inbox::{Cursor, InboxEvent, NewInboxEvent, Retention};
+pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
+pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
 pub use tenants::Tenant;
 
 use std::str::FromStr;

@@ -11,6 +11,7 @@ both_profiles!(
     create_list_and_token_round_trip,
     bulk_create_prints_one_line_per_agent,
     errors_go_to_stderr_with_nonzero_exit,
+    sources_and_jobs_commands,
 );
 
 pub fn nexus(db: &TestDb, args: &[&str]) -> Output {
@@ -215,4 +216,97 @@ async fn errors_go_to_stderr_with_nonzero_exit(p: Profile) {
         &["operator-key", "create", "--name", "k", "--scopes", "root"],
     );
     assert!(!bad_scope.status.success());
+}
+
+async fn sources_and_jobs_commands(p: Profile) {
+    let Some(db) = TestDb::new(p).await else {
+        return;
+    };
+    let tenant = one(&nexus(&db, &["tenant", "create", "--name", "acme"]));
+    let t = tenant["id"].as_str().expect("id");
+    let slack = one(&nexus(
+        &db,
+        &[
+            "source",
+            "add",
+            "--tenant",
+            t,
+            "--kind",
+            "slack",
+            "--team-id",
+            "T1",
+            "--signing-secret",
+            "s3cr3t-signing",
+        ],
+    ));
+    assert_eq!(slack["kind"], "slack");
+    assert_eq!(
+        slack["url_path"],
+        format!("/webhooks/slack/{}", slack["id"].as_str().expect("id"))
+    );
+    assert!(
+        !String::from_utf8_lossy(&nexus(&db, &["source", "list"]).stdout)
+            .contains("s3cr3t-signing"),
+        "secrets are never printed"
+    );
+    let clickup = one(&nexus(
+        &db,
+        &[
+            "source",
+            "add",
+            "--tenant",
+            t,
+            "--kind",
+            "clickup",
+            "--webhook-id",
+            "wh-9",
+            "--secret",
+            "clickup-secret",
+        ],
+    ));
+    assert!(
+        clickup["url_path"]
+            .as_str()
+            .expect("path")
+            .starts_with("/webhooks/clickup/")
+    );
+    let no_rule = nexus(
+        &db,
+        &[
+            "source",
+            "add",
+            "--tenant",
+            t,
+            "--kind",
+            "ingest",
+            "--name",
+            "putio",
+            "--secret",
+            "ingest-secret",
+        ],
+    );
+    assert!(
+        !no_rule.status.success(),
+        "an ingest source needs a recipient"
+    );
+    assert!(String::from_utf8_lossy(&no_rule.stderr).contains("--to-agent"));
+    assert_eq!(
+        json_lines(&nexus(&db, &["source", "list", "--tenant", t])).len(),
+        2
+    );
+    one(&nexus(
+        &db,
+        &["source", "remove", slack["id"].as_str().expect("id")],
+    ));
+    assert_eq!(json_lines(&nexus(&db, &["source", "list"])).len(), 1);
+
+    let stats = one(&nexus(&db, &["jobs", "stats"]));
+    assert_eq!(stats["counts"]["queued"], 0);
+    assert!(json_lines(&nexus(&db, &["jobs", "list", "--status", "dead"])).is_empty());
+    assert_eq!(one(&nexus(&db, &["jobs", "replay"]))["replayed"], 0);
+    assert!(
+        !nexus(&db, &["jobs", "show", &uuid::Uuid::now_v7().to_string()])
+            .status
+            .success()
+    );
 }

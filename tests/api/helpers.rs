@@ -135,13 +135,23 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_full(db, tweak, nexus::app::Extras::default()).await
+    }
+
+    pub async fn spawn_full(
+        db: TestDb,
+        tweak: impl FnOnce(&mut Config),
+        extras: nexus::app::Extras,
+    ) -> TestApp {
         let mut config = Config {
             database_url: db.url.clone(),
             serve: serve_opts(),
             jwt_secret: Some("integration-test-secret-0123456789abcdef".into()),
         };
         tweak(&mut config);
-        let app = Application::build(config).await.expect("build app");
+        let app = Application::build_with(config, extras)
+            .await
+            .expect("build app");
         let addr = app.local_addr();
         let state = app.state().clone();
         let shutdown = app.shutdown_token();

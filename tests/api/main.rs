@@ -4,9 +4,14 @@
 mod agent_client;
 mod auth;
 mod cli;
+mod crash;
 mod delivery;
 mod gateway;
 mod helpers;
 mod probes;
+mod proxy;
+mod queue;
 mod routing_api;
 mod serve;
+mod webhook_support;
+mod webhooks;

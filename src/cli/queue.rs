@@ -1,0 +1,195 @@
+//! `nexus source …` and `nexus jobs …`.
+
+use clap::{Args, Subcommand};
+use nexus_proto::{AgentId, EventType, TenantId};
+use uuid::Uuid;
+
+use super::{print_line, print_lines};
+use crate::admin::{self, SourceSpec};
+use crate::queue::ops;
+use crate::store::{JobFilter, JobStatus, SourceKind, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCmd {
+    /// Register a webhook source; prints its id and its own endpoint (`url_path`).
+    Add(Box<SourceAdd>),
+    List {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+    Remove {
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SourceAdd {
+    #[arg(long)]
+    tenant: TenantId,
+    #[arg(long, value_enum)]
+    kind: SourceKind,
+    /// Slack: the workspace's team id.
+    #[arg(long, required_if_eq("kind", "slack"))]
+    team_id: Option<String>,
+    /// Slack: the app's signing secret.
+    #[arg(
+        long,
+        env = "NEXUS_SLACK_SIGNING_SECRET",
+        hide_env_values = true,
+        required_if_eq("kind", "slack")
+    )]
+    signing_secret: Option<String>,
+    /// Slack: a bot token for posting.
+    #[arg(long, env = "NEXUS_SLACK_BOT_TOKEN", hide_env_values = true)]
+    bot_token: Option<String>,
+    /// Slack: the bot's own user id (its messages are ignored).
+    #[arg(long)]
+    bot_user: Option<String>,
+    /// ClickUp: the webhook id.
+    #[arg(long, required_if_eq("kind", "clickup"))]
+    webhook_id: Option<String>,
+    /// ClickUp: the webhook's secret; ingest: the HMAC key / bearer token.
+    #[arg(long, env = "NEXUS_SOURCE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// ClickUp: an API token for reading tasks and commenting.
+    #[arg(long, env = "NEXUS_CLICKUP_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Ingest: the source's name.
+    #[arg(long, required_if_eq("kind", "ingest"))]
+    name: Option<String>,
+    /// Ingest: deliver to this agent…
+    #[arg(long)]
+    to_agent: Option<AgentId>,
+    /// …or to every member of this alias.
+    #[arg(long)]
+    to_alias: Option<String>,
+    /// Ingest: the event type delivered (wake_up or context_update).
+    #[arg(long)]
+    event_type: Option<EventType>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobFilterArgs {
+    #[arg(long, value_enum)]
+    status: Option<JobStatus>,
+    /// The source kind: slack, clickup, ingest.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    tenant: Option<TenantId>,
+}
+
+impl JobFilterArgs {
+    fn filter(&self) -> JobFilter {
+        JobFilter {
+            status: self.status,
+            source: self.source.clone(),
+            kind: self.kind.clone(),
+            tenant: self.tenant,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// Jobs, newest first, one JSON object per line; `--cursor` pages on.
+    List {
+        #[command(flatten)]
+        filter: JobFilterArgs,
+        #[arg(long)]
+        cursor: Option<Uuid>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One job with its payload and every attempt's error.
+    Show {
+        id: Uuid,
+    },
+    /// Put finished jobs back in the queue: one by id, or all matching the filter
+    /// (dead ones unless `--status done`).
+    Replay {
+        id: Option<Uuid>,
+        #[command(flatten)]
+        filter: JobFilterArgs,
+    },
+    Delete {
+        id: Uuid,
+    },
+    /// Counts per status, the oldest queued job's age, finished jobs by reason.
+    Stats {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+}
+
+pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
+    match cmd {
+        SourceCmd::Add(a) => {
+            let a = *a;
+            let (external_id, secret) = match a.kind {
+                SourceKind::Slack => (a.team_id, a.signing_secret),
+                SourceKind::Clickup => (a.webhook_id, a.secret),
+                SourceKind::Ingest => (a.name, a.secret),
+            };
+            let external_id =
+                external_id.ok_or_else(|| anyhow::anyhow!("missing the source's id"))?;
+            let secret = secret.ok_or_else(|| anyhow::anyhow!("missing the source's secret"))?;
+            let spec = SourceSpec {
+                tenant: a.tenant,
+                kind: a.kind,
+                external_id,
+                secret,
+                api_token: a.api_token.or(a.bot_token),
+                bot_user: a.bot_user,
+                to_agent: a.to_agent,
+                to_alias: a.to_alias,
+                event: a.event_type,
+            };
+            print_line(&admin::add_source(store, spec).await?)
+        }
+        SourceCmd::List { tenant } => print_lines(&store.list_sources(None, tenant).await?),
+        SourceCmd::Remove { id } => {
+            store.remove_source(id).await?;
+            print_line(&serde_json::json!({ "removed": id }))
+        }
+    }
+}
+
+pub async fn jobs(store: &Store, cmd: JobsCmd) -> anyhow::Result<()> {
+    match cmd {
+        JobsCmd::List {
+            filter,
+            cursor,
+            limit,
+        } => {
+            let page = ops::list(store, &filter.filter(), cursor, limit).await?;
+            print_lines(&page.jobs)?;
+            if let Some(next) = page.next_cursor {
+                eprintln!("more: --cursor {next}");
+            }
+            Ok(())
+        }
+        JobsCmd::Show { id } => print_line(&ops::show(store, id).await?),
+        JobsCmd::Replay { id, filter } => {
+            let mut f = filter.filter();
+            if id.is_none() && f.status.is_none() {
+                f.status = Some(JobStatus::Dead);
+            }
+            let n = ops::replay(store, None, &f, id).await?;
+            print_line(&serde_json::json!({ "replayed": n }))
+        }
+        JobsCmd::Delete { id } => {
+            store.delete_job(id).await?;
+            print_line(&serde_json::json!({ "deleted": id }))
+        }
+        JobsCmd::Stats { tenant } => {
+            let filter = JobFilter {
+                tenant,
+                ..JobFilter::default()
+            };
+            print_line(&ops::stats(store, &filter, crate::store::now_ms()).await?)
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Workers, the lease sweeper and the queue gauges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{Clock, Done, JobError};
+use crate::config::QueueOpts;
+use crate::state::AppState;
+use crate::store::{Enqueued, Job, JobStatus, NewJob, Store, StoreError};
+
+/// What happened to a job after one attempt; published for tests and live views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub job_id: Uuid,
+    pub kind: String,
+    /// `Done`, `Queued` (will retry) or `Dead`.
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct Queue {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    opts: QueueOpts,
+    node_id: String,
+    wake: Notify,
+    outcomes: broadcast::Sender<JobOutcome>,
+}
+
+impl Queue {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, opts: QueueOpts, node_id: String) -> Queue {
+        Queue {
+            store,
+            clock,
+            opts,
+            node_id,
+            wake: Notify::new(),
+            outcomes: broadcast::channel(1024).0,
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.opts.max_attempts.max(1)
+    }
+
+    /// Commits the job (or finds its duplicate) and wakes a worker.
+    pub async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued, StoreError> {
+        job.run_at = job.run_at.max(self.clock.now_ms());
+        let done = self.store.enqueue(job).await?;
+        if matches!(done, Enqueued::Created(_)) {
+            self.wake.notify_one();
+        }
+        Ok(done)
+    }
+
+    /// Makes every idle worker look for due jobs now (after replay, or a clock change in tests).
+    pub fn wake_all(&self) {
+        self.wake.notify_waiters();
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<JobOutcome> {
+        self.outcomes.subscribe()
+    }
+
+    /// Starts the workers, the lease sweeper and the gauges; they end when `stop` fires,
+    /// each after finishing the job in hand.
+    pub fn start(
+        self: &Arc<Self>,
+        state: AppState,
+        tracker: &TaskTracker,
+        stop: CancellationToken,
+    ) {
+        for n in 0..self.opts.workers.max(1) {
+            let owner = format!("{}/{n}", self.node_id);
+            tracker.spawn(self.clone().work(state.clone(), owner, stop.clone()));
+        }
+        tracker.spawn(self.clone().sweep(stop.clone()));
+        tracker.spawn(self.clone().gauges(stop));
+    }
+
+    async fn work(self: Arc<Self>, state: AppState, owner: String, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let now = self.clock.now_ms();
+            let lease_until = now + self.opts.lease.as_millis() as i64;
+            match self.store.claim_jobs(&owner, now, lease_until, 1).await {
+                Ok(jobs) if !jobs.is_empty() => {
+                    for job in jobs {
+                        let span = tracing::info_span!(
+                            "job",
+                            job_id = %job.id,
+                            kind = %job.kind,
+                            attempt = job.attempts,
+                            trace_id = job.trace_id.as_deref().unwrap_or("-"),
+                        );
+                        self.run(&state, &owner, job).instrument(span).await;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.opts.poll) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    async fn run(&self, state: &AppState, owner: &str, job: Job) {
+        let started = std::time::Instant::now();
+        let result = match state.processors.get(&job.kind) {
+            None => Ok(Done {
+                reason: Some("no_processor"),
+            }),
+            Some(p) => {
+                // Its own task, so a panicking processor costs one attempt, not a worker.
+                let task = tokio::spawn(p.process(state.clone(), job.clone()));
+                let renew = self.renew_lease(job.id, owner);
+                tokio::select! {
+                    joined = task => joined.unwrap_or_else(|e| Err(JobError::transient(format!("processor failed: {e}")))),
+                    () = renew => Err(JobError::transient("lease lost to another worker")),
+                }
+            }
+        };
+        metrics::histogram!("nexus_job_seconds", "kind" => job.kind.clone())
+            .record(started.elapsed().as_secs_f64());
+        let now = self.clock.now_ms();
+        let outcome = match result {
+            Ok(done) => {
+                let reason = done.reason.map(str::to_owned);
+                self.finish(
+                    self.store
+                        .complete_job(job.id, owner, done.reason, now)
+                        .await,
+                );
+                JobOutcome {
+                    job_id: job.id,
+                    kind: job.kind,
+                    status: JobStatus::Done,
+                    reason,
+                    error: None,
+                }
+            }
+            Err(e) => self.failed(job, owner, e, now).await,
+        };
+        if outcome.status != JobStatus::Done {
+            metrics::counter!("nexus_job_failures_total", "kind" => outcome.kind.clone())
+                .increment(1);
+        }
+        let _ = self.outcomes.send(outcome);
+    }
+
+    async fn failed(&self, job: Job, owner: &str, e: JobError, now: i64) -> JobOutcome {
+        let message = e.to_string();
+        let (status, reason, retry_at) = match &e {
+            JobError::Transient { retry_after_ms, .. } if job.attempts < job.max_attempts => {
+                let delay = self.backoff(job.attempts).max(retry_after_ms.unwrap_or(0));
+                (JobStatus::Queued, None, Some(now + delay as i64))
+            }
+            JobError::Transient { .. } => (JobStatus::Dead, Some("retries_exhausted"), None),
+            JobError::Permanent { reason, .. } => (JobStatus::Dead, Some(*reason), None),
+        };
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, status = status.as_str(), "job attempt failed");
+        let stored = self
+            .store
+            .fail_job(
+                job.id,
+                owner,
+                &message,
+                retry_at,
+                reason.unwrap_or("failed"),
+                now,
+            )
+            .await;
+        self.finish(stored);
+        JobOutcome {
+            job_id: job.id,
+            kind: job.kind,
+            status,
+            reason: reason.map(str::to_owned),
+            error: Some(message),
+        }
+    }
+
+    fn finish(&self, stored: Result<bool, StoreError>) {
+        match stored {
+            Ok(true) => {}
+            // The sweeper took the job back: another attempt will run it.
+            Ok(false) => tracing::warn!("job result not recorded: its lease had expired"),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a job result failed; the lease will expire and it will run again")
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: base·2^(attempt−1), capped, then a random
+    /// point in its upper half so retries of many jobs don't stampede together.
+    fn backoff(&self, attempt: u32) -> u64 {
+        let base = self.opts.backoff_base.as_millis() as u64;
+        let cap = self.opts.backoff_max.as_millis() as u64;
+        let full = base
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
+            .min(cap);
+        full / 2 + rand::rng().random_range(0..=full / 2)
+    }
+
+    /// Keeps renewing the lease; resolves only if the lease was lost.
+    async fn renew_lease(&self, id: Uuid, owner: &str) {
+        let every = self.opts.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let until = self.clock.now_ms() + self.opts.lease.as_millis() as i64;
+            match self.store.renew_lease(id, owner, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            }
+        }
+    }
+
+    async fn sweep(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.opts.lease / 2) => {}
+                _ = stop.cancelled() => return,
+            }
+            self.sweep_once().await;
+        }
+    }
+
+    /// Returns expired leases to the queue now; the sweeper calls it periodically.
+    pub async fn sweep_once(&self) -> u64 {
+        match self.store.sweep_expired_leases(self.clock.now_ms()).await {
+            Ok(0) => 0,
+            Ok(n) => {
+                tracing::warn!(jobs = n, "returned jobs whose worker died mid-lease");
+                self.wake_all();
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lease sweep failed");
+                0
+            }
+        }
+    }
+
+    async fn gauges(self: Arc<Self>, stop: CancellationToken) {
+        let mut last_warning: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.cancelled() => return,
+            }
+            let Ok(stats) = self.store.queue_stats(None, self.clock.now_ms()).await else {
+                continue;
+            };
+            for (status, n) in &stats.counts {
+                metrics::gauge!("nexus_queue_depth", "status" => *status).set(*n as f64);
+            }
+            metrics::gauge!("nexus_queue_oldest_age_seconds").set(stats.oldest_queued_age_s);
+            let stale = stats.oldest_queued_age_s > self.opts.stale_after.as_secs_f64();
+            if stale && last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(
+                    oldest_queued_age_s = stats.oldest_queued_age_s,
+                    queued = stats.counts.get("queued").copied().unwrap_or(0),
+                    "job queue is stale"
+                );
+                last_warning = Some(std::time::Instant::now());
+            }
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The job queue's table: accept with dedupe, claim with a lease, finish, retry,
+//! dead-letter, replay. Workers and retry policy live in `crate::queue`.
+
+use std::collections::BTreeMap;
+
+use nexus_proto::TenantId;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Backend, Result, Store, StoreError, on_pool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Result<JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("job status {s:?}")))
+    }
+}
+
+pub struct NewJob {
+    pub tenant_id: TenantId,
+    pub source_id: Option<Uuid>,
+    /// The source kind (`slack`, `clickup`, `ingest`) or an internal producer.
+    pub source: String,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub payload: String,
+    pub trace_id: Option<String>,
+    pub max_attempts: u32,
+    pub run_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(Uuid),
+    /// Another job already has this (source, dedupe key).
+    Duplicate(Uuid),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub source_id: Option<Uuid>,
+    pub source: String,
+    pub kind: String,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub dedupe_key: String,
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub run_at: i64,
+    pub last_error: Option<String>,
+    pub reason_code: Option<String>,
+    pub trace_id: Option<String>,
+    #[serde(skip)]
+    pub payload: String,
+    #[serde(skip)]
+    pub lease_owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub error: String,
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub at: i64,
+}
+
+/// Filters for listing and bulk replay; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub tenant: Option<TenantId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    pub counts: BTreeMap<&'static str, i64>,
+    /// Seconds the oldest queued job has waited; 0 when none is queued.
+    pub oldest_queued_age_s: f64,
+    /// Finished jobs by reason (`unmapped`, `no_processor`, dead-letter codes…).
+    pub reasons: BTreeMap<String, i64>,
+}
+
+type JobRow = (
+    Uuid,
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+const COLS: &str = "id, tenant_id, source_id, source, kind, status, attempts, max_attempts, dedupe_key, \
+                    created_at, run_at, last_error, reason_code, trace_id, payload, lease_owner";
+
+fn from_row(r: JobRow) -> Result<Job> {
+    let (
+        id,
+        tenant,
+        source_id,
+        source,
+        kind,
+        status,
+        attempts,
+        max_attempts,
+        dedupe_key,
+        created_at,
+        run_at,
+        last_error,
+        reason_code,
+        trace_id,
+        payload,
+        lease_owner,
+    ) = r;
+    Ok(Job {
+        id,
+        tenant_id: TenantId::from_uuid(tenant),
+        source_id,
+        source,
+        kind,
+        status: JobStatus::parse(&status)?,
+        attempts: attempts.max(0) as u32,
+        max_attempts: max_attempts.max(0) as u32,
+        dedupe_key,
+        created_at,
+        run_at,
+        last_error,
+        reason_code,
+        trace_id,
+        payload,
+        lease_owner,
+    })
+}
+
+/// `AND`-ed filter conditions over `$first..`; the values are bound in this order:
+/// status, source, kind, tenant.
+fn filter_sql(first: usize) -> String {
+    format!(
+        "(${a} IS NULL OR status = ${a}) AND (${b} IS NULL OR source = ${b}) \
+         AND (${c} IS NULL OR kind = ${c}) AND (${d} IS NULL OR tenant_id = ${d})",
+        a = first,
+        b = first + 1,
+        c = first + 2,
+        d = first + 3
+    )
+}
+
+impl Store {
+    /// Inserts the job unless its (source, dedupe key) exists: atomic, so concurrent
+    /// retries of one webhook make exactly one job.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let id = Uuid::now_v7();
+        let inserted: Option<Uuid> = on_pool!(self, p => {
+            sqlx::query_scalar(
+                "INSERT INTO jobs (id, tenant_id, source_id, source, kind, dedupe_key, payload, status, attempts, \
+                 max_attempts, run_at, trace_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $11) \
+                 ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+            )
+            .bind(id)
+            .bind(*job.tenant_id.as_uuid())
+            .bind(job.source_id)
+            .bind(job.source.clone())
+            .bind(job.kind)
+            .bind(job.dedupe_key.clone())
+            .bind(job.payload)
+            .bind(i64::from(job.max_attempts))
+            .bind(job.run_at)
+            .bind(job.trace_id)
+            .bind(super::now_ms())
+            .fetch_optional(p)
+            .await
+        })?;
+        if let Some(id) = inserted {
+            return Ok(Enqueued::Created(id));
+        }
+        let existing: Option<Uuid> = on_pool!(self, p => {
+            sqlx::query_scalar("SELECT id FROM jobs WHERE source = $1 AND dedupe_key = $2")
+                .bind(job.source)
+                .bind(job.dedupe_key)
+                .fetch_optional(p)
+                .await
+        })?;
+        // Deleted between the two statements: still a duplicate of something accepted.
+        Ok(Enqueued::Duplicate(existing.unwrap_or(id)))
+    }
+
+    /// Leases up to `limit` due jobs to `owner` until `lease_until`, counting an attempt.
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // SQLite has one writer at a time: the UPDATE itself is the lock.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
+                          ORDER BY run_at, id LIMIT $4 {lock}) \
+             RETURNING {COLS}"
+        );
+        let rows: Vec<JobRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(owner.to_owned())
+                .bind(lease_until)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+        })?;
+        let mut jobs = rows.into_iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    /// Extends the lease of a job this owner still holds; false when it was lost.
+    pub async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> Result<bool> {
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'")
+                .bind(lease_until)
+                .bind(id)
+                .bind(owner.to_owned())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Marks the job done (with an optional reason such as `unmapped`).
+    pub async fn complete_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let n = on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'done', reason_code = $1, finished_at = $2, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+            )
+            .bind(reason.map(str::to_owned))
+            .bind(now)
+            .bind(id)
+            .bind(owner.to_owned())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Records a failed attempt; requeues at `retry_at`, or dead-letters with `reason` when `None`.
+    pub async fn fail_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        retry_at: Option<i64>,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let n = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = match retry_at {
+                Some(at) => sqlx::query(
+                    "UPDATE jobs SET status = 'queued', run_at = $1, last_error = $2, lease_owner = NULL, \
+                     lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+                )
+                .bind(at)
+                .bind(error.to_owned())
+                .bind(id)
+                .bind(owner.to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                None => sqlx::query(
+                    "UPDATE jobs SET status = 'dead', last_error = $1, reason_code = $2, finished_at = $3, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+                )
+                .bind(error.to_owned())
+                .bind(reason.to_owned())
+                .bind(now)
+                .bind(id)
+                .bind(owner.to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if n == 1 {
+                sqlx::query(
+                    "INSERT INTO job_attempts (job_id, attempt, error, at) \
+                     SELECT id, attempts, $1, $2 FROM jobs WHERE id = $3 \
+                     ON CONFLICT (job_id, attempt) DO NOTHING",
+                )
+                .bind(error.to_owned())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n == 1)
+    }
+
+    /// Returns jobs whose lease expired (their worker died) to the queue, or to the
+    /// dead letters when that was their last attempt. Returns how many.
+    pub async fn sweep_expired_leases(&self, now: i64) -> Result<u64> {
+        let n = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "INSERT INTO job_attempts (job_id, attempt, error, at) \
+                 SELECT id, attempts, 'lease expired: the worker stopped mid-job', $1 FROM jobs \
+                 WHERE status = 'running' AND lease_until < $1 ON CONFLICT (job_id, attempt) DO NOTHING",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query(
+                "UPDATE jobs SET \
+                   status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                   reason_code = CASE WHEN attempts >= max_attempts THEN 'lease_expired' ELSE reason_code END, \
+                   finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
+                   last_error = 'lease expired: the worker stopped mid-job', \
+                   run_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE status = 'running' AND lease_until < $1",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            n
+        });
+        Ok(n)
+    }
+
+    pub async fn get_job(&self, id: Uuid) -> Result<(Job, Vec<Attempt>)> {
+        let sql = format!("SELECT {COLS} FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await
+        })?;
+        let job = from_row(row.ok_or(StoreError::NotFound("job"))?)?;
+        let attempts: Vec<(i64, String, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT attempt, error, at FROM job_attempts WHERE job_id = $1 ORDER BY attempt")
+                .bind(id)
+                .fetch_all(p)
+                .await
+        })?;
+        let attempts = attempts
+            .into_iter()
+            .map(|(attempt, error, at)| Attempt {
+                attempt: attempt.max(0) as u32,
+                error,
+                at,
+            })
+            .collect();
+        Ok((job, attempts))
+    }
+
+    /// Newest first; `before` is the last id of the previous page. Ids are UUIDv7, so
+    /// jobs accepted while paging land before the first page and never shift later ones.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {COLS} FROM jobs WHERE {} AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
+            filter_sql(1)
+        );
+        let rows: Vec<JobRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(filter.status.map(JobStatus::as_str))
+                .bind(filter.source.clone())
+                .bind(filter.kind.clone())
+                .bind(filter.tenant.map(|t| *t.as_uuid()))
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    /// Puts finished (dead or done) jobs matching `filter` (and `id`, if given) back in
+    /// the queue with fresh attempts. Returns how many.
+    pub async fn replay_jobs(&self, filter: &JobFilter, id: Option<Uuid>, now: i64) -> Result<u64> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $6, finished_at = NULL, reason_code = NULL, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE status IN ('dead', 'done') AND {} AND ($5 IS NULL OR id = $5)",
+            filter_sql(1)
+        );
+        let n = on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(filter.status.map(JobStatus::as_str))
+                .bind(filter.source.clone())
+                .bind(filter.kind.clone())
+                .bind(filter.tenant.map(|t| *t.as_uuid()))
+                .bind(id)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
+    /// Deletes a job that is not running; `NotFound` otherwise.
+    pub async fn delete_job(&self, id: Uuid) -> Result<()> {
+        let n = on_pool!(self, p => {
+            sqlx::query("DELETE FROM jobs WHERE id = $1 AND status <> 'running'")
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound("job (or it is running)"));
+        }
+        Ok(())
+    }
+
+    pub async fn queue_stats(&self, tenant: Option<TenantId>, now: i64) -> Result<QueueStats> {
+        let t = tenant.map(|t| *t.as_uuid());
+        let counts: Vec<(String, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY status")
+                .bind(t)
+                .fetch_all(p)
+                .await
+        })?;
+        let oldest: Option<i64> = on_pool!(self, p => {
+            sqlx::query_scalar("SELECT MIN(created_at) FROM jobs WHERE status = 'queued' AND ($1 IS NULL OR tenant_id = $1)")
+                .bind(t)
+                .fetch_one(p)
+                .await
+        })?;
+        let reasons: Vec<(String, i64)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT reason_code, COUNT(*) FROM jobs WHERE reason_code IS NOT NULL \
+                 AND ($1 IS NULL OR tenant_id = $1) GROUP BY reason_code",
+            )
+            .bind(t)
+            .fetch_all(p)
+            .await
+        })?;
+        let mut by_status: BTreeMap<&'static str, i64> =
+            JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for (status, n) in counts {
+            if let Some(slot) = JobStatus::ALL.iter().find(|s| s.as_str() == status) {
+                by_status.insert(slot.as_str(), n);
+            }
+        }
+        Ok(QueueStats {
+            counts: by_status,
+            oldest_queued_age_s: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0),
+            reasons: reasons.into_iter().collect(),
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! Webhook sources: who may post to which endpoint, with which secret, for which tenant.
+//!
+//! Secrets are kept in the database (verifying an HMAC needs the key itself) and
+//! wrapped in [`Secret`], which never prints and never serializes.
+
+use std::fmt;
+
+use nexus_proto::{AgentId, EventType, TenantId};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, now_ms, on_pool};
+
+/// A credential held for verifying or calling: `Debug` shows nothing, no `Serialize`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Slack,
+    Clickup,
+    Ingest,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Slack => "slack",
+            SourceKind::Clickup => "clickup",
+            SourceKind::Ingest => "ingest",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SourceKind> {
+        match s {
+            "slack" => Ok(SourceKind::Slack),
+            "clickup" => Ok(SourceKind::Clickup),
+            "ingest" => Ok(SourceKind::Ingest),
+            other => Err(StoreError::Corrupt(format!("source kind {other:?}"))),
+        }
+    }
+}
+
+/// Where an ingest source's payloads go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestRule {
+    pub to_agent: Option<AgentId>,
+    pub to_alias: Option<String>,
+    pub event: EventType,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub kind: SourceKind,
+    /// Slack team id, ClickUp webhook id, or the ingest source's name.
+    pub external_id: String,
+    #[serde(skip)]
+    pub secret: Secret,
+    #[serde(skip)]
+    pub api_token: Option<Secret>,
+    pub bot_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<IngestRule>,
+    /// The source's own endpoint.
+    pub url_path: String,
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub created_at: i64,
+}
+
+pub struct NewSource {
+    pub tenant_id: TenantId,
+    pub kind: SourceKind,
+    pub external_id: String,
+    pub secret: Secret,
+    pub api_token: Option<Secret>,
+    pub bot_user: Option<String>,
+    pub rule: Option<IngestRule>,
+}
+
+type SourceRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+const COLS: &str = "id, tenant_id, kind, external_id, secret, api_token, bot_user, rule_agent, rule_alias, rule_event, created_at";
+
+fn from_row(r: SourceRow) -> Result<Source> {
+    let (
+        id,
+        tenant,
+        kind,
+        external_id,
+        secret,
+        api_token,
+        bot_user,
+        rule_agent,
+        rule_alias,
+        rule_event,
+        created_at,
+    ) = r;
+    let kind = SourceKind::parse(&kind)?;
+    let rule = match kind {
+        SourceKind::Ingest => Some(IngestRule {
+            to_agent: rule_agent.map(AgentId::from_uuid),
+            to_alias: rule_alias,
+            event: rule_event
+                .as_deref()
+                .unwrap_or("wake_up")
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("rule event {rule_event:?}")))?,
+        }),
+        _ => None,
+    };
+    Ok(Source {
+        url_path: format!("/webhooks/{}/{id}", kind.as_str()),
+        id,
+        tenant_id: TenantId::from_uuid(tenant),
+        kind,
+        external_id,
+        secret: Secret(secret),
+        api_token: api_token.map(Secret),
+        bot_user,
+        rule,
+        created_at,
+    })
+}
+
+impl Store {
+    pub async fn create_source(&self, new: NewSource) -> Result<Source> {
+        let id = Uuid::now_v7();
+        let rule = new.rule.as_ref();
+        on_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO sources (id, tenant_id, kind, external_id, secret, api_token, bot_user, \
+                 rule_agent, rule_alias, rule_event, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(id)
+            .bind(*new.tenant_id.as_uuid())
+            .bind(new.kind.as_str())
+            .bind(new.external_id.clone())
+            .bind(new.secret.expose().to_owned())
+            .bind(new.api_token.as_ref().map(|t| t.expose().to_owned()))
+            .bind(new.bot_user.clone())
+            .bind(rule.and_then(|r| r.to_agent).map(|a| *a.as_uuid()))
+            .bind(rule.and_then(|r| r.to_alias.clone()))
+            .bind(rule.map(|r| r.event.as_str()))
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("tenant or agent"),
+            _ => super::conflict_as("source")(e),
+        })?;
+        self.get_source(id).await
+    }
+
+    pub async fn get_source(&self, id: Uuid) -> Result<Source> {
+        let sql = format!("SELECT {COLS} FROM sources WHERE id = $1");
+        let row: Option<SourceRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await
+        })?;
+        from_row(row.ok_or(StoreError::NotFound("source"))?)
+    }
+
+    /// The source of `kind` known by its external id (team id, webhook id).
+    pub async fn find_source(&self, kind: SourceKind, external_id: &str) -> Result<Option<Source>> {
+        let sql = format!("SELECT {COLS} FROM sources WHERE kind = $1 AND external_id = $2");
+        let row: Option<SourceRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(kind.as_str())
+                .bind(external_id.to_owned())
+                .fetch_optional(p)
+                .await
+        })?;
+        row.map(from_row).transpose()
+    }
+
+    /// Every source of `kind`, optionally of one tenant.
+    pub async fn list_sources(
+        &self,
+        kind: Option<SourceKind>,
+        tenant: Option<TenantId>,
+    ) -> Result<Vec<Source>> {
+        let sql = format!(
+            "SELECT {COLS} FROM sources WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR tenant_id = $2) ORDER BY id"
+        );
+        let rows: Vec<SourceRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(kind.map(SourceKind::as_str))
+                .bind(tenant.map(|t| *t.as_uuid()))
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    pub async fn remove_source(&self, id: Uuid) -> Result<()> {
+        let n = on_pool!(self, p => {
+            sqlx::query("DELETE FROM sources WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound("source"));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Active agents behind `@alias` in a tenant (case-insensitive), for ingest rules.
+    pub async fn alias_agent_ids(&self, tenant: TenantId, alias: &str) -> Result<Vec<AgentId>> {
+        let ids: Vec<Uuid> = on_pool!(self, p => {
+            sqlx::query_scalar(
+                "SELECT m.agent_id FROM agent_aliases a \
+                 JOIN agent_alias_members m ON m.alias_id = a.id \
+                 JOIN agents g ON g.id = m.agent_id \
+                 WHERE a.tenant_id = $1 AND LOWER(a.alias) = LOWER($2) AND g.status = 'active' \
+                 ORDER BY m.agent_id",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(alias.trim_start_matches('@').to_owned())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(ids.into_iter().map(AgentId::from_uuid).collect())
+    }
+}
