@@ -10,7 +10,7 @@ pub mod ops;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use worker::{JobOutcome, Queue};
+pub use worker::{EnqueueError, JobOutcome, Queue};
 
 use std::collections::HashMap;
 use std::sync::Arc;

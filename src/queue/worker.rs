@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -26,6 +26,11 @@ pub struct JobOutcome {
     pub error: Option<String>,
 }
 
+type AcceptRequest = (NewJob, oneshot::Sender<Result<Enqueued, Arc<StoreError>>>);
+
+/// Most jobs committed in one accept transaction.
+const MAX_ACCEPT_BATCH: usize = 512;
+
 pub struct Queue {
     store: Store,
     clock: Arc<dyn Clock>,
@@ -33,10 +38,22 @@ pub struct Queue {
     node_id: String,
     wake: Notify,
     outcomes: broadcast::Sender<JobOutcome>,
+    accepts: mpsc::Sender<AcceptRequest>,
+    /// Taken by [`Queue::start`], which runs the accept writer.
+    accept_rx: std::sync::Mutex<Option<mpsc::Receiver<AcceptRequest>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    #[error("the queue has stopped")]
+    Stopped,
 }
 
 impl Queue {
     pub fn new(store: Store, clock: Arc<dyn Clock>, opts: QueueOpts, node_id: String) -> Queue {
+        let (accepts, accept_rx) = mpsc::channel(8_192);
         Queue {
             store,
             clock,
@@ -44,6 +61,8 @@ impl Queue {
             node_id,
             wake: Notify::new(),
             outcomes: broadcast::channel(1024).0,
+            accepts,
+            accept_rx: std::sync::Mutex::new(Some(accept_rx)),
         }
     }
 
@@ -55,14 +74,70 @@ impl Queue {
         self.opts.max_attempts.max(1)
     }
 
-    /// Commits the job (or finds its duplicate) and wakes a worker.
-    pub async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued, StoreError> {
+    /// Commits the job (or finds its duplicate) and wakes a worker. Concurrent calls
+    /// share one transaction: durability costs one commit per batch, not per webhook.
+    pub async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued, EnqueueError> {
         job.run_at = job.run_at.max(self.clock.now_ms());
-        let done = self.store.enqueue(job).await?;
-        if matches!(done, Enqueued::Created(_)) {
-            self.wake.notify_one();
+        let (done, answer) = oneshot::channel();
+        self.accepts
+            .send((job, done))
+            .await
+            .map_err(|_| EnqueueError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| EnqueueError::Stopped)?
+            .map_err(EnqueueError::Store)
+    }
+
+    async fn write_accepts(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<AcceptRequest>,
+        stop: CancellationToken,
+    ) {
+        let mut batch: Vec<AcceptRequest> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                req = rx.recv() => req,
+                // Stopping: commit only what is already queued.
+                _ = stop.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < MAX_ACCEPT_BATCH {
+                match rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) => break,
+                }
+            }
+            let jobs: Vec<NewJob> = batch.iter().map(|(j, _)| j.clone()).collect();
+            match self.store.enqueue_batch(jobs).await {
+                Ok(results) => {
+                    if results.iter().any(|r| matches!(r, Enqueued::Created(_))) {
+                        self.wake.notify_waiters();
+                        self.wake.notify_one();
+                    }
+                    for ((_, done), r) in batch.drain(..).zip(results) {
+                        let _ = done.send(Ok(r));
+                    }
+                }
+                // One bad job must not fail the webhooks that shared its transaction.
+                Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+                    for (job, done) in batch.drain(..) {
+                        let r = self.store.enqueue(job).await.map_err(Arc::new);
+                        if matches!(r, Ok(Enqueued::Created(_))) {
+                            self.wake.notify_one();
+                        }
+                        let _ = done.send(r);
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for (_, done) in batch.drain(..) {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
+            }
         }
-        Ok(done)
     }
 
     /// Makes every idle worker look for due jobs now (after replay, or a clock change in tests).
@@ -82,6 +157,10 @@ impl Queue {
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) {
+        let accept_rx = self.accept_rx.lock().ok().and_then(|mut rx| rx.take());
+        if let Some(rx) = accept_rx {
+            tracker.spawn(self.clone().write_accepts(rx, stop.clone()));
+        }
         for n in 0..self.opts.workers.max(1) {
             let owner = format!("{}/{n}", self.node_id);
             tracker.spawn(self.clone().work(state.clone(), owner, stop.clone()));

@@ -43,6 +43,7 @@ impl JobStatus {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct NewJob {
     pub tenant_id: TenantId,
     pub source_id: Option<Uuid>,
@@ -188,43 +189,58 @@ fn filter_sql(first: usize) -> String {
 }
 
 impl Store {
-    /// Inserts the job unless its (source, dedupe key) exists: atomic, so concurrent
-    /// retries of one webhook make exactly one job.
+    /// Inserts each job unless its (source, dedupe key) exists, all in one transaction
+    /// (group commit: one durable write for many webhooks). The check is the unique
+    /// index itself, so concurrent retries of one webhook make exactly one job.
+    pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let now = super::now_ms();
+        let out = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let id = Uuid::now_v7();
+                let inserted: Option<Uuid> = sqlx::query_scalar(
+                    "INSERT INTO jobs (id, tenant_id, source_id, source, kind, dedupe_key, payload, status, attempts, \
+                     max_attempts, run_at, trace_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $11) \
+                     ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+                )
+                .bind(id)
+                .bind(*job.tenant_id.as_uuid())
+                .bind(job.source_id)
+                .bind(job.source.clone())
+                .bind(job.kind)
+                .bind(job.dedupe_key.clone())
+                .bind(job.payload)
+                .bind(i64::from(job.max_attempts))
+                .bind(job.run_at)
+                .bind(job.trace_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let result = match inserted {
+                    Some(id) => Enqueued::Created(id),
+                    None => {
+                        let existing: Option<Uuid> =
+                            sqlx::query_scalar("SELECT id FROM jobs WHERE source = $1 AND dedupe_key = $2")
+                                .bind(job.source)
+                                .bind(job.dedupe_key)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        Enqueued::Duplicate(existing.unwrap_or(id))
+                    }
+                };
+                out.push(result);
+            }
+            tx.commit().await?;
+            out
+        });
+        Ok(out)
+    }
+
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let id = Uuid::now_v7();
-        let inserted: Option<Uuid> = on_pool!(self, p => {
-            sqlx::query_scalar(
-                "INSERT INTO jobs (id, tenant_id, source_id, source, kind, dedupe_key, payload, status, attempts, \
-                 max_attempts, run_at, trace_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $11) \
-                 ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
-            )
-            .bind(id)
-            .bind(*job.tenant_id.as_uuid())
-            .bind(job.source_id)
-            .bind(job.source.clone())
-            .bind(job.kind)
-            .bind(job.dedupe_key.clone())
-            .bind(job.payload)
-            .bind(i64::from(job.max_attempts))
-            .bind(job.run_at)
-            .bind(job.trace_id)
-            .bind(super::now_ms())
-            .fetch_optional(p)
-            .await
-        })?;
-        if let Some(id) = inserted {
-            return Ok(Enqueued::Created(id));
-        }
-        let existing: Option<Uuid> = on_pool!(self, p => {
-            sqlx::query_scalar("SELECT id FROM jobs WHERE source = $1 AND dedupe_key = $2")
-                .bind(job.source)
-                .bind(job.dedupe_key)
-                .fetch_optional(p)
-                .await
-        })?;
-        // Deleted between the two statements: still a duplicate of something accepted.
-        Ok(Enqueued::Duplicate(existing.unwrap_or(id)))
+        let mut done = self.enqueue_batch(vec![job]).await?;
+        done.pop().ok_or(StoreError::NotFound("job"))
     }
 
     /// Leases up to `limit` due jobs to `owner` until `lease_until`, counting an attempt.

@@ -90,6 +90,25 @@ impl Rejection {
     }
 }
 
+impl From<crate::queue::EnqueueError> for Rejection {
+    fn from(e: crate::queue::EnqueueError) -> Rejection {
+        match e {
+            crate::queue::EnqueueError::Store(e) => match &*e {
+                StoreError::Unavailable(_) => {
+                    tracing::warn!(error = %e, "webhook refused: database unavailable");
+                    metrics::counter!("nexus_database_errors_total").increment(1);
+                    Rejection::Unavailable
+                }
+                other => {
+                    tracing::error!(error = %other, "webhook refused: storage error");
+                    Rejection::Internal
+                }
+            },
+            crate::queue::EnqueueError::Stopped => Rejection::Unavailable,
+        }
+    }
+}
+
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Rejection {
         match e {
