@@ -44,7 +44,9 @@ impl SessionCtl {
 
 pub struct SessionHandle {
     pub session_id: SessionId,
-    pub tx: mpsc::Sender<InboxEvent>,
+    /// Boxed: a channel allocates its first block of slots up front, per session, and
+    /// a pointer-sized slot keeps that cheap for the many idle sockets.
+    pub tx: mpsc::Sender<Box<InboxEvent>>,
     pub ctl: Arc<SessionCtl>,
 }
 
@@ -88,7 +90,7 @@ impl Deliver for Sessions {
             let Some(h) = self.map.get(&ev.agent) else {
                 continue;
             };
-            match h.tx.try_send(ev.clone()) {
+            match h.tx.try_send(Box::new(ev.clone())) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // The events stay in the inbox; the agent resumes from its last ack.

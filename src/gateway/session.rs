@@ -52,7 +52,7 @@ enum End {
 
 struct Session {
     socket: WebSocket,
-    rx: mpsc::Receiver<InboxEvent>,
+    rx: mpsc::Receiver<Box<InboxEvent>>,
     ctl: Arc<SessionCtl>,
     state: AppState,
     id: SessionId,
@@ -211,7 +211,7 @@ impl Session {
     }
 
     /// A committed event pushed by the bus.
-    async fn on_pushed(&mut self, ev: InboxEvent) -> Result<(), End> {
+    async fn on_pushed(&mut self, ev: Box<InboxEvent>) -> Result<(), End> {
         if ev.seq <= self.last_sent {
             return Ok(());
         }
