@@ -108,6 +108,11 @@ pub async fn emit_to_tenant(
 ) -> Result<(StatusCode, ApiJson<TenantEmitted>), ApiError> {
     op.require(Scope::Write)?;
     op.tenant(id)?;
+    if body.idempotency_key.is_some() {
+        return Err(ApiError::bad_request(
+            "idempotency_key applies to single-agent events (POST /api/agents/{id}/events)",
+        ));
+    }
     let event = body.into_event()?;
     state.store.get_tenant(id).await?;
     let emitted = state.hub.emit_to_tenant(id, event).await?;

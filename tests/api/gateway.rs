@@ -21,6 +21,7 @@ both_profiles!(
     oversize_frame_closes_with_1009,
     malformed_frames_get_errors_and_the_socket_stays_open,
     persistent_abuse_closes_with_1008,
+    inbound_rate_limit_drops_excess_frames_only,
     token_expiry_warns_then_closes_unless_refreshed,
     unknown_tool_gets_a_tool_result_error,
     presence_tracks_ready_status_and_disconnect,
@@ -436,4 +437,26 @@ async fn presence_tracks_ready_status_and_disconnect(p: Profile) {
         }
     }
     assert_eq!(online().await, json!([]));
+}
+
+async fn inbound_rate_limit_drops_excess_frames_only(p: Profile) {
+    let Some(app) = TestApp::spawn_with(p, |c| c.serve.ws.inbound_rate = 5).await else {
+        return;
+    };
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let mut agent = app
+        .connect(&app.token_for(a.agent.id, t.id), "")
+        .await
+        .expect("connects");
+    agent.welcome().await;
+    // A burst of twice the rate passes; the next two frames are dropped with an error each.
+    for _ in 0..12 {
+        agent.send(json!({"type": "heartbeat"})).await;
+    }
+    expect_error(&mut agent, "rate_limited").await;
+    expect_error(&mut agent, "rate_limited").await;
+    // The socket stays open and keeps delivering.
+    emit(&app, a.agent.id, 1).await;
+    assert_eq!(event(&agent.recv().await).1, 1);
 }
