@@ -19,6 +19,7 @@ both_profiles!(
     slow_consumer_is_closed_and_others_keep_receiving,
     graceful_shutdown_then_resume_after_restart,
     gap_reported_when_retention_dropped_events,
+    expired_events_are_swept_and_reported_as_a_gap,
 );
 
 async fn seqs(agent: &mut Agent, n: usize) -> Vec<u64> {
@@ -328,4 +329,43 @@ async fn gap_reported_when_retention_dropped_events(p: Profile) {
         other => panic!("expected a gap, got {other:?}"),
     }
     assert_eq!(seqs(&mut agent, 5).await, vec![8, 9, 10, 11, 12]);
+}
+
+async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
+    let Some(app) = TestApp::spawn_with(p, |c| {
+        c.serve.inbox.ttl = std::time::Duration::from_secs(60)
+    })
+    .await
+    else {
+        return;
+    };
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    for i in 1..=3 {
+        emit(&app, a.agent.id, i).await;
+    }
+    // The retention sweep, as it would run two minutes from now.
+    let later = nexus::store::now_ms() + 120_000;
+    assert_eq!(
+        app.state
+            .store
+            .delete_expired_inbox(later, 1000)
+            .await
+            .expect("sweep"),
+        3
+    );
+    emit(&app, a.agent.id, 4).await;
+    let mut agent = app
+        .connect(&app.token_for(a.agent.id, t.id), "")
+        .await
+        .expect("connects");
+    agent.welcome().await;
+    match agent.recv().await {
+        ServerMsg::Gap { data } => assert_eq!(
+            (data.after_seq.get(), data.first_available_seq.get()),
+            (0, 4)
+        ),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    assert_eq!(seqs(&mut agent, 1).await, vec![4]);
 }
