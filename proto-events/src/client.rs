@@ -1,34 +1,42 @@
-//! Agent → server messages, and the parser that classifies bad frames.
+//! Agent → server messages and the parser the gateway runs on every inbound
+//! text frame.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::ids::Seq;
-use crate::server::ErrorCode;
+use crate::server::{ErrorCode, ErrorData, ServerMsg};
 
-/// Every message an agent sends.
+/// Every message an agent may send. Any frame may also carry a top-level
+/// string `id`, which is not part of the message: see [`ClientFrame`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// Renews presence. Exactly `{"type":"heartbeat"}`.
     Heartbeat,
-    /// The agent is ready for work and says what it can do.
-    AgentReady { data: AgentReady },
-    /// A free-form status shown to operators (`idle`, `busy`, …).
-    StatusUpdate { data: StatusUpdate },
-    /// Ask the hub to run a tool; the answer comes back as `tool_result`.
-    ToolRequest { data: ToolRequest },
-    /// Cumulative: every event up to and including `seq` is handled.
-    Ack { data: Ack },
-    /// Replay again from `after_seq` (for an agent that detected a gap).
-    Resume { data: Resume },
-    /// A new access token for this session, before the old one expires.
-    Refresh { data: Refresh },
+    AgentReady {
+        data: AgentReady,
+    },
+    StatusUpdate {
+        data: StatusUpdate,
+    },
+    ToolRequest {
+        data: ToolRequest,
+    },
+    Ack {
+        data: Ack,
+    },
+    Resume {
+        data: Resume,
+    },
+    Refresh {
+        data: Refresh,
+    },
 }
 
 impl ClientMsg {
-    /// Every `type` value, in declaration order.
+    /// Every `type` value. A test checks it against the generated schema.
     pub const TYPES: &'static [&'static str] = &[
         "heartbeat",
         "agent_ready",
@@ -38,14 +46,29 @@ impl ClientMsg {
         "resume",
         "refresh",
     ];
+
+    /// The wire `type`, for logs and metric labels.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMsg::Heartbeat => "heartbeat",
+            ClientMsg::AgentReady { .. } => "agent_ready",
+            ClientMsg::StatusUpdate { .. } => "status_update",
+            ClientMsg::ToolRequest { .. } => "tool_request",
+            ClientMsg::Ack { .. } => "ack",
+            ClientMsg::Resume { .. } => "resume",
+            ClientMsg::Refresh { .. } => "refresh",
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Announces what the agent can do; sent once after `welcome`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentReady {
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
 
+/// Free-form status shown to operators (e.g. `"working"`, `"idle"`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusUpdate {
     pub status: String,
@@ -53,10 +76,12 @@ pub struct StatusUpdate {
     pub detail: Option<String>,
 }
 
+/// Asks the server to run a tool; the answer arrives as a `tool_result`
+/// event with the same `request_id`, which is also the idempotency key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolRequest {
-    /// Chosen by the agent; echoed in the `tool_result`. A repeat never runs twice.
     pub request_id: String,
+    /// e.g. `slack.post_message`, `clickup.create_comment`, `task.reply`.
     pub tool: String,
     #[serde(default = "empty_object")]
     pub args: Value,
@@ -65,157 +90,305 @@ pub struct ToolRequest {
 }
 
 fn empty_object() -> Value {
-    Value::Object(Default::default())
+    Value::Object(Map::new())
 }
 
+/// Cumulative: acknowledges every event with a seq up to and including `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Ack {
     pub seq: Seq,
 }
 
+/// Restarts replay from the inbox: every event with a seq after `after_seq`
+/// is sent again, in order, then live events continue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Resume {
     pub after_seq: Seq,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A fresh access token for the live session (answer to `token_expiring`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Refresh {
     pub token: String,
 }
 
-/// A parsed frame: the message and the frame's optional `id`.
+/// Keeps tokens out of logs that `{:?}` a message.
+impl std::fmt::Debug for Refresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresh")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A parsed inbound frame: the message plus the client's optional `id`, kept
+/// apart so the message types stay free of per-frame bookkeeping.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientFrame {
-    /// Echoed as `ref` in an `error` about this frame.
     pub id: Option<String>,
     pub msg: ClientMsg,
 }
 
-/// Why a frame was refused; becomes an `error` event.
+/// Why an inbound frame was refused; becomes an `error` frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct FrameError {
     pub code: ErrorCode,
+    /// Bounded to [`MAX_MESSAGE_LEN`] bytes.
     pub message: String,
+    /// The frame's `id`, when it was readable and at most [`MAX_REF_LEN`] bytes.
     pub reference: Option<String>,
 }
 
-/// Longest piece of agent input echoed back in an error message.
-const ECHO_MAX: usize = 64;
-/// Longest frame `id` echoed back as `ref`.
-const REF_MAX: usize = 128;
+impl FrameError {
+    fn new(code: ErrorCode, message: &str, reference: Option<String>) -> Self {
+        Self {
+            code,
+            message: truncate(message, MAX_MESSAGE_LEN).to_owned(),
+            reference,
+        }
+    }
 
-#[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: Option<Value>,
-    id: Option<Value>,
+    /// The `error` frame to send back.
+    pub fn to_server_msg(&self) -> ServerMsg {
+        ServerMsg::Error {
+            data: ErrorData {
+                code: self.code,
+                message: self.message.clone(),
+                reference: self.reference.clone(),
+            },
+        }
+    }
 }
 
-/// Parses one text frame. Never panics; every refusal says which kind it is.
+/// Error messages quote parts of the input (serde names offending strings);
+/// the cap keeps an abusive frame from being echoed back at full size.
+pub const MAX_MESSAGE_LEN: usize = 200;
+
+/// A longer `id` is not echoed as `ref` at all: a truncated one would
+/// correlate with the wrong request.
+pub const MAX_REF_LEN: usize = 256;
+
+/// Parses one inbound text frame. Never panics: every input yields a frame
+/// or a [`FrameError`] (serde_json's recursion limit bounds nesting).
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
-    let head: Head = serde_json::from_str(text).map_err(|e| FrameError {
-        code: ErrorCode::InvalidJson,
-        message: format!("not a JSON object: {}", clip(&e.to_string(), 160)),
-        reference: None,
-    })?;
-    let reference = match head.id {
-        Some(Value::String(s)) => Some(clip(&s, REF_MAX).to_owned()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::new(ErrorCode::InvalidJson, &e.to_string(), None))?;
+    let Value::Object(mut object) = value else {
+        return Err(FrameError::new(
+            ErrorCode::InvalidJson,
+            "frame must be a JSON object",
+            None,
+        ));
+    };
+    // Removing `id` keeps it out of the message; unknown fields are ignored
+    // anyway, so this only saves the deserializer a step.
+    let id = match object.remove("id") {
+        Some(Value::String(id)) => Some(id),
         _ => None,
     };
-    let kind = match head.kind {
-        Some(Value::String(s)) => s,
-        _ => {
-            return Err(FrameError {
-                code: ErrorCode::InvalidJson,
-                message: "a frame needs a string \"type\"".into(),
+    let reference = id.clone().filter(|id| id.len() <= MAX_REF_LEN);
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(FrameError::new(
+                ErrorCode::InvalidJson,
+                "`type` must be a string",
                 reference,
-            });
+            ));
+        }
+        None => {
+            return Err(FrameError::new(
+                ErrorCode::InvalidJson,
+                "missing `type`",
+                reference,
+            ));
         }
     };
     if !ClientMsg::TYPES.contains(&kind.as_str()) {
-        return Err(FrameError {
-            code: ErrorCode::UnknownType,
-            message: format!("unknown message type {:?}", clip(&kind, ECHO_MAX)),
-            reference,
-        });
+        let message = format!("unknown type `{}`", truncate(kind, 64));
+        return Err(FrameError::new(ErrorCode::UnknownType, &message, reference));
     }
-    match serde_json::from_str::<ClientMsg>(text) {
-        Ok(msg) => Ok(ClientFrame { id: reference, msg }),
-        Err(e) => Err(FrameError {
-            code: ErrorCode::InvalidFields,
-            message: format!("bad {kind} frame: {}", clip(&e.to_string(), 160)),
+    match serde_json::from_value::<ClientMsg>(Value::Object(object)) {
+        Ok(msg) => Ok(ClientFrame { id, msg }),
+        Err(e) => Err(FrameError::new(
+            ErrorCode::InvalidFields,
+            &e.to_string(),
             reference,
-        }),
+        )),
     }
 }
 
-fn clip(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
+/// The longest prefix of `s` within `max` bytes that ends on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
     }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_frame(text).unwrap_err().code
+    }
 
     #[test]
-    fn extra_fields_are_ignored() {
-        let f = parse_client_frame(r#"{"type":"heartbeat","id":"h1","ts":"2026-01-01T00:00:00Z"}"#)
-            .unwrap();
-        assert_eq!(f.msg, ClientMsg::Heartbeat);
-        assert_eq!(f.id.as_deref(), Some("h1"));
-        let f = parse_client_frame(r#"{"type":"ack","data":{"seq":3,"note":"x"}}"#).unwrap();
+    fn heartbeat_is_exactly_its_type() {
         assert_eq!(
-            f.msg,
-            ClientMsg::Ack {
-                data: Ack { seq: Seq::new(3) }
-            }
+            serde_json::to_string(&ClientMsg::Heartbeat).unwrap(),
+            r#"{"type":"heartbeat"}"#
         );
     }
 
     #[test]
-    fn refusals_are_classified() {
-        let code = |t: &str| parse_client_frame(t).unwrap_err().code;
-        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+    fn unknown_fields_are_ignored() {
+        let frame =
+            parse_client_frame(r#"{"type":"heartbeat","id":"h1","ts":"2026-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(frame.msg, ClientMsg::Heartbeat);
+        assert_eq!(frame.id.as_deref(), Some("h1"));
+
+        let frame =
+            parse_client_frame(r#"{"type":"ack","data":{"seq":5,"extra":[1]},"more":{}}"#).unwrap();
+        assert_eq!(
+            frame.msg,
+            ClientMsg::Ack {
+                data: Ack { seq: Seq::new(5) }
+            }
+        );
+        assert_eq!(frame.id, None);
+    }
+
+    #[test]
+    fn tool_request_args_default_to_empty_object() {
+        let frame = parse_client_frame(
+            r#"{"type":"tool_request","data":{"request_id":"r","tool":"slack.post_message"}}"#,
+        )
+        .unwrap();
+        let ClientMsg::ToolRequest { data } = frame.msg else {
+            panic!("not a tool_request");
+        };
+        assert_eq!(data.args, json!({}));
+        assert_eq!(data.timeout_ms, None);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert_eq!(code(""), ErrorCode::InvalidJson);
+        assert_eq!(code("{"), ErrorCode::InvalidJson);
         assert_eq!(code("[]"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"data":{}}"#), ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidJson);
-        assert_eq!(code(r#"{"type":"nope"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"welcome"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::InvalidFields);
         assert_eq!(
             code(r#"{"type":"ack","data":{"seq":-1}}"#),
             ErrorCode::InvalidFields
         );
-        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::InvalidFields);
-        let e = parse_client_frame(r#"{"type":"nope","id":"f9"}"#).unwrap_err();
-        assert_eq!(e.reference.as_deref(), Some("f9"));
+        assert_eq!(
+            code(r#"{"type":"ack","data":{"seq":"1"}}"#),
+            ErrorCode::InvalidFields
+        );
+    }
+
+    #[test]
+    fn errors_echo_the_frame_id() {
+        let err = parse_client_frame(r#"{"type":"ack","id":"a-1","data":{}}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidFields);
+        assert_eq!(err.reference.as_deref(), Some("a-1"));
+        assert!(err.message.contains("seq"), "{}", err.message);
+
+        let err = parse_client_frame(r#"{"type":"nope","id":"x"}"#).unwrap_err();
+        assert_eq!(err.reference.as_deref(), Some("x"));
+        assert_eq!(err.message, "unknown type `nope`");
+
+        let msg = err.to_server_msg();
+        assert_eq!(
+            serde_json::to_value(&msg).unwrap(),
+            json!({"type":"error","data":{"code":"unknown_type","message":"unknown type `nope`","ref":"x"}})
+        );
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let long = "é".repeat(10_000);
+        let err = parse_client_frame(&format!(r#"{{"type":"{long}","id":"{long}"}}"#)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownType);
+        assert!(err.message.len() <= MAX_MESSAGE_LEN);
+        assert_eq!(err.reference, None);
+
+        let err = parse_client_frame(&format!(r#"{{"type":"ack","data":{{"seq":"{long}"}}}}"#))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidFields);
+        assert!(err.message.len() <= MAX_MESSAGE_LEN);
     }
 
     #[test]
     fn nasty_inputs_never_panic() {
-        let deep = "[".repeat(10_000);
-        let long_type = format!(r#"{{"type":"{}"}}"#, "x".repeat(100_000));
+        let deep_array = "[".repeat(100_000);
+        let deep_object = format!("{}1{}", r#"{"a":"#.repeat(50_000), "}".repeat(50_000));
+        let deep_data = format!(
+            r#"{{"type":"tool_request","data":{{"request_id":"r","tool":"t","args":{}1{}}}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         let inputs = [
             "",
+            " ",
             "null",
+            "true",
+            "0",
+            "\"heartbeat\"",
+            "[]",
             "{}",
-            "\"type\"",
-            r#"{"type":null}"#,
-            r#"{"type":"ack","data":{"seq":1e400}}"#,
-            r#"{"type":"ack","data":{"seq":18446744073709551616}}"#,
-            r#"{"type":"resume","data":{"after_seq":"1"}}"#,
-            r#"{"type":"tool_request","data":{"request_id":1,"tool":"x"}}"#,
-            "\u{0}\u{1}",
-            deep.as_str(),
-            long_type.as_str(),
+            "{\"type\":5}",
+            "{\"type\":null}",
+            "{\"type\":\"\"}",
+            "{\"type\":\"heartbeat\"",
+            "{\"type\":\"heartbeat\",\"id\":5}",
+            "{\"type\":\"heartbeat\",\"type\":\"ack\"}",
+            "{\"type\":\"ack\",\"data\":{\"seq\":18446744073709551616}}",
+            "{\"type\":\"ack\",\"data\":{\"seq\":1e400}}",
+            "{\"type\":\"ack\",\"data\":{\"seq\":-9223372036854775809}}",
+            "{\"type\":\"ack\",\"data\":{\"seq\":1.5}}",
+            "{\"type\":\"ack\",\"data\":null}",
+            "{\"type\":\"ack\",\"data\":[]}",
+            "{\"type\":\"resume\",\"data\":{\"after_seq\":18446744073709551615}}",
+            "{\"type\":\"refresh\",\"data\":{\"token\":\"\\ud800\"}}",
+            "{\"type\":\"status_update\",\"data\":{\"status\":\"\\u0000\"}}",
+            "\u{feff}{\"type\":\"heartbeat\"}",
+            "{\"type\":\"heartbeat\"} trailing",
+            &deep_array,
+            &deep_object,
+            &deep_data,
         ];
         for input in inputs {
-            let r = parse_client_frame(input);
-            if let Err(e) = r {
-                assert!(e.message.len() < 400, "error messages stay bounded");
-            }
+            let result = std::panic::catch_unwind(|| parse_client_frame(input));
+            assert!(result.is_ok(), "panicked on {:?}", truncate(input, 80));
         }
+        assert_eq!(
+            code("{\"type\":\"ack\",\"data\":{\"seq\":18446744073709551616}}"),
+            ErrorCode::InvalidFields
+        );
+        let max = parse_client_frame("{\"type\":\"ack\",\"data\":{\"seq\":18446744073709551615}}");
+        assert!(max.is_ok());
+    }
+
+    #[test]
+    fn refresh_token_is_not_debug_printed() {
+        let msg = ClientMsg::Refresh {
+            data: Refresh {
+                token: "secret".into(),
+            },
+        };
+        assert!(!format!("{msg:?}").contains("secret"));
     }
 }

@@ -1,15 +1,30 @@
-//! The Nexus wire protocol, v1: every message between agents and the hub.
+//! Nexus wire protocol v1: every JSON message exchanged between an agent and
+//! the hub over its WebSocket.
 //!
-//! - [`ids`]: newtypes for ids and `seq`, serialized as bare strings / numbers.
-//! - [`server`]: [`ServerMsg`], what the hub sends (inbox events and control frames).
-//! - [`client`]: [`ClientMsg`], what agents send, and [`parse_client_frame`], which
-//!   classifies bad frames into the `error` codes.
-//! - [`payload`]: typed `data` of the known event types.
-//! - [`encode`](mod@encode): writing frames, including the allocation-light event path.
-//! - [`close`]: WebSocket close codes and what a client should do about each.
+//! The server, the load test and Rust agents all use these types, so the
+//! protocol is written once. Other languages use the JSON fixtures, the JSON
+//! Schema and the README that live beside this crate.
 //!
-//! The JSON shapes are a contract: `fixtures/v1/` pins one example of every message
-//! and `schema/` holds the generated JSON Schema; tests fail when either drifts.
+//! # Layout
+//! - [`ids`]: `AgentId`, `TenantId`, `SessionId`, `EventId` (UUIDv7) and `Seq`,
+//!   newtypes that are bare strings/numbers on the wire.
+//! - [`server`]: [`ServerMsg`], what the server sends: inbox events
+//!   ([`EventFrame`]) and control frames (`welcome`, `error`, `gap`,
+//!   `token_expiring`).
+//! - [`client`]: [`ClientMsg`], what an agent sends, and
+//!   [`parse_client_frame`], the gateway's single entry point for inbound text.
+//! - [`payload`]: typed `data` of the known events (`TaskAssigned`, …).
+//! - [`encode`](mod@encode): the allocation-lean event writer used on the hot path.
+//! - [`close`]: WebSocket close codes and their reasons.
+//! - `time` (private): the one timestamp shape on the wire.
+//!
+//! Outside `src/`: `fixtures/v1/` (one example per message, round-trip
+//! tested), `schema/` (generated JSON Schema, checked by a test) and
+//! `README.md` (the protocol for non-Rust agent authors).
+//!
+//! # Compatibility
+//! Within a major version changes are additive: readers ignore unknown
+//! fields, and clients ignore event types they do not know.
 
 pub mod client;
 pub mod close;
@@ -26,13 +41,16 @@ pub use client::{
 pub use encode::{encode, encode_event};
 pub use ids::{AgentId, EventId, Seq, SessionId, TenantId};
 pub use payload::{
-    ContextUpdate, MappingRef, TaskAssigned, TaskRef, ToolError, ToolResult, WakeUp,
+    ContextUpdate, EventData, MappingRef, TaskAssigned, TaskRef, ToolError, ToolResult, WakeUp,
 };
 pub use server::{
-    ErrorCode, ErrorData, EventFrame, EventType, Gap, ServerMsg, TokenExpiring, Welcome,
+    ErrorCode, ErrorData, EventFrame, EventType, Gap, ServerMsg, TokenExpiring, UnknownEventType,
+    Welcome,
 };
 
-/// The protocol this crate speaks, as negotiated by WebSocket subprotocol.
+/// The WebSocket subprotocol of version 1 (`Sec-WebSocket-Protocol: nexus.v1`).
 pub const PROTOCOL_V1: &str = "nexus.v1";
-/// Every protocol a server built from this crate accepts.
+
+/// Every protocol this build speaks, newest first; offered to a client whose
+/// requested version is refused.
 pub const SUPPORTED_PROTOCOLS: &[&str] = &[PROTOCOL_V1];

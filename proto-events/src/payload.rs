@@ -1,19 +1,32 @@
-//! Typed `data` of the known event types. The server builds them; clients read
-//! them from an event's `data` with `serde_json::from_value`.
+//! Typed `data` of the known inbox events.
+//!
+//! The server builds `data` from these; clients read it with
+//! `serde_json::from_value::<TaskAssigned>(frame.data)`. Optional fields
+//! default, so a newer server may omit or add fields without breaking them.
 
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `task_assigned`: a task now concerns this agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+use crate::server::EventType;
+
+/// Ties a payload type to the event type that carries it, so the server
+/// cannot store a `WakeUp` under `task_assigned`.
+pub trait EventData: Serialize + DeserializeOwned {
+    const KIND: EventType;
+}
+
+/// A task was created for, or assigned to, this agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskAssigned {
     pub task: TaskRef,
     pub mapping: MappingRef,
-    /// What made it concern the agent (`created`, `assigned`, …).
+    /// What happened, e.g. `created`, `assigned`.
     pub change: String,
 }
 
+/// A ClickUp task as the agent needs to see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskRef {
     pub id: String,
@@ -23,48 +36,50 @@ pub struct TaskRef {
     pub list_id: String,
 }
 
+/// Where the task is mirrored in Slack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MappingRef {
     pub slack_channel: String,
-    #[serde(default)]
+    /// The task's thread, once one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_thread_ts: Option<String>,
 }
 
-/// `context_update`: something changed about work the agent has.
+/// Something changed around a task the agent works on (status, comment,
+/// thread reply). Deliberately loose: sources differ in what they know.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextUpdate {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    /// `clickup`, `slack`, or another source.
+    /// e.g. `clickup`, `slack`.
     #[serde(default)]
     pub source: String,
     #[serde(default)]
     pub text: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(default)]
+    /// The source's own timestamp (a Slack `ts`), kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
 }
 
-/// `wake_up`: someone asked for the agent (a mention, an alias, a rule).
+/// Someone addressed the agent (by name or alias) outside a task thread.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WakeUp {
-    #[serde(default)]
     pub text: String,
-    #[serde(default)]
-    pub channel: Option<String>,
-    #[serde(default)]
-    pub ts: Option<String>,
-    #[serde(default)]
+    pub channel: String,
+    /// The Slack message `ts`, needed to reply in its thread.
+    pub ts: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    /// Why this agent: `mention`, `alias`, `rule`, …
-    #[serde(default)]
+    /// Why this agent was woken, e.g. `mention`, `alias:AI_Squad`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-/// `tool_result`: the answer to a `tool_request`.
+/// The outcome of a `tool_request`: `result` when `ok`, else `error`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolResult {
     pub request_id: String,
@@ -75,8 +90,76 @@ pub struct ToolResult {
     pub error: Option<ToolError>,
 }
 
+impl ToolResult {
+    pub fn success(request_id: impl Into<String>, result: Value) -> Self {
+        Self {
+            request_id: request_id.into(),
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn failure(request_id: impl Into<String>, error: ToolError) -> Self {
+        Self {
+            request_id: request_id.into(),
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolError {
+    /// Stable, machine-readable, e.g. `unknown_tool`, `timeout`, `provider_error`.
     pub code: String,
     pub message: String,
+}
+
+impl EventData for TaskAssigned {
+    const KIND: EventType = EventType::TaskAssigned;
+}
+impl EventData for ContextUpdate {
+    const KIND: EventType = EventType::ContextUpdate;
+}
+impl EventData for WakeUp {
+    const KIND: EventType = EventType::WakeUp;
+}
+impl EventData for ToolResult {
+    const KIND: EventType = EventType::ToolResult;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn context_update_tolerates_missing_fields() {
+        let update: ContextUpdate = serde_json::from_value(json!({"text": "hi"})).unwrap();
+        assert_eq!(update.text, "hi");
+        assert_eq!(update.source, "");
+        assert_eq!(update.task_id, None);
+    }
+
+    #[test]
+    fn tool_result_shapes() {
+        let ok = ToolResult::success("r1", json!({"ts": "1.2"}));
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            json!({"request_id": "r1", "ok": true, "result": {"ts": "1.2"}})
+        );
+        let err = ToolResult::failure(
+            "r2",
+            ToolError {
+                code: "timeout".into(),
+                message: "slow".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&err).unwrap(),
+            json!({"request_id": "r2", "ok": false, "error": {"code": "timeout", "message": "slow"}})
+        );
+    }
 }

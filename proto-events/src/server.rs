@@ -21,13 +21,13 @@ use crate::ids::{AgentId, EventId, Seq, SessionId, TenantId};
 pub enum ServerMsg {
     /// First frame of every session.
     Welcome { data: Welcome },
-    /// Data: [`crate::TaskAssigned`].
+    /// A task was created for, or assigned to, the agent (`data`: `TaskAssigned`).
     TaskAssigned(EventFrame),
-    /// Data: [`crate::ContextUpdate`].
+    /// News about a task the agent works on (`data`: `ContextUpdate`).
     ContextUpdate(EventFrame),
-    /// Data: [`crate::WakeUp`].
+    /// Someone addressed the agent in Slack (`data`: `WakeUp`).
     WakeUp(EventFrame),
-    /// Data: [`crate::ToolResult`].
+    /// The answer to a `tool_request` (`data`: `ToolResult`).
     ToolResult(EventFrame),
     /// A frame from the agent was refused; the socket stays open.
     Error { data: ErrorData },
