@@ -4,7 +4,7 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, now_ms, on_pool};
+use super::{Result, Store, StoreError, now_ms, on_pool, on_writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,7 +112,7 @@ impl Store {
                 created_at,
             })
             .collect();
-        on_pool!(self, p => {
+        on_writer!(self, p => {
             let mut tx = p.begin().await?;
             for (a, n) in agents.iter().zip(&new) {
                 sqlx::query(
@@ -199,7 +199,7 @@ impl Store {
     }
 
     pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<Agent> {
-        let done = on_pool!(self, p => {
+        let done = on_writer!(self, p => {
             sqlx::query("UPDATE agents SET status = $1 WHERE id = $2")
                 .bind(status.as_str())
                 .bind(*id.as_uuid())
@@ -214,7 +214,7 @@ impl Store {
     }
 
     pub async fn set_agent_secret_hash(&self, id: AgentId, hash: &str) -> Result<Agent> {
-        let done = on_pool!(self, p => {
+        let done = on_writer!(self, p => {
             sqlx::query("UPDATE agents SET client_secret_hash = $1 WHERE id = $2")
                 .bind(hash)
                 .bind(*id.as_uuid())

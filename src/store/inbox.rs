@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nexus_proto::{AgentId, EventId, EventType, Seq};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool};
+use super::{Result, Store, StoreError, on_pool, on_writer};
 
 /// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
 const CHUNK: usize = 400;
@@ -115,7 +115,7 @@ impl Store {
         let mut agents: Vec<(AgentId, u64)> = counts.into_iter().collect();
         agents.sort_unstable_by_key(|(a, _)| *a);
 
-        let out: Vec<InboxEvent> = on_pool!(self, p => {
+        let out: Vec<InboxEvent> = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut last = HashMap::with_capacity(agents.len());
             for chunk in agents.chunks(CHUNK) {
@@ -227,7 +227,7 @@ impl Store {
         if acks.is_empty() {
             return Ok(());
         }
-        on_pool!(self, p => {
+        on_writer!(self, p => {
             let mut tx = p.begin().await?;
             for (agent, seq) in acks {
                 let sql = match self.backend() {
@@ -263,7 +263,7 @@ impl Store {
 
     /// Deletes up to `limit` expired events; returns how many went.
     pub async fn delete_expired_inbox(&self, now_ms: i64, limit: u32) -> Result<u64> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query(
                 "DELETE FROM inbox WHERE (agent_id, seq) IN \
                  (SELECT agent_id, seq FROM inbox WHERE expires_at < $1 LIMIT $2)",

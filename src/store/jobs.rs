@@ -7,7 +7,7 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, on_pool};
+use super::{Backend, Result, Store, StoreError, on_pool, on_writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -194,7 +194,7 @@ impl Store {
     /// index itself, so concurrent retries of one webhook make exactly one job.
     pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         let now = super::now_ms();
-        let out = on_pool!(self, p => {
+        let out = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
@@ -262,7 +262,7 @@ impl Store {
                           ORDER BY run_at, id LIMIT $4 {lock}) \
              RETURNING {COLS}"
         );
-        let rows: Vec<JobRow> = on_pool!(self, p => {
+        let rows: Vec<JobRow> = on_writer!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(owner.to_owned())
                 .bind(lease_until)
@@ -278,7 +278,7 @@ impl Store {
 
     /// Extends the lease of a job this owner still holds; false when it was lost.
     pub async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> Result<bool> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'")
                 .bind(lease_until)
                 .bind(id)
@@ -298,7 +298,7 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query(
                 "UPDATE jobs SET status = 'done', reason_code = $1, finished_at = $2, lease_owner = NULL, \
                  lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
@@ -324,7 +324,7 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<bool> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let n = match retry_at {
                 Some(at) => sqlx::query(
@@ -372,7 +372,7 @@ impl Store {
     /// Returns jobs whose lease expired (their worker died) to the queue, or to the
     /// dead letters when that was their last attempt. Returns how many.
     pub async fn sweep_expired_leases(&self, now: i64) -> Result<u64> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query(
                 "INSERT INTO job_attempts (job_id, attempt, error, at) \
@@ -459,7 +459,7 @@ impl Store {
              WHERE status IN ('dead', 'done') AND {} AND ($5 IS NULL OR id = $5)",
             filter_sql(1)
         );
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(filter.status.map(JobStatus::as_str))
                 .bind(filter.source.clone())
@@ -476,7 +476,7 @@ impl Store {
 
     /// Deletes a job that is not running; `NotFound` otherwise.
     pub async fn delete_job(&self, id: Uuid) -> Result<()> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query("DELETE FROM jobs WHERE id = $1 AND status <> 'running'")
                 .bind(id)
                 .execute(p)

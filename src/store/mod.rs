@@ -47,6 +47,19 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// As [`on_pool!`], for statements that write. SQLite has one writer at a time; giving
+/// writes a single connection makes them queue in process instead of sleeping in
+/// SQLite's busy handler (which backs off in steps of up to 100 ms).
+macro_rules! on_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.writer {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_writer;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or did not answer in time: callers answer 503.
@@ -108,6 +121,8 @@ pub(crate) enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// The same database; for SQLite a pool of one connection (see [`on_writer!`]).
+    pub(crate) writer: Pool,
 }
 
 impl Store {
@@ -123,6 +138,12 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
+            // The writer connects first: it creates the file and switches it to WAL.
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(opts.clone())
+                .await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(acquire)
@@ -130,6 +151,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 pool: Pool::Sqlite(pool),
+                writer: Pool::Sqlite(writer),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
@@ -140,6 +162,7 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             Ok(Store {
+                writer: Pool::Postgres(pool.clone()),
                 pool: Pool::Postgres(pool),
             })
         } else {
@@ -166,7 +189,7 @@ impl Store {
     /// Applies every pending migration; safe to run on every start and from several nodes.
     pub async fn migrate(&self) -> Result<()> {
         let migrator = self.migrator();
-        on_pool!(self, p => migrator.run(p).await)?;
+        on_writer!(self, p => migrator.run(p).await)?;
         Ok(())
     }
 
@@ -198,7 +221,8 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
+        on_pool!(self, p => p.close().await);
+        on_writer!(self, p => p.close().await)
     }
 }
 

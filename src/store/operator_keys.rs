@@ -7,7 +7,7 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, conflict_as, now_ms, on_pool};
+use super::{Result, Store, StoreError, conflict_as, now_ms, on_pool, on_writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,7 +128,7 @@ impl Store {
             scopes,
             created_at: now_ms(),
         };
-        on_pool!(self, p => {
+        on_writer!(self, p => {
             sqlx::query(
                 "INSERT INTO operator_keys (id, tenant_id, name, key_hash, scopes, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

@@ -1,6 +1,6 @@
 //! Node-wide settings the database keeps so every node (and every restart) agrees.
 
-use super::{Result, Store, StoreError, on_pool};
+use super::{Result, Store, StoreError, on_writer};
 
 impl Store {
     /// Returns the setting `name`, storing `init()` first if it has none.
@@ -11,7 +11,7 @@ impl Store {
         init: impl FnOnce() -> String,
     ) -> Result<String> {
         let candidate = init();
-        let value: Option<String> = on_pool!(self, p => {
+        let value: Option<String> = on_writer!(self, p => {
             sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                 .bind(name)
                 .bind(&candidate)

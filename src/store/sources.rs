@@ -9,7 +9,7 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, now_ms, on_pool};
+use super::{Result, Store, StoreError, now_ms, on_pool, on_writer};
 
 /// A credential held for verifying or calling: `Debug` shows nothing, no `Serialize`.
 #[derive(Clone, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl Store {
     pub async fn create_source(&self, new: NewSource) -> Result<Source> {
         let id = Uuid::now_v7();
         let rule = new.rule.as_ref();
-        on_pool!(self, p => {
+        on_writer!(self, p => {
             sqlx::query(
                 "INSERT INTO sources (id, tenant_id, kind, external_id, secret, api_token, bot_user, \
                  rule_agent, rule_alias, rule_event, created_at) \
@@ -226,7 +226,7 @@ impl Store {
     }
 
     pub async fn remove_source(&self, id: Uuid) -> Result<()> {
-        let n = on_pool!(self, p => {
+        let n = on_writer!(self, p => {
             sqlx::query("DELETE FROM sources WHERE id = $1")
                 .bind(id)
                 .execute(p)

@@ -4,7 +4,7 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, conflict_as, now_ms, on_pool};
+use super::{Result, Store, StoreError, conflict_as, now_ms, on_pool, on_writer};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Tenant {
@@ -42,7 +42,7 @@ impl Store {
             tier: "standard".into(),
             created_at: now_ms(),
         };
-        on_pool!(self, p => {
+        on_writer!(self, p => {
             sqlx::query("INSERT INTO tenants (id, name, tier, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(*tenant.id.as_uuid())
                 .bind(&tenant.name)
