@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Regenerates the figures of RESULTS.md: machine facts, one `compare` run and
+# one 10,000-socket `connect` against Nexus. Bounded: about 8 minutes on
+# 2 cores (most of it is argon2 hashing while provisioning agents).
+# Output: loadtest/results/{machine,compare,compare-1k,connect-10k}.{txt,json}
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=loadtest/results
+mkdir -p "$out"
+cargo build --release -p nexus -p nexus-loadtest
+lt=target/release/nexus-loadtest
+{
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "memory: $(free -m | awk '/^Mem:/ {print $2 " MiB"}')"
+  echo "kernel: $(uname -r)"
+  echo "rustc: $(rustc --version)"
+  echo "node: $(node --version)"
+  echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
+} | tee "$out/machine.txt"
+"$lt" compare --agents "${AGENTS:-2000}" --rate "${RATE:-2000}" --duration "${DURATION:-10}" \
+  --rounds "${ROUNDS:-1}" --out "$out/compare.json" | tee "$out/compare.txt"
+"$lt" compare --agents 1000 --rate 1000 --duration 10 --out "$out/compare-1k.json" | tee "$out/compare-1k.txt"
+"$lt" connect --agents "${CONNECT_AGENTS:-10000}" --out "$out/connect-10k.json" | tee "$out/connect-10k.txt"

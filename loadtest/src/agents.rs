@@ -1,0 +1,165 @@
+//! One simulated agent: open its socket (until `welcome`), then read events,
+//! report each load-test event as a [`Delivery`] and ack cumulatively, at
+//! most every [`ACK_EVERY`] (the node rate-limits inbound frames).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use nexus_proto::{Ack, ClientMsg, Seq, ServerMsg};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::server::Kind;
+use crate::socketio::{self, Packet};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Acks are cumulative and sent at most this often per socket.
+pub const ACK_EVERY: Duration = Duration::from_millis(50);
+
+/// A load-test event seen by an agent. `i` numbers the events of a run;
+/// `t_ns` is their intended send time, `recv_ns` when the frame was read
+/// (both Unix nanoseconds on this machine's clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub agent: u32,
+    pub i: u64,
+    pub t_ns: u64,
+    pub recv_ns: u64,
+}
+
+pub fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Small buffers: the default 128 KiB read buffer would cost ~2 GiB of client
+/// memory for 15,000 sockets. Frames here are tiny.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Opens an agent socket and waits for `welcome`.
+pub async fn open(kind: Kind, ws_base: &str, token: &str) -> Result<Ws> {
+    match kind {
+        Kind::Nexus => open_nexus(ws_base, token).await,
+        Kind::Socketio => socketio::open(ws_base, token).await,
+    }
+}
+
+async fn open_nexus(ws_base: &str, token: &str) -> Result<Ws> {
+    let mut req = format!("{ws_base}/agents?v=1").into_client_request()?;
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true).await?;
+    while let Some(msg) = ws.next().await {
+        match msg? {
+            Message::Text(text) => match serde_json::from_str::<ServerMsg>(&text)? {
+                ServerMsg::Welcome { .. } => return Ok(ws),
+                other => bail!("expected welcome, got {}", other.type_name()),
+            },
+            Message::Close(frame) => bail!("closed before welcome: {frame:?}"),
+            _ => {}
+        }
+    }
+    bail!("connection ended before welcome")
+}
+
+/// `(i, t_ns)` of a load-test event's `data`.
+pub fn stamp(data: &Value) -> Option<(u64, u64)> {
+    Some((data.get("i")?.as_u64()?, data.get("t_ns")?.as_u64()?))
+}
+
+/// Reads until the socket ends. Socket.IO pings are answered here; the
+/// WebSocket pings of Nexus are answered by tungstenite while reading.
+pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<Delivery>) {
+    // Nexus acks a seq; Socket.IO has none, so its client acks a count.
+    let mut received: u64 = 0;
+    let mut acked: u64 = 0;
+    let mut last_ack = Instant::now();
+    loop {
+        let due = last_ack + ACK_EVERY;
+        let msg = tokio::select! {
+            msg = ws.next() => msg,
+            _ = tokio::time::sleep_until(due), if received > acked => {
+                if send_ack(kind, &mut ws, received).await.is_err() {
+                    return;
+                }
+                acked = received;
+                last_ack = Instant::now();
+                continue;
+            }
+        };
+        let Some(Ok(Message::Text(text))) = msg else {
+            match msg {
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        };
+        let recv_ns = unix_ns();
+        let event = match kind {
+            Kind::Nexus => match serde_json::from_str::<ServerMsg>(&text) {
+                Ok(msg) => msg.as_event().map(|(_, frame)| {
+                    received = received.max(frame.seq.get());
+                    stamp(&frame.data)
+                }),
+                Err(_) => None,
+            },
+            Kind::Socketio => match socketio::parse(&text) {
+                Ok(Packet::Ping) => {
+                    if ws.send(Message::text("3")).await.is_err() {
+                        return;
+                    }
+                    None
+                }
+                Ok(Packet::Event { payload, .. }) => socketio::event_data(payload).map(|data| {
+                    received += 1;
+                    stamp(&data)
+                }),
+                Ok(Packet::Disconnect { .. } | Packet::Close) => return,
+                _ => None,
+            },
+        };
+        if let Some(Some((i, t_ns))) = event {
+            let _ = tx.send(Delivery {
+                agent,
+                i,
+                t_ns,
+                recv_ns,
+            });
+        }
+        if received > acked && last_ack.elapsed() >= ACK_EVERY {
+            if send_ack(kind, &mut ws, received).await.is_err() {
+                return;
+            }
+            acked = received;
+            last_ack = Instant::now();
+        }
+    }
+}
+
+async fn send_ack(kind: Kind, ws: &mut Ws, seq: u64) -> Result<()> {
+    let frame = match kind {
+        Kind::Nexus => serde_json::to_string(&ClientMsg::Ack {
+            data: Ack { seq: Seq::new(seq) },
+        })?,
+        Kind::Socketio => socketio::ack_frame(seq),
+    };
+    ws.send(Message::text(frame)).await?;
+    Ok(())
+}

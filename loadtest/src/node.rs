@@ -1,0 +1,205 @@
+//! A Nexus node: find or build the binary, start it in a temp directory,
+//! provision tenants, agents and an operator key with its CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::proc::{Tail, drain};
+
+/// The workspace root (this crate lives in `<root>/loadtest`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `NEXUS_BIN`, else `<workspace>/target/release/nexus`, else builds it.
+pub async fn locate_bin() -> Result<PathBuf> {
+    if let Ok(bin) = std::env::var("NEXUS_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let bin = workspace_root().join("target/release/nexus");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!("building the node: cargo build --release -p nexus");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-p", "nexus"])
+        .current_dir(workspace_root())
+        .status()
+        .await
+        .context("running cargo build")?;
+    if !status.success() || !bin.exists() {
+        bail!("cargo build --release -p nexus failed ({status})");
+    }
+    Ok(bin)
+}
+
+/// Where the CLI and the node find their data.
+#[derive(Clone)]
+pub struct NodeEnv {
+    pub bin: PathBuf,
+    pub database_url: String,
+    pub jwt_secret: String,
+}
+
+impl NodeEnv {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("DATABASE_URL", &self.database_url)
+            .env("NEXUS_JWT_SECRET", &self.jwt_secret)
+            .env("NEXUS_LOG_FORMAT", "json")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs one CLI command; returns its stdout JSON lines.
+    pub async fn cli(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let out = self
+            .command()
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .with_context(|| format!("running nexus {}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "nexus {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("CLI printed {l:?}")))
+            .collect()
+    }
+
+    /// `nexus serve --listen 127.0.0.1:0`; returns the child, its address and
+    /// the tail of its log.
+    pub async fn serve(&self) -> Result<(Child, String, Tail)> {
+        let mut child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let tail = Tail::default();
+        let (tx, rx) = oneshot::channel();
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        drain(stderr, tail.clone(), listening_addr, Some(tx));
+        match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(addr)) => Ok((child, addr, tail)),
+            _ => {
+                let _ = child.kill().await;
+                bail!(
+                    "the node did not report `nexus listening`:\n{}",
+                    tail.text()
+                )
+            }
+        }
+    }
+}
+
+/// The `addr` of the `nexus listening` log line.
+pub fn listening_addr(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields").unwrap_or(&v);
+    let message = fields.get("message").or_else(|| v.get("message"))?;
+    if message.as_str()? != "nexus listening" {
+        return None;
+    }
+    Some(
+        fields
+            .get("addr")
+            .or_else(|| v.get("addr"))?
+            .as_str()?
+            .to_owned(),
+    )
+}
+
+/// What provisioning made: one tenant, its agents, an operator key.
+pub struct Provisioned {
+    pub tenant_id: String,
+    /// `(agent id, client id)`.
+    pub agents: Vec<(String, String)>,
+    pub operator_key: String,
+    pub took: Duration,
+}
+
+pub async fn provision(env: &NodeEnv, n: usize) -> Result<Provisioned> {
+    let started = Instant::now();
+    let name = format!("lt-{}", uuid::Uuid::new_v4().simple());
+    let tenant = env.cli(&["tenant", "create", "--name", &name]).await?;
+    let tenant_id = str_field(tenant.first(), "id")?;
+    let count = n.to_string();
+    let rows = env
+        .cli(&[
+            "agent",
+            "create",
+            "--tenant",
+            &tenant_id,
+            "--name-prefix",
+            "lt-",
+            "--count",
+            &count,
+        ])
+        .await?;
+    if rows.len() != n {
+        bail!("asked for {n} agents, the CLI printed {}", rows.len());
+    }
+    let agents = rows
+        .iter()
+        .map(|r| Ok((str_field(Some(r), "id")?, str_field(Some(r), "client_id")?)))
+        .collect::<Result<Vec<_>>>()?;
+    let key = env
+        .cli(&[
+            "operator-key",
+            "create",
+            "--name",
+            &name,
+            "--scopes",
+            "read,write,admin",
+        ])
+        .await?;
+    Ok(Provisioned {
+        tenant_id,
+        agents,
+        operator_key: str_field(key.first(), "key")?,
+        took: started.elapsed(),
+    })
+}
+
+fn str_field(row: Option<&Value>, field: &str) -> Result<String> {
+    row.and_then(|r| r.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("CLI output without `{field}`: {row:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_listening_line() {
+        let line = r#"{"timestamp":"…","level":"INFO","fields":{"message":"nexus listening","addr":"127.0.0.1:4242"},"target":"nexus"}"#;
+        assert_eq!(listening_addr(line).as_deref(), Some("127.0.0.1:4242"));
+        let flat = r#"{"message":"nexus listening","addr":"127.0.0.1:1"}"#;
+        assert_eq!(listening_addr(flat).as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(listening_addr(r#"{"fields":{"message":"other"}}"#), None);
+        assert_eq!(listening_addr("not json"), None);
+    }
+}

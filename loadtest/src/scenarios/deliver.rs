@@ -1,0 +1,279 @@
+//! `deliver`: events at a fixed open-loop rate through the emit API, each
+//! addressed to one agent (round robin). Latency runs from the event's
+//! *intended* send time to the agent's read, so a stalled server cannot hide
+//! its backlog (no coordinated omission).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::agents::{Delivery, unix_ns};
+use crate::fleet::Fleet;
+use crate::report::{Latency, histogram, num, record_us, table};
+use crate::server::{Emitter, Fixture, Kind, Server};
+
+#[derive(Clone, Copy, Debug)]
+pub struct DeliverOpts {
+    pub rate: f64,
+    pub duration: Duration,
+    /// How long to wait for stragglers after the last send.
+    pub drain: Duration,
+    /// Requests in flight at most; past it sends wait (and count as late).
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliverReport {
+    pub target: Kind,
+    pub via: &'static str,
+    pub agents: usize,
+    pub rate: f64,
+    pub duration_s: f64,
+    pub scheduled: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub first_error: Option<String>,
+    pub accepted_per_s: f64,
+    pub delivered: u64,
+    pub delivered_per_s: f64,
+    pub duplicates: u64,
+    /// accepted − delivered after the drain timeout; must be 0.
+    pub lost: i64,
+    /// Intended send → agent read.
+    pub latency: Latency,
+    /// Intended send → HTTP 202.
+    pub accept_latency: Latency,
+    /// Sends that had to wait for a free in-flight slot.
+    pub late_sends: u64,
+    pub server_cpu_s: Option<f64>,
+    /// CPU of this client process (sender and, without workers, the sockets).
+    pub client_cpu_s: f64,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    late: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+pub async fn run(
+    server: &Server,
+    fixture: &Fixture,
+    fleet: &mut Fleet,
+    opts: DeliverOpts,
+) -> Result<DeliverReport> {
+    if opts.rate <= 0.0 || fixture.agent_ids.is_empty() {
+        bail!("deliver needs a positive --rate and at least one agent");
+    }
+    while fleet.rx.try_recv().is_ok() {}
+    let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
+    let counters = Arc::new(Counters::default());
+    let accept_hist = Arc::new(Mutex::new(histogram()?));
+    let cpu_before = server.sample().await?;
+    let client_before = crate::proc::sample(std::process::id())?;
+    let start = Instant::now() + Duration::from_millis(100);
+    let start_unix = unix_ns() + 100_000_000;
+    let sender = tokio::spawn(schedule(
+        server.emitter(),
+        Arc::new(fixture.agent_ids.clone()),
+        total,
+        opts,
+        (start, start_unix),
+        counters.clone(),
+        accept_hist.clone(),
+    ));
+    let mut got = Collector {
+        seen: vec![false; total as usize],
+        hist: histogram()?,
+        delivered: 0,
+        duplicates: 0,
+        last_recv: start_unix,
+    };
+    let mut sender = std::pin::pin!(sender);
+    let send_elapsed = loop {
+        tokio::select! {
+            Some(d) = fleet.rx.recv() => got.record(d),
+            done = &mut sender => break done??,
+        }
+    };
+    let accepted = counters.accepted.load(Ordering::Relaxed);
+    let drain_until = Instant::now() + opts.drain;
+    while got.delivered < accepted {
+        match tokio::time::timeout_at(drain_until, fleet.rx.recv()).await {
+            Ok(Some(d)) => got.record(d),
+            _ => break,
+        }
+    }
+    while let Ok(d) = fleet.rx.try_recv() {
+        got.record(d);
+    }
+    let cpu_after = server.sample().await?;
+    let client_after = crate::proc::sample(std::process::id())?;
+    let accept_latency = accept_hist
+        .lock()
+        .map(|h| Latency::from_histogram(&h))
+        .unwrap_or_default();
+    let first_error = counters.first_error.lock().ok().and_then(|e| e.clone());
+    Ok(DeliverReport {
+        target: server.kind,
+        via: "api",
+        agents: fixture.agent_ids.len(),
+        rate: opts.rate,
+        duration_s: opts.duration.as_secs_f64(),
+        scheduled: total,
+        accepted,
+        rejected: counters.rejected.load(Ordering::Relaxed),
+        first_error,
+        accepted_per_s: accepted as f64 / send_elapsed.as_secs_f64().max(1e-9),
+        delivered: got.delivered,
+        delivered_per_s: got.delivered as f64
+            / (got.last_recv.saturating_sub(start_unix) as f64 / 1e9).max(1e-9),
+        duplicates: got.duplicates,
+        lost: accepted as i64 - got.delivered as i64,
+        latency: Latency::from_histogram(&got.hist),
+        accept_latency,
+        late_sends: counters.late.load(Ordering::Relaxed),
+        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        client_cpu_s: client_after.cpu_s - client_before.cpu_s,
+    })
+}
+
+/// Unique deliveries by event number, and their latencies.
+struct Collector {
+    seen: Vec<bool>,
+    hist: Histogram<u64>,
+    delivered: u64,
+    duplicates: u64,
+    last_recv: u64,
+}
+
+impl Collector {
+    fn record(&mut self, d: Delivery) {
+        let Some(slot) = self.seen.get_mut(d.i as usize) else {
+            return;
+        };
+        if *slot {
+            self.duplicates += 1;
+            return;
+        }
+        *slot = true;
+        self.delivered += 1;
+        self.last_recv = self.last_recv.max(d.recv_ns);
+        record_us(&mut self.hist, d.recv_ns.saturating_sub(d.t_ns) / 1000);
+    }
+}
+
+/// Issues event `k` at `start + k/rate`, each request on its own task so a
+/// slow answer never delays the schedule. Returns the time from `start` to
+/// the last answer.
+async fn schedule(
+    emitter: Emitter,
+    agents: Arc<Vec<String>>,
+    total: u64,
+    opts: DeliverOpts,
+    (start, start_unix): (Instant, u64),
+    counters: Arc<Counters>,
+    accept_hist: Arc<Mutex<Histogram<u64>>>,
+) -> Result<Duration> {
+    let period_ns = 1e9 / opts.rate;
+    let slots = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    let intended = |k: u64| (k as f64 * period_ns) as u64;
+    let mut k = 0u64;
+    while k < total {
+        tokio::time::sleep_until(start + Duration::from_nanos(intended(k))).await;
+        let elapsed = Instant::now().saturating_duration_since(start).as_nanos() as f64;
+        let due = ((elapsed / period_ns).floor() as u64 + 1).min(total);
+        while k < due {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    counters.late.fetch_add(1, Ordering::Relaxed);
+                    slots.clone().acquire_owned().await?
+                }
+            };
+            let t_ns = start_unix + intended(k);
+            let agent = agents[(k % agents.len() as u64) as usize].clone();
+            let (emitter, counters, accept_hist) =
+                (emitter.clone(), counters.clone(), accept_hist.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let result = emitter
+                    .emit_agent(&agent, json!({"t_ns": t_ns, "i": k}))
+                    .await;
+                let took_us = unix_ns().saturating_sub(t_ns) / 1000;
+                match result {
+                    Ok(true) => {
+                        counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut h) = accept_hist.lock() {
+                            record_us(&mut h, took_us);
+                        }
+                    }
+                    Ok(false) => note_error(
+                        &counters,
+                        "the server did not deliver (agent not connected)".into(),
+                    ),
+                    Err(e) => note_error(&counters, format!("{e:#}")),
+                }
+            });
+            k += 1;
+        }
+    }
+    let _all = slots.acquire_many(opts.max_in_flight.max(1) as u32).await?;
+    Ok(Instant::now().saturating_duration_since(start))
+}
+
+fn note_error(counters: &Counters, error: String) {
+    counters.rejected.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut first) = counters.first_error.lock() {
+        first.get_or_insert(error);
+    }
+}
+
+impl DeliverReport {
+    pub fn table(&self) -> String {
+        let mut rows = vec![
+            (
+                "load",
+                format!(
+                    "{} agents · {} events/s for {} s (via {})",
+                    num(self.agents as f64),
+                    num(self.rate),
+                    num(self.duration_s),
+                    self.via
+                ),
+            ),
+            (
+                "scheduled / accepted / rejected",
+                format!("{} / {} / {}", self.scheduled, self.accepted, self.rejected),
+            ),
+            ("accepted/s", num(self.accepted_per_s)),
+            ("delivered", self.delivered.to_string()),
+            ("delivered/s", num(self.delivered_per_s)),
+            ("lost (must be 0)", self.lost.to_string()),
+            ("duplicates", self.duplicates.to_string()),
+            ("accept→deliver", self.latency.line()),
+            ("send→202", self.accept_latency.line()),
+            ("late sends", self.late_sends.to_string()),
+            (
+                "server CPU",
+                self.server_cpu_s
+                    .map(|s| format!("{} s", num(s)))
+                    .unwrap_or_else(|| "– (no pid)".into()),
+            ),
+            ("client CPU", format!("{} s", num(self.client_cpu_s))),
+        ];
+        if let Some(e) = &self.first_error {
+            rows.push(("first error", e.clone()));
+        }
+        table(&format!("deliver · {}", self.target.name()), &rows)
+    }
+}

@@ -1,0 +1,20 @@
+//! The measurements: each takes a started [`crate::server::Server`] (and its
+//! agents) and returns a serialisable report with a human table.
+
+pub mod compare;
+pub mod connect;
+pub mod deliver;
+pub mod fanout;
+
+use std::time::Duration;
+
+/// Client-side knobs shared by every scenario.
+#[derive(Clone, Debug)]
+pub struct ClientOpts {
+    /// Sockets being opened at once.
+    pub concurrency: usize,
+    /// Sockets per client process; more go to `worker` subprocesses.
+    pub per_process: usize,
+    /// Wait after the last `welcome` before reading the server's RSS.
+    pub settle: Duration,
+}
