@@ -43,6 +43,20 @@ impl TestApp {
             .access_token
     }
 
+    /// Connects `agent` with a fresh token and reads its `welcome`.
+    pub async fn online(
+        &self,
+        agent: &nexus::admin::AgentWithSecret,
+        tenant: nexus_proto::TenantId,
+    ) -> Agent {
+        let mut ws = self
+            .connect(&self.token_for(agent.agent.id, tenant), "")
+            .await
+            .expect("connects");
+        ws.welcome().await;
+        ws
+    }
+
     /// Connects to `/agents?{query}` with `token` as a Bearer header.
     pub async fn connect(&self, token: &str, query: &str) -> Result<Agent, Refused> {
         self.connect_with(Some(token), query, &[]).await

@@ -200,11 +200,7 @@ async fn live_switch_under_concurrent_emits(p: Profile) {
             }
         })
     };
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     let got = seqs(&mut agent, N as usize).await;
     assert_eq!(
         got,
@@ -221,16 +217,8 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
     let t = app.tenant("acme").await;
     let slow = app.agent(t.id, "slow").await;
     let fast = app.agent(t.id, "fast").await;
-    let mut slow_ws = app
-        .connect(&app.token_for(slow.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    slow_ws.welcome().await;
-    let mut fast_ws = app
-        .connect(&app.token_for(fast.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    fast_ws.welcome().await;
+    let mut slow_ws = app.online(&slow, t.id).await;
+    let mut fast_ws = app.online(&fast, t.id).await;
 
     // The slow agent reads nothing; big events fill its socket buffers, then its queue.
     let mut changes = app.state.hub.presence().subscribe();
@@ -316,11 +304,7 @@ async fn gap_reported_when_retention_dropped_events(p: Profile) {
     for i in 1..=12 {
         emit(&app, a.agent.id, i).await;
     }
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     match agent.recv().await {
         ServerMsg::Gap { data } => {
             assert_eq!(data.after_seq.get(), 0);
@@ -355,11 +339,7 @@ async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
         3
     );
     emit(&app, a.agent.id, 4).await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     match agent.recv().await {
         ServerMsg::Gap { data } => assert_eq!(
             (data.after_seq.get(), data.first_available_seq.get()),

@@ -177,11 +177,7 @@ async fn silent_client_is_closed_after_ping_timeout(p: Profile) {
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut changes = app.state.hub.presence().subscribe();
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     // Stop reading: the client library answers pings only while it reads, so the
     // server hears nothing. Await the server's verdict through presence.
     loop {
@@ -218,11 +214,7 @@ async fn oversize_frame_closes_with_1009(p: Profile) {
     };
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     let big = format!(
         "{{\"type\":\"heartbeat\",\"pad\":\"{}\"}}",
         "x".repeat(70 * 1024)
@@ -248,11 +240,7 @@ async fn malformed_frames_get_errors_and_the_socket_stays_open(p: Profile) {
     };
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
 
     agent.send_text("this is not json").await;
     expect_error(&mut agent, "invalid_json").await;
@@ -293,11 +281,7 @@ async fn persistent_abuse_closes_with_1008(p: Profile) {
     };
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     for _ in 0..30 {
         // The server may already have closed; sending into a closing socket is fine.
         let _ = agent
@@ -364,11 +348,7 @@ async fn unknown_tool_gets_a_tool_result_error(p: Profile) {
     };
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     agent
         .send(json!({"type": "tool_request", "data": {"request_id": "r1", "tool": "teleport", "args": {}}}))
         .await;
@@ -400,11 +380,7 @@ async fn presence_tracks_ready_status_and_disconnect(p: Profile) {
     assert_eq!(online().await, json!([]));
 
     let mut changes = app.state.hub.presence().subscribe();
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     agent
         .send(json!({"type": "agent_ready", "data": {"capabilities": ["code", "review"]}}))
         .await;
@@ -447,11 +423,7 @@ async fn inbound_rate_limit_drops_excess_frames_only(p: Profile) {
     };
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     // A burst of twice the rate passes; the next two frames are dropped with an error each.
     for _ in 0..12 {
         agent.send(json!({"type": "heartbeat"})).await;

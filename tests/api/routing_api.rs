@@ -63,11 +63,7 @@ async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
     assert_eq!(other["seq"], 2);
 
     // The agent was offline; it gets both on connect, with the ids the API returned.
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
     let (kind, seq, id, data) = event(&agent.recv().await);
     assert_eq!(
         (kind, seq, id.as_str()),
@@ -94,11 +90,7 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
     )
     .await
     .expect("disable");
-    let mut online_a = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    online_a.welcome().await;
+    let mut online_a = app.online(&a, t.id).await;
 
     let key = app.operator_key("write", Some(t.id)).await;
     let (status, body) = post(

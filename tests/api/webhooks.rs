@@ -232,11 +232,7 @@ async fn ingest_by_hmac_or_token_reaches_the_agent(p: Profile) {
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "downloader").await;
     let source = app.ingest_source(t.id, Some(a.agent.id), None).await;
-    let mut agent = app
-        .connect(&app.token_for(a.agent.id, t.id), "")
-        .await
-        .expect("connects");
-    agent.welcome().await;
+    let mut agent = app.online(&a, t.id).await;
 
     let body =
         json!({"transfer": {"id": 42, "name": "ubuntu.iso", "status": "COMPLETED"}}).to_string();
