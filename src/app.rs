@@ -13,11 +13,11 @@ use crate::bus::{Hub, Sessions};
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::presence::MemoryPresence;
+use crate::providers::Providers;
 use crate::queue::{Clock, Processors, Queue, SystemClock};
 use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
-use crate::tools::ToolRegistry;
-use crate::{http, telemetry, webhooks};
+use crate::{http, mirror, telemetry, webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -94,6 +94,8 @@ impl Application {
                 "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
             ));
         }
+        let providers =
+            Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let keys = jwt_keys(
@@ -144,9 +146,12 @@ impl Application {
             auth: Authenticator::new(store.clone(), keys),
             store,
             hub,
-            tools: ToolRegistry::default(),
+            tools: mirror::tools::registry(),
             queue: queue.clone(),
-            processors: webhooks::processors().merged(extra),
+            processors: webhooks::processors()
+                .merged(mirror::processors())
+                .merged(extra),
+            providers,
             metrics: telemetry::metrics_handle(),
             node_id,
             config,

@@ -65,6 +65,9 @@ pub struct ServeOpts {
 
     #[command(flatten)]
     pub queue: QueueOpts,
+
+    #[command(flatten)]
+    pub providers: ProviderOpts,
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -215,4 +218,28 @@ pub struct QueueOpts {
     /// A queued job older than this makes the queue "stale": a warning and a gauge.
     #[arg(long = "queue-stale-after", env = "NEXUS_QUEUE_STALE_AFTER", default_value = "5m", value_parser = duration)]
     pub stale_after: Duration,
+}
+
+/// The Slack and ClickUp APIs the mirror calls (tests point these at local fakes).
+#[derive(Debug, Clone, Args)]
+pub struct ProviderOpts {
+    /// Base URL of the ClickUp API v2.
+    #[arg(
+        long = "clickup-api-url",
+        env = "NEXUS_CLICKUP_API_URL",
+        default_value = "https://api.clickup.com/api/v2"
+    )]
+    pub clickup_api_url: String,
+
+    /// Base URL of the Slack Web API.
+    #[arg(
+        long = "slack-api-url",
+        env = "NEXUS_SLACK_API_URL",
+        default_value = "https://slack.com/api"
+    )]
+    pub slack_api_url: String,
+
+    /// Longest wait for one provider API call.
+    #[arg(long = "provider-timeout", env = "NEXUS_PROVIDER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub timeout: Duration,
 }

@@ -14,11 +14,13 @@
 //!   session task per socket (replay, live delivery, acks, keepalive, limits).
 //! - [`webhooks`]: `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
 //! - [`queue`]: job workers with leases, retries, dead letters; processors by job kind.
+//! - [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
+//! - [`providers`]: Slack Web API and ClickUp API clients; failures classified for retry.
 //! - [`api`]: the operator REST API under `/api`.
 //! - [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions.
 //! - [`inbox`]: the batching writer in front of the durable inbox; acks; retention.
 //! - [`presence`]: who is online (trait; in-process implementation).
-//! - [`tools`]: agents' tool requests, answered with `tool_result` through the inbox.
+//! - [`tools`]: agents' tool requests as queue jobs, answered with `tool_result` through the inbox.
 //! - [`admin`]: operator actions as plain functions, shared by the CLI and the API.
 //! - [`store`]: durable state on SQLite or PostgreSQL behind one API; migrations.
 //! - [`state`], [`telemetry`], [`time`]: shared handles, logs and metrics, time formats.
@@ -36,7 +38,9 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod inbox;
+pub mod mirror;
 pub mod presence;
+pub mod providers;
 pub mod queue;
 pub mod state;
 pub mod store;

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::bus::Hub;
 use crate::config::Config;
+use crate::providers::Providers;
 use crate::queue::{Processors, Queue};
 use crate::store::Store;
 use crate::tools::ToolRegistry;
@@ -21,6 +22,7 @@ pub struct Shared {
     pub tools: ToolRegistry,
     pub queue: Arc<Queue>,
     pub processors: Processors,
+    pub providers: Providers,
     pub metrics: PrometheusHandle,
     pub node_id: String,
     pub config: Config,

@@ -63,6 +63,12 @@ pub struct ContextUpdate {
     /// The source's own timestamp (a Slack `ts`), kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
+    /// What changed (ClickUp): `status`, `comment`, `assigned`, `updated`, `deleted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// The task as it is now, when the source could say (ClickUp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskRef>,
 }
 
 /// Someone addressed the agent (by name or alias) outside a task thread.
@@ -72,6 +78,9 @@ pub struct WakeUp {
     pub channel: String,
     /// The Slack message `ts`, needed to reply in its thread.
     pub ts: String,
+    /// The thread the message was posted in, when it was a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_ts: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// Why this agent was woken, e.g. `mention`, `alias:AI_Squad`.

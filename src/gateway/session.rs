@@ -57,6 +57,7 @@ struct Session {
     state: AppState,
     id: SessionId,
     agent: AgentId,
+    tenant: TenantId,
     last_sent: Seq,
     acked: Seq,
     /// Last seq known to exist in the inbox, for gap reports at replay.
@@ -113,6 +114,7 @@ pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
         ctl,
         id,
         agent: init.agent,
+        tenant: init.tenant,
         last_sent: init.after_seq,
         acked: init.cursor.acked_seq,
         last_seq_hint: init.cursor.last_seq,
@@ -453,7 +455,7 @@ impl Session {
             }
             ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,
             ClientMsg::ToolRequest { data } => {
-                crate::tools::dispatch(&self.state, self.agent, data);
+                crate::tools::dispatch(&self.state, self.agent, self.tenant, data);
                 Ok(())
             }
         }

@@ -54,10 +54,30 @@ impl JobError {
     }
 }
 
+impl From<crate::store::StoreError> for JobError {
+    /// A missing row will not appear by retrying; anything else about storage might pass.
+    fn from(e: crate::store::StoreError) -> JobError {
+        match e {
+            crate::store::StoreError::NotFound(what) => {
+                JobError::permanent("not_found", format!("{what} not found"))
+            }
+            other => JobError::transient(other.to_string()),
+        }
+    }
+}
+
 /// A job finished; `reason` tells why it did nothing when it did nothing (`unmapped`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Done {
     pub reason: Option<&'static str>,
+}
+
+impl Done {
+    pub fn because(reason: &'static str) -> Result<Done, JobError> {
+        Ok(Done {
+            reason: Some(reason),
+        })
+    }
 }
 
 pub trait Processor: Send + Sync + 'static {

@@ -12,16 +12,20 @@
 mod agents;
 mod inbox;
 mod jobs;
+mod mappings;
 mod operator_keys;
 mod settings;
 mod sources;
+mod tasks;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
 pub use inbox::{Cursor, InboxEvent, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
+pub use mappings::{Alias, Identity, NewMapping, ProjectMapping, Provider};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
+pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::Tenant;
 
 use std::str::FromStr;

@@ -17,7 +17,7 @@ use crate::bus::NewEvent;
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::queue::{Done, JobError, Processor};
 use crate::state::AppState;
-use crate::store::{Job, SourceKind, StoreError};
+use crate::store::{Job, SourceKind};
 
 pub const KIND: &str = "ingest.deliver";
 
@@ -84,13 +84,6 @@ impl Processor for Deliver {
     }
 }
 
-fn storage(e: StoreError) -> JobError {
-    match e {
-        StoreError::NotFound(what) => JobError::permanent("not_found", format!("{what} not found")),
-        other => JobError::transient(other.to_string()),
-    }
-}
-
 async fn deliver(state: AppState, job: Job) -> Result<Done, JobError> {
     let payload: Value = serde_json::from_str(&job.payload).map_err(|e| {
         JobError::permanent("unparseable", format!("stored payload is not JSON: {e}"))
@@ -98,7 +91,7 @@ async fn deliver(state: AppState, job: Job) -> Result<Done, JobError> {
     let source_id = job
         .source_id
         .ok_or_else(|| JobError::permanent("unknown_source", "the job's source was removed"))?;
-    let source = state.store.get_source(source_id).await.map_err(storage)?;
+    let source = state.store.get_source(source_id).await?;
     let rule = source
         .rule
         .ok_or_else(|| JobError::permanent("no_rule", "the ingest source has no delivery rule"))?;
@@ -107,18 +100,10 @@ async fn deliver(state: AppState, job: Job) -> Result<Done, JobError> {
         agents.push(agent);
     }
     if let Some(alias) = &rule.to_alias {
-        agents.extend(
-            state
-                .store
-                .alias_agent_ids(source.tenant_id, alias)
-                .await
-                .map_err(storage)?,
-        );
+        agents.extend(state.store.alias_agent_ids(source.tenant_id, alias).await?);
     }
     if agents.is_empty() {
-        return Ok(Done {
-            reason: Some("no_recipients"),
-        });
+        return Done::because("no_recipients");
     }
     for agent in agents {
         let event = NewEvent {

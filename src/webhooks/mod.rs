@@ -10,7 +10,9 @@ mod ingest;
 mod signature;
 mod slack;
 
+pub use clickup::KIND as CLICKUP_KIND;
 pub use signature::{hmac_hex, verify_slack};
+pub use slack::KIND as SLACK_KIND;
 
 use std::sync::Arc;
 

@@ -1,0 +1,378 @@
+//! `clickup.event` jobs: a task in a mapped list reaches its agents as `task_assigned`
+//! (once per task per agent); what happens to it later reaches them as `context_update`.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use nexus_proto::{AgentId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{KeyedLocks, Mentions, api_token, emit, job_source};
+use crate::providers::{ClickUpTask, clickup_id_text};
+use crate::queue::{Done, JobError, Processor};
+use crate::state::AppState;
+use crate::store::{
+    AgentStatus, Job, ProjectMapping, Provider, Source, SourceKind, TaskMapping, now_ms,
+};
+
+/// How long one worker may take to open a task's thread before another may try.
+const THREAD_CLAIM_MS: i64 = 60_000;
+
+#[derive(Default)]
+pub struct Mirror {
+    locks: Arc<KeyedLocks>,
+}
+
+impl Processor for Mirror {
+    fn process(&self, state: AppState, job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+        process(state, job, self.locks.clone()).boxed()
+    }
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    event: String,
+    task_id: Option<String>,
+    #[serde(default)]
+    history_items: Vec<HistoryItem>,
+}
+
+#[derive(Deserialize, Default)]
+struct HistoryItem {
+    #[serde(default)]
+    user: Option<User>,
+    #[serde(default)]
+    comment: Option<Comment>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: Value,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: Value,
+    #[serde(default)]
+    text_content: Option<String>,
+    #[serde(default)]
+    comment_text: Option<String>,
+}
+
+/// The change an event stands for, as agents see it in `change`.
+fn change_of(event: &str) -> &'static str {
+    match event {
+        "taskCreated" => "created",
+        "taskStatusUpdated" => "status",
+        "taskAssigneeUpdated" => "assigned",
+        "taskCommentPosted" | "taskCommentUpdated" => "comment",
+        "taskDeleted" => "deleted",
+        _ => "updated",
+    }
+}
+
+async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Done, JobError> {
+    let payload: Payload = serde_json::from_str(&job.payload)
+        .map_err(|e| JobError::permanent("unparseable", format!("not a ClickUp payload: {e}")))?;
+    let Some(task_id) = payload.task_id.clone().filter(|t| !t.is_empty()) else {
+        // List, folder and space events: nothing for agents.
+        return Done::because("ignored");
+    };
+    if !payload.event.starts_with("task") {
+        return Done::because("ignored");
+    }
+    let source = job_source(&state, &job).await?;
+    if own_change(&state, &source, &payload.history_items).await? {
+        return Done::because("own_change");
+    }
+    let _serial = locks.lock(format!("{}:{task_id}", source.tenant_id)).await;
+    let trace = job.trace_id.as_deref();
+    let change = change_of(&payload.event);
+    if change == "deleted" {
+        return deleted(&state, &source, &task_id, &job).await;
+    }
+    let token = source.api_token.clone().ok_or_else(|| {
+        JobError::permanent(
+            "no_api_token",
+            "the ClickUp source has no API token to read tasks with (nexus source add --api-token)",
+        )
+    })?;
+    let task = state.providers.clickup.get_task(&token, &task_id).await?;
+    let Some(mapping) = state
+        .store
+        .mapping_for_list(source.tenant_id, &task.list_id)
+        .await?
+    else {
+        return Done::because("unmapped");
+    };
+    let (before, mut tm) = state
+        .store
+        .upsert_task(&mapping, &task.id, &task.name, &task.status)
+        .await?;
+    if mapping.open_threads && tm.slack_thread_ts.is_none() {
+        open_thread(&state, &mapping, &mut tm, &task).await?;
+    }
+
+    let comment = payload
+        .history_items
+        .iter()
+        .find_map(|h| h.comment.as_ref());
+    let comment_text = comment
+        .and_then(|c| c.text_content.clone().or_else(|| c.comment_text.clone()))
+        .unwrap_or_default();
+    let wanted = recipients(&state, &source, &mapping, &task, &comment_text).await?;
+    let known = state.store.task_agents(tm.id).await?;
+    let new: Vec<AgentId> = wanted.into_iter().filter(|a| !known.contains(a)).collect();
+    let task_ref = TaskRef {
+        id: task.id.clone(),
+        name: task.name.clone(),
+        status: task.status.clone(),
+        url: task.url.clone(),
+        list_id: task.list_id.clone(),
+    };
+    if !new.is_empty() {
+        let assigned = TaskAssigned {
+            task: task_ref.clone(),
+            mapping: MappingRef {
+                slack_channel: tm.slack_channel_id.clone(),
+                slack_thread_ts: tm.slack_thread_ts.clone(),
+            },
+            change: change.to_owned(),
+        };
+        emit(&state, &new, &assigned, &format!("assign:{}", tm.id), trace).await?;
+        state.store.add_task_agents(tm.id, &new).await?;
+    }
+
+    // Agents who had the task already hear what changed, unless it is nothing they
+    // don't know: the status update ClickUp sends right after `taskCreated` is
+    // already in the task they were given.
+    let text = match change {
+        "created" => None,
+        "comment" => Some(comment_text),
+        "status" if before.as_ref().is_some_and(|b| b.status == tm.status) => None,
+        "status" => Some(format!("status is now \"{}\"", task.status)),
+        "assigned" if new.is_empty() => Some("the assignees changed".to_owned()),
+        "assigned" => Some(format!("{} more agent(s) assigned", new.len())),
+        _ => Some(format!("the task was updated ({})", payload.event)),
+    };
+    let Some(text) = text else {
+        return Ok(Done::default());
+    };
+    if known.is_empty() {
+        return Ok(Done::default());
+    }
+    let author = payload
+        .history_items
+        .iter()
+        .find_map(|h| h.user.as_ref())
+        .map(|u| u.username.clone().unwrap_or_else(|| clickup_id_text(&u.id)));
+    let update = ContextUpdate {
+        task_id: Some(task.id.clone()),
+        source: "clickup".into(),
+        text,
+        author,
+        channel: None,
+        ts: None,
+        change: Some(change.to_owned()),
+        task: Some(task_ref),
+    };
+    emit(
+        &state,
+        &known,
+        &update,
+        &format!("clickup:{}", job.id),
+        trace,
+    )
+    .await?;
+    Ok(Done::default())
+}
+
+/// Changes Nexus made itself come back as webhooks: by its own ClickUp user, or a
+/// comment whose id its API call returned.
+async fn own_change(
+    state: &AppState,
+    source: &Source,
+    items: &[HistoryItem],
+) -> Result<bool, JobError> {
+    if items.is_empty() {
+        return Ok(false);
+    }
+    for item in items {
+        let by_us = match (&item.user, &source.bot_user) {
+            (Some(u), Some(me)) => clickup_id_text(&u.id) == *me,
+            _ => false,
+        };
+        let ours = match &item.comment {
+            Some(c) => {
+                state
+                    .store
+                    .is_own_write(source.tenant_id, Provider::Clickup, &clickup_id_text(&c.id))
+                    .await?
+            }
+            None => false,
+        };
+        if !by_us && !ours {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Assignees (through identities) and `@alias` mentions; the mapping's defaults when
+/// the task names nobody.
+async fn recipients(
+    state: &AppState,
+    source: &Source,
+    mapping: &ProjectMapping,
+    task: &ClickUpTask,
+    comment: &str,
+) -> Result<Vec<AgentId>, JobError> {
+    let tenant = source.tenant_id;
+    let mut agents = state
+        .store
+        .agents_by_identity(tenant, Provider::Clickup, &task.assignees)
+        .await?;
+    let text = format!("{}\n{}\n{}", task.name, task.description, comment);
+    let mut mentions = Mentions::parse(&text);
+    // ClickUp has no Slack users.
+    mentions.slack_users.clear();
+    agents.extend(
+        mentions
+            .agents(&state.store, tenant)
+            .await?
+            .into_iter()
+            .map(|(a, _)| a),
+    );
+    if agents.is_empty() {
+        for agent in &mapping.default_agents {
+            if state.store.get_agent(*agent).await?.status == AgentStatus::Active {
+                agents.push(*agent);
+            }
+        }
+    }
+    agents.sort();
+    agents.dedup();
+    Ok(agents)
+}
+
+/// Posts the task in the mapped channel; that message becomes the task's thread.
+/// Without a Slack token, or when Slack refuses for good, the task goes out threadless.
+async fn open_thread(
+    state: &AppState,
+    mapping: &ProjectMapping,
+    tm: &mut TaskMapping,
+    task: &ClickUpTask,
+) -> Result<(), JobError> {
+    let store = &state.store;
+    let now = now_ms();
+    if !store
+        .claim_thread(tm.id, now, now + THREAD_CLAIM_MS)
+        .await?
+    {
+        if let Some(fresh) = store
+            .task_by_clickup_id(tm.tenant_id, &tm.clickup_task_id)
+            .await?
+            && fresh.slack_thread_ts.is_some()
+        {
+            *tm = fresh;
+            return Ok(());
+        }
+        return Err(JobError::Transient {
+            message: "another worker is opening this task's Slack thread".into(),
+            retry_after_ms: Some(1_000),
+        });
+    }
+    let op_key = format!("thread:{}", tm.id);
+    let posted = match store.write_result(&op_key).await? {
+        // Posted by an attempt that died before recording the thread.
+        Some(earlier) => serde_json::from_str::<crate::providers::Posted>(&earlier).ok(),
+        None => None,
+    };
+    let posted = match posted {
+        Some(p) => p,
+        None => {
+            let Some(token) = api_token(state, tm.tenant_id, SourceKind::Slack).await? else {
+                tracing::warn!(task_id = %task.id, "no Slack bot token for this tenant: the task's thread was not opened");
+                store.set_thread(tm.id, None).await?;
+                return Ok(());
+            };
+            let text = format!("<{}|{}>", task.url, slack_escape(&task.name));
+            match state
+                .providers
+                .slack
+                .post_message(&token, &mapping.slack_channel_id, &text, None)
+                .await
+            {
+                Ok(p) => {
+                    let result = serde_json::to_string(&p).unwrap_or_default();
+                    store
+                        .record_write(
+                            tm.tenant_id,
+                            Provider::Slack,
+                            &format!("{}:{}", p.channel, p.ts),
+                            Some(&op_key),
+                            &result,
+                        )
+                        .await?;
+                    p
+                }
+                Err(e) => {
+                    store.set_thread(tm.id, None).await?;
+                    let e = JobError::from(e);
+                    if matches!(e, JobError::Permanent { .. }) {
+                        tracing::warn!(task_id = %task.id, error = %e, "Slack refused the task's thread; the task goes out without one");
+                        return Ok(());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    store.set_thread(tm.id, Some(&posted.ts)).await?;
+    tm.slack_thread_ts = Some(posted.ts);
+    Ok(())
+}
+
+/// Slack's three control characters in message text.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A deleted task: its agents hear so; there is nothing to fetch.
+async fn deleted(
+    state: &AppState,
+    source: &Source,
+    task_id: &str,
+    job: &Job,
+) -> Result<Done, JobError> {
+    let Some(tm) = state
+        .store
+        .task_by_clickup_id(source.tenant_id, task_id)
+        .await?
+    else {
+        return Done::because("unmapped");
+    };
+    let agents = state.store.task_agents(tm.id).await?;
+    let update = ContextUpdate {
+        task_id: Some(task_id.to_owned()),
+        source: "clickup".into(),
+        text: "the task was deleted".into(),
+        change: Some("deleted".into()),
+        ..ContextUpdate::default()
+    };
+    emit(
+        state,
+        &agents,
+        &update,
+        &format!("clickup:{}", job.id),
+        job.trace_id.as_deref(),
+    )
+    .await?;
+    Ok(Done::default())
+}

@@ -1,0 +1,121 @@
+//! The mirror (DESIGN §12): ClickUp and Slack webhook jobs become agent events, and
+//! agents' tool requests become Slack posts and ClickUp comments.
+
+mod clickup;
+mod mentions;
+mod slack;
+pub mod tools;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nexus_proto::{AgentId, EventData, TenantId};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::bus::NewEvent;
+use crate::queue::{JobError, Processors};
+use crate::state::AppState;
+use crate::store::{Job, Secret, Source, SourceKind};
+
+pub use mentions::Mentions;
+
+pub fn processors() -> Processors {
+    let mut p = Processors::default();
+    p.register(
+        crate::webhooks::CLICKUP_KIND,
+        Arc::new(clickup::Mirror::default()),
+    );
+    p.register(crate::webhooks::SLACK_KIND, Arc::new(slack::Mirror));
+    p.register(crate::tools::KIND, Arc::new(crate::tools::Runner));
+    p
+}
+
+/// The webhook source a job came in through.
+async fn job_source(state: &AppState, job: &Job) -> Result<Source, JobError> {
+    let id = job
+        .source_id
+        .ok_or_else(|| JobError::permanent("unknown_source", "the job's source was removed"))?;
+    Ok(state.store.get_source(id).await?)
+}
+
+/// The tenant's API token for `kind` (the first source of that kind holding one).
+pub async fn api_token(
+    state: &AppState,
+    tenant: TenantId,
+    kind: SourceKind,
+) -> Result<Option<Secret>, crate::store::StoreError> {
+    Ok(state
+        .store
+        .list_sources(Some(kind), Some(tenant))
+        .await?
+        .into_iter()
+        .find_map(|s| s.api_token))
+}
+
+/// Sends `data` to each agent once: `key` makes a retried job (or the second of two
+/// webhooks about one thing) find the earlier event instead of adding another.
+async fn emit<T: EventData>(
+    state: &AppState,
+    agents: &[AgentId],
+    data: &T,
+    key: &str,
+    trace_id: Option<&str>,
+) -> Result<(), JobError> {
+    let data = serde_json::to_value(data)
+        .map_err(|e| JobError::permanent("unserializable", e.to_string()))?;
+    for agent in agents {
+        let event = NewEvent {
+            kind: T::KIND,
+            data: data.clone(),
+            trace_id: trace_id.map(str::to_owned),
+            idempotency_key: Some(key.to_owned()),
+        };
+        state
+            .hub
+            .emit_to_agent(*agent, event)
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// One lock per key (a task), so two webhooks about one task are processed one after
+/// the other on this node; entries are dropped when nobody holds or waits for them.
+#[derive(Default)]
+struct KeyedLocks {
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+struct KeyGuard {
+    owner: Arc<KeyedLocks>,
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    async fn lock(self: Arc<Self>, key: String) -> KeyGuard {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        KeyGuard {
+            owner: self,
+            key,
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.owner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map itself still holds it: nobody waits, so forget the key.
+        if map
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `slack.event` jobs: a reply in a task's thread → `context_update` to the task's
+//! agents; a message naming an alias or an agent's Slack user → `wake_up`.
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use nexus_proto::{AgentId, ContextUpdate, WakeUp};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Mentions, emit, job_source};
+use crate::queue::{Done, JobError, Processor};
+use crate::state::AppState;
+use crate::store::Job;
+
+pub struct Mirror;
+
+impl Processor for Mirror {
+    fn process(&self, state: AppState, job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+        process(state, job).boxed()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: Event,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    subtype: Option<String>,
+    /// A channel id for messages; an object `{id, name}` for `channel_created`.
+    channel: Option<Value>,
+    user: Option<String>,
+    bot_id: Option<String>,
+    #[serde(default)]
+    text: String,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+}
+
+/// Message subtypes that are people talking; edits, deletes, joins and bot posts are not.
+fn is_conversation(subtype: Option<&str>) -> bool {
+    matches!(subtype, None | Some("thread_broadcast" | "file_share"))
+}
+
+async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
+    let Envelope { event } = serde_json::from_str(&job.payload)
+        .map_err(|e| JobError::permanent("unparseable", format!("not a Slack event: {e}")))?;
+    let source = job_source(&state, &job).await?;
+    let tenant = source.tenant_id;
+    match event.kind.as_str() {
+        "channel_created" => {
+            let channel = event.channel.unwrap_or_default();
+            let (Some(id), Some(name)) = (channel["id"].as_str(), channel["name"].as_str()) else {
+                return Err(JobError::permanent(
+                    "unparseable",
+                    "channel_created without id and name",
+                ));
+            };
+            state.store.record_channel(tenant, id, name).await?;
+            return Done::because("channel_recorded");
+        }
+        "message" | "app_mention" => {}
+        _ => return Done::because("ignored"),
+    }
+    if !is_conversation(event.subtype.as_deref()) || event.bot_id.is_some() {
+        return Done::because("ignored");
+    }
+    let (Some(user), Some(Value::String(channel)), Some(ts)) =
+        (event.user, event.channel, event.ts)
+    else {
+        return Done::because("ignored");
+    };
+    if source.bot_user.as_deref() == Some(user.as_str()) {
+        return Done::because("ignored");
+    }
+    let trace = job.trace_id.as_deref();
+    // `message` and `app_mention` for one message share these keys: one event per agent.
+    let key = format!("slack:{channel}:{ts}");
+    let mut reached = 0;
+
+    let thread_ts = event.thread_ts.filter(|t| *t != ts);
+    if let Some(thread) = &thread_ts
+        && let Some(task) = state.store.task_by_thread(tenant, &channel, thread).await?
+    {
+        let agents = state.store.task_agents(task.id).await?;
+        let update = ContextUpdate {
+            task_id: Some(task.clickup_task_id.clone()),
+            source: "slack".into(),
+            text: event.text.clone(),
+            author: Some(user.clone()),
+            channel: Some(channel.clone()),
+            ts: Some(ts.clone()),
+            ..ContextUpdate::default()
+        };
+        emit(&state, &agents, &update, &key, trace).await?;
+        reached += agents.len();
+    }
+
+    let woken = Mentions::parse(&event.text)
+        .agents(&state.store, tenant)
+        .await?;
+    for (agent, reason) in &woken {
+        let wake = WakeUp {
+            text: event.text.clone(),
+            channel: channel.clone(),
+            ts: ts.clone(),
+            thread_ts: thread_ts.clone(),
+            author: Some(user.clone()),
+            reason: Some(reason.clone()),
+        };
+        let agents: [AgentId; 1] = [*agent];
+        emit(
+            &state,
+            &agents,
+            &wake,
+            &format!("wake:{channel}:{ts}"),
+            trace,
+        )
+        .await?;
+    }
+    reached += woken.len();
+    if reached == 0 {
+        return Done::because("no_recipients");
+    }
+    Ok(Done::default())
+}

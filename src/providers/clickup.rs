@@ -1,0 +1,148 @@
+//! The ClickUp API v2: read a task, comment on it, change its status.
+
+use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ProviderError, call, endpoint};
+use crate::store::Secret;
+
+const NAME: &str = "ClickUp";
+
+#[derive(Clone)]
+pub struct ClickUpApi {
+    http: reqwest::Client,
+    base: Url,
+}
+
+/// The parts of a ClickUp task the mirror uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickUpTask {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub url: String,
+    pub list_id: String,
+    /// ClickUp user ids (numbers in the API, kept as text like every external id).
+    pub assignees: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Deserialize)]
+struct TaskBody {
+    id: String,
+    #[serde(default)]
+    name: String,
+    status: Option<StatusBody>,
+    #[serde(default)]
+    url: String,
+    list: Option<IdBody>,
+    #[serde(default)]
+    assignees: Vec<IdBody>,
+    #[serde(default)]
+    text_content: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: Value,
+}
+
+/// ClickUp ids arrive as numbers or strings; both become the same text.
+pub fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl ClickUpApi {
+    pub(super) fn new(http: reqwest::Client, base: Url) -> ClickUpApi {
+        ClickUpApi { http, base }
+    }
+
+    /// ClickUp takes the personal or OAuth token as the bare `Authorization` value.
+    fn auth(token: &Secret) -> Result<HeaderValue, ProviderError> {
+        let mut value =
+            HeaderValue::from_str(token.expose()).map_err(|_| ProviderError::Permanent {
+                provider: NAME,
+                message: "the tenant's ClickUp API token is not a valid header value".into(),
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    pub async fn get_task(
+        &self,
+        token: &Secret,
+        task_id: &str,
+    ) -> Result<ClickUpTask, ProviderError> {
+        let req = self
+            .http
+            .get(endpoint(&self.base, &["task", task_id]))
+            .header(AUTHORIZATION, Self::auth(token)?);
+        task(call(NAME, req).await?)
+    }
+
+    /// Returns the new comment's id.
+    pub async fn create_comment(
+        &self,
+        token: &Secret,
+        task_id: &str,
+        text: &str,
+    ) -> Result<String, ProviderError> {
+        let req = self
+            .http
+            .post(endpoint(&self.base, &["task", task_id, "comment"]))
+            .header(AUTHORIZATION, Self::auth(token)?)
+            .json(&json!({ "comment_text": text, "notify_all": false }));
+        let answer = call(NAME, req).await?;
+        match &answer["id"] {
+            Value::Null => Err(ProviderError::Transient {
+                provider: NAME,
+                message: "the comment was created without an id".into(),
+                retry_after_ms: None,
+            }),
+            id => Ok(id_text(id)),
+        }
+    }
+
+    pub async fn update_status(
+        &self,
+        token: &Secret,
+        task_id: &str,
+        status: &str,
+    ) -> Result<ClickUpTask, ProviderError> {
+        let req = self
+            .http
+            .put(endpoint(&self.base, &["task", task_id]))
+            .header(AUTHORIZATION, Self::auth(token)?)
+            .json(&json!({ "status": status }));
+        task(call(NAME, req).await?)
+    }
+}
+
+fn task(body: Value) -> Result<ClickUpTask, ProviderError> {
+    let t: TaskBody = serde_json::from_value(body).map_err(|e| ProviderError::Transient {
+        provider: NAME,
+        message: format!("unexpected task shape: {e}"),
+        retry_after_ms: None,
+    })?;
+    Ok(ClickUpTask {
+        id: t.id,
+        name: t.name,
+        status: t.status.map(|s| s.status).unwrap_or_default(),
+        url: t.url,
+        list_id: t.list.map(|l| id_text(&l.id)).unwrap_or_default(),
+        assignees: t.assignees.iter().map(|a| id_text(&a.id)).collect(),
+        description: t.text_content.or(t.description).unwrap_or_default(),
+    })
+}

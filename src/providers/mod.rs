@@ -1,0 +1,163 @@
+//! Clients for the Slack Web API and the ClickUp API v2: what the mirror and the tools
+//! call. Every failure is classified once, here, as worth retrying or not.
+
+mod clickup;
+mod slack;
+
+pub use clickup::{ClickUpApi, ClickUpTask, id_text as clickup_id_text};
+pub use slack::{Posted, SlackApi};
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use serde_json::Value;
+
+use crate::config::ProviderOpts;
+use crate::queue::JobError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// 5xx, 429, timeouts, connection failures: try again later.
+    #[error("{provider} is unavailable: {message}")]
+    Transient {
+        provider: &'static str,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// 4xx and API-level refusals (`channel_not_found`): retrying cannot help.
+    #[error("{provider} refused the request: {message}")]
+    Permanent {
+        provider: &'static str,
+        message: String,
+    },
+}
+
+impl From<ProviderError> for JobError {
+    fn from(e: ProviderError) -> JobError {
+        match e {
+            ProviderError::Transient { retry_after_ms, .. } => JobError::Transient {
+                message: e.to_string(),
+                retry_after_ms,
+            },
+            ProviderError::Permanent { .. } => {
+                JobError::permanent("provider_rejected", e.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("invalid {0} API url: {1}")]
+    Url(&'static str, String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Both clients, sharing one connection pool.
+#[derive(Clone)]
+pub struct Providers {
+    pub slack: SlackApi,
+    pub clickup: ClickUpApi,
+}
+
+impl Providers {
+    pub fn new(opts: &ProviderOpts) -> Result<Providers, ProviderSetupError> {
+        let http = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("nexus/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Providers {
+            slack: SlackApi::new(http.clone(), base_url("Slack", &opts.slack_api_url)?),
+            clickup: ClickUpApi::new(http, base_url("ClickUp", &opts.clickup_api_url)?),
+        })
+    }
+}
+
+fn base_url(name: &'static str, s: &str) -> Result<Url, ProviderSetupError> {
+    let url = Url::parse(s).map_err(|e| ProviderSetupError::Url(name, e.to_string()))?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(ProviderSetupError::Url(
+            name,
+            format!("{s:?} is not an http(s) base url"),
+        ));
+    }
+    Ok(url)
+}
+
+/// `base` with `segments` appended, each percent-encoded (ids come from webhooks).
+fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// Sends the request and returns its JSON body, or the classified failure.
+async fn call(provider: &'static str, req: RequestBuilder) -> Result<Value, ProviderError> {
+    let transient = |message: String, retry_after_ms| ProviderError::Transient {
+        provider,
+        message,
+        retry_after_ms,
+    };
+    let resp = req.send().await.map_err(|e| {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else {
+            "could not be reached"
+        };
+        transient(format!("{what} ({})", e.without_url()), None)
+    })?;
+    let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(transient(
+            "rate limited (429)".into(),
+            retry_after_ms(&resp),
+        ));
+    }
+    if status.is_server_error() {
+        return Err(transient(format!("HTTP {status}"), retry_after_ms(&resp)));
+    }
+    let body = resp.bytes().await.map_err(|e| {
+        transient(
+            format!("the response was cut off ({})", e.without_url()),
+            None,
+        )
+    })?;
+    if status.is_client_error() || !status.is_success() {
+        return Err(ProviderError::Permanent {
+            provider,
+            message: format!("HTTP {status}: {}", excerpt(&body)),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|_| {
+        transient(
+            format!("the response is not JSON: {}", excerpt(&body)),
+            None,
+        )
+    })
+}
+
+/// `Retry-After` in seconds, as Slack and ClickUp send it.
+fn retry_after_ms(resp: &Response) -> Option<u64> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| s.saturating_mul(1000))
+}
+
+/// The start of a provider's error body, for messages (never a token: we don't send them back).
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,322 @@
+//! The mirror's memory: task mappings (ClickUp task ↔ Slack thread) and their agents,
+//! what Nexus itself wrote to the providers, and the Slack channels seen created.
+
+use nexus_proto::{AgentId, TenantId};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::mappings::{ProjectMapping, Provider};
+use super::{Result, Store, now_ms, on_pool, on_writer};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskMapping {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub project_mapping_id: Uuid,
+    pub clickup_task_id: String,
+    pub slack_channel_id: String,
+    pub slack_thread_ts: Option<String>,
+    pub title: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SlackChannel {
+    pub channel_id: String,
+    pub name: String,
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub created_at: i64,
+    /// A project mapping names this channel.
+    pub mapped: bool,
+}
+
+type TaskRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+
+const TASK_COLS: &str = "id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, slack_thread_ts, title, status";
+
+fn task(r: TaskRow) -> TaskMapping {
+    let (id, tenant, mapping, task_id, channel, thread, title, status) = r;
+    TaskMapping {
+        id,
+        tenant_id: TenantId::from_uuid(tenant),
+        project_mapping_id: mapping,
+        clickup_task_id: task_id,
+        slack_channel_id: channel,
+        slack_thread_ts: thread,
+        title,
+        status,
+    }
+}
+
+impl Store {
+    async fn task_where(
+        &self,
+        filter: &str,
+        tenant: TenantId,
+        a: &str,
+        b: Option<&str>,
+    ) -> Result<Option<TaskMapping>> {
+        let sql =
+            format!("SELECT {TASK_COLS} FROM task_mappings WHERE tenant_id = $1 AND {filter}");
+        let row: Option<TaskRow> = on_pool!(self, p => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(*tenant.as_uuid())
+                .bind(a.to_owned());
+            if let Some(b) = b {
+                q = q.bind(b.to_owned());
+            }
+            q.fetch_optional(p).await
+        })?;
+        Ok(row.map(task))
+    }
+
+    pub async fn task_by_clickup_id(
+        &self,
+        tenant: TenantId,
+        task_id: &str,
+    ) -> Result<Option<TaskMapping>> {
+        self.task_where("clickup_task_id = $2", tenant, task_id, None)
+            .await
+    }
+
+    /// The task whose Slack thread this is.
+    pub async fn task_by_thread(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        thread_ts: &str,
+    ) -> Result<Option<TaskMapping>> {
+        self.task_where(
+            "slack_channel_id = $2 AND slack_thread_ts = $3",
+            tenant,
+            channel,
+            Some(thread_ts),
+        )
+        .await
+    }
+
+    /// Records the task's current name and status; returns the mapping as it was
+    /// before (`None` the first time the task is seen) and as it is now.
+    pub async fn upsert_task(
+        &self,
+        mapping: &ProjectMapping,
+        task_id: &str,
+        title: &str,
+        status: &str,
+    ) -> Result<(Option<TaskMapping>, TaskMapping)> {
+        let tenant = mapping.tenant_id;
+        let before = self.task_by_clickup_id(tenant, task_id).await?;
+        let now = now_ms();
+        on_writer!(self, p => {
+            sqlx::query(
+                "INSERT INTO task_mappings (id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, \
+                 title, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                 ON CONFLICT (tenant_id, clickup_task_id) DO UPDATE SET title = excluded.title, \
+                 status = excluded.status, project_mapping_id = excluded.project_mapping_id, updated_at = excluded.updated_at",
+            )
+            .bind(Uuid::now_v7())
+            .bind(*tenant.as_uuid())
+            .bind(mapping.id)
+            .bind(task_id.to_owned())
+            .bind(mapping.slack_channel_id.clone())
+            .bind(title.to_owned())
+            .bind(status.to_owned())
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        let after = self
+            .task_by_clickup_id(tenant, task_id)
+            .await?
+            .ok_or(super::StoreError::NotFound("task mapping"))?;
+        Ok((before, after))
+    }
+
+    pub async fn set_task_status(&self, task: Uuid, status: &str) -> Result<()> {
+        on_writer!(self, p => {
+            sqlx::query("UPDATE task_mappings SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status.to_owned())
+                .bind(now_ms())
+                .bind(task)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Takes the right to open the task's Slack thread until `until`: true for exactly
+    /// one caller while the task has no thread and nobody else holds a live claim.
+    pub async fn claim_thread(&self, task: Uuid, now: i64, until: i64) -> Result<bool> {
+        let n = on_writer!(self, p => {
+            sqlx::query(
+                "UPDATE task_mappings SET thread_claim_until = $1 WHERE id = $2 AND slack_thread_ts IS NULL \
+                 AND (thread_claim_until IS NULL OR thread_claim_until < $3)",
+            )
+            .bind(until)
+            .bind(task)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Records the task's thread (`None` gives up the claim without one).
+    pub async fn set_thread(&self, task: Uuid, thread_ts: Option<&str>) -> Result<()> {
+        on_writer!(self, p => {
+            sqlx::query("UPDATE task_mappings SET slack_thread_ts = COALESCE($1, slack_thread_ts), thread_claim_until = NULL WHERE id = $2")
+                .bind(thread_ts.map(str::to_owned))
+                .bind(task)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Agents who already got this task's `task_assigned`.
+    pub async fn task_agents(&self, task: Uuid) -> Result<Vec<AgentId>> {
+        let ids: Vec<Uuid> = on_pool!(self, p => {
+            sqlx::query_scalar(
+                "SELECT t.agent_id FROM task_mapping_agents t JOIN agents g ON g.id = t.agent_id \
+                 WHERE t.task_mapping_id = $1 AND g.status = 'active' ORDER BY t.agent_id",
+            )
+            .bind(task)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(ids.into_iter().map(AgentId::from_uuid).collect())
+    }
+
+    pub async fn add_task_agents(&self, task: Uuid, agents: &[AgentId]) -> Result<()> {
+        let now = now_ms();
+        on_writer!(self, p => {
+            let mut tx = p.begin().await?;
+            for agent in agents {
+                sqlx::query(
+                    "INSERT INTO task_mapping_agents (task_mapping_id, agent_id, assigned_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(task)
+                .bind(*agent.as_uuid())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Remembers something Nexus wrote (a Slack message, a ClickUp comment). `op_key`
+    /// names the operation, so a retry finds the result instead of writing again.
+    pub async fn record_write(
+        &self,
+        tenant: TenantId,
+        provider: Provider,
+        external_id: &str,
+        op_key: Option<&str>,
+        result: &str,
+    ) -> Result<()> {
+        on_writer!(self, p => {
+            sqlx::query(
+                "INSERT INTO provider_writes (tenant_id, provider, external_id, op_key, result, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(provider.as_str())
+            .bind(external_id.to_owned())
+            .bind(op_key.map(str::to_owned))
+            .bind(result.to_owned())
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// The result recorded for a finished operation.
+    pub async fn write_result(&self, op_key: &str) -> Result<Option<String>> {
+        Ok(on_pool!(self, p => {
+            sqlx::query_scalar("SELECT result FROM provider_writes WHERE op_key = $1")
+                .bind(op_key.to_owned())
+                .fetch_optional(p)
+                .await
+        })?)
+    }
+
+    /// Did Nexus write this (so its webhook echo is no news)?
+    pub async fn is_own_write(
+        &self,
+        tenant: TenantId,
+        provider: Provider,
+        external_id: &str,
+    ) -> Result<bool> {
+        let n: i64 = on_pool!(self, p => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM provider_writes WHERE tenant_id = $1 AND provider = $2 AND external_id = $3",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(provider.as_str())
+            .bind(external_id.to_owned())
+            .fetch_one(p)
+            .await
+        })?;
+        Ok(n > 0)
+    }
+
+    pub async fn record_channel(&self, tenant: TenantId, channel: &str, name: &str) -> Result<()> {
+        on_writer!(self, p => {
+            sqlx::query(
+                "INSERT INTO slack_channels (tenant_id, channel_id, name, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant_id, channel_id) DO UPDATE SET name = excluded.name",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(channel.to_owned())
+            .bind(name.to_owned())
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Channels created since Nexus started listening, and whether they are mapped yet.
+    pub async fn list_channels(&self, tenant: TenantId) -> Result<Vec<SlackChannel>> {
+        let rows: Vec<(String, String, i64, i64)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT c.channel_id, c.name, c.created_at, \
+                 (SELECT COUNT(*) FROM project_mappings m WHERE m.tenant_id = c.tenant_id AND m.slack_channel_id = c.channel_id) \
+                 FROM slack_channels c WHERE c.tenant_id = $1 ORDER BY c.created_at, c.channel_id",
+            )
+            .bind(*tenant.as_uuid())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(channel_id, name, created_at, mapped)| SlackChannel {
+                channel_id,
+                name,
+                created_at,
+                mapped: mapped > 0,
+            })
+            .collect())
+    }
+}
