@@ -3,9 +3,10 @@
 
 mod events;
 mod jobs;
+mod mirror;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::state::AppState;
 
@@ -15,6 +16,31 @@ pub fn router() -> Router<AppState> {
         .route("/agents/{id}/inbox", get(events::inbox))
         .route("/tenants/{id}/events", post(events::emit_to_tenant))
         .route("/tenants/{id}/agents/online", get(events::online))
+        .route(
+            "/tenants/{id}/mappings",
+            get(mirror::list_mappings).post(mirror::add_mapping),
+        )
+        .route(
+            "/tenants/{id}/mappings/{mapping}",
+            delete(mirror::remove_mapping),
+        )
+        .route(
+            "/tenants/{id}/aliases",
+            get(mirror::list_aliases).post(mirror::add_alias),
+        )
+        .route(
+            "/tenants/{id}/aliases/{alias}",
+            delete(mirror::remove_alias),
+        )
+        .route(
+            "/tenants/{id}/identities",
+            get(mirror::list_identities).post(mirror::add_identity),
+        )
+        .route(
+            "/tenants/{id}/identities/{provider}/{user}",
+            delete(mirror::remove_identity),
+        )
+        .route("/tenants/{id}/channels", get(mirror::list_channels))
         .route("/jobs", get(jobs::list))
         .route("/jobs/replay", post(jobs::replay_many))
         .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))

@@ -1,6 +1,7 @@
 //! The `nexus` command line. Create commands print exactly one JSON object per
 //! line on stdout; errors go to stderr with a non-zero exit status.
 
+mod mirror;
 mod queue;
 
 use std::io::Write;
@@ -52,6 +53,18 @@ pub enum Command {
     /// The job queue: list, show, replay, delete, stats.
     #[command(subcommand)]
     Jobs(queue::JobsCmd),
+    /// ClickUp list ↔ Slack channel mappings: add, list, remove.
+    #[command(subcommand)]
+    Mapping(mirror::MappingCmd),
+    /// Agent aliases (`@AI_Squad`): add, list, remove.
+    #[command(subcommand)]
+    Alias(mirror::AliasCmd),
+    /// Which ClickUp and Slack users are which agents: add, remove, list.
+    #[command(subcommand)]
+    Identity(mirror::IdentityCmd),
+    /// Slack channels seen created (to map them).
+    #[command(subcommand)]
+    Channel(mirror::ChannelCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +201,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token(&open_store(&global).await?, args).await?,
         Command::Source(cmd) => queue::source(&open_store(&global).await?, cmd).await?,
         Command::Jobs(cmd) => queue::jobs(&open_store(&global).await?, cmd).await?,
+        Command::Mapping(cmd) => mirror::mapping(&open_store(&global).await?, cmd).await?,
+        Command::Alias(cmd) => mirror::alias(&open_store(&global).await?, cmd).await?,
+        Command::Identity(cmd) => mirror::identity(&open_store(&global).await?, cmd).await?,
+        Command::Channel(cmd) => mirror::channel(&open_store(&global).await?, cmd).await?,
         Command::OperatorKey(OperatorKeyCmd::Create {
             name,
             scopes,

@@ -315,20 +315,26 @@ impl Store {
         })
     }
 
+    /// Removes the tenant's identity `user`; with `agent`, only if it is that agent's.
     pub async fn remove_identity(
         &self,
-        agent: AgentId,
+        tenant: TenantId,
         provider: Provider,
         user: &str,
+        agent: Option<AgentId>,
     ) -> Result<()> {
         let n = on_writer!(self, p => {
-            sqlx::query("DELETE FROM agent_identities WHERE agent_id = $1 AND provider = $2 AND external_user_id = $3")
-                .bind(*agent.as_uuid())
-                .bind(provider.as_str())
-                .bind(user.to_owned())
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
+            sqlx::query(
+                "DELETE FROM agent_identities WHERE tenant_id = $1 AND provider = $2 AND external_user_id = $3 \
+                 AND ($4 IS NULL OR agent_id = $4)",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(provider.as_str())
+            .bind(user.to_owned())
+            .bind(agent.map(|a| *a.as_uuid()))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         if n == 0 {
             return Err(StoreError::NotFound("identity"));

@@ -1,5 +1,9 @@
 //! Operator actions, one function each, shared by the CLI and the operator API.
 
+mod mirror;
+
+pub use mirror::{MappingSpec, add_alias, add_identity, add_mapping};
+
 use nexus_proto::{AgentId, EventType, TenantId};
 use rayon::prelude::*;
 use serde::Serialize;

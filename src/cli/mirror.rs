@@ -1,0 +1,182 @@
+//! `nexus mapping …`, `nexus alias …`, `nexus identity …`, `nexus channel list`.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use nexus_proto::{AgentId, TenantId};
+use uuid::Uuid;
+
+use super::{print_line, print_lines};
+use crate::admin::{self, MappingSpec};
+use crate::store::{Provider, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCmd {
+    /// Map a ClickUp list to a Slack channel; prints the mapping.
+    Add(MappingAdd),
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    Remove {
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MappingAdd {
+    #[arg(long)]
+    tenant: TenantId,
+    #[arg(long)]
+    clickup_list: String,
+    #[arg(long)]
+    slack_channel: String,
+    /// Gets tasks nobody is assigned to (repeat for several agents).
+    #[arg(long = "default-agent")]
+    default_agents: Vec<AgentId>,
+    /// Don't post new tasks in the channel to open their threads.
+    #[arg(long)]
+    no_open_threads: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    /// Create `@NAME` for these agents, or add them to it.
+    Add {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        alias: String,
+        #[arg(long = "agent", required = true)]
+        agents: Vec<AgentId>,
+    },
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    Remove {
+        id: Uuid,
+    },
+}
+
+/// One provider user: exactly one of the two flags.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct UserArg {
+    #[arg(long)]
+    clickup_user: Option<String>,
+    #[arg(long)]
+    slack_user: Option<String>,
+}
+
+impl UserArg {
+    fn split(self) -> anyhow::Result<(Provider, String)> {
+        match (self.clickup_user, self.slack_user) {
+            (Some(u), None) => Ok((Provider::Clickup, u)),
+            (None, Some(u)) => Ok((Provider::Slack, u)),
+            _ => bail!("give --clickup-user or --slack-user"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCmd {
+    /// This ClickUp or Slack user is this agent (assignments, mentions).
+    Add {
+        #[arg(long)]
+        agent: AgentId,
+        #[command(flatten)]
+        user: UserArg,
+    },
+    Remove {
+        #[arg(long)]
+        agent: AgentId,
+        #[command(flatten)]
+        user: UserArg,
+    },
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCmd {
+    /// Slack channels created since the Slack source was added, and whether they are mapped.
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+}
+
+pub async fn mapping(store: &Store, cmd: MappingCmd) -> anyhow::Result<()> {
+    match cmd {
+        MappingCmd::Add(a) => {
+            let spec = MappingSpec {
+                tenant: a.tenant,
+                clickup_list: a.clickup_list,
+                slack_channel: a.slack_channel,
+                default_agents: a.default_agents,
+                open_threads: !a.no_open_threads,
+            };
+            print_line(&admin::add_mapping(store, spec).await?)
+        }
+        MappingCmd::List { tenant } => {
+            store.get_tenant(tenant).await?;
+            print_lines(&store.list_mappings(tenant).await?)
+        }
+        MappingCmd::Remove { id } => {
+            store.remove_mapping(id).await?;
+            print_line(&serde_json::json!({ "removed": id }))
+        }
+    }
+}
+
+pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
+    match cmd {
+        AliasCmd::Add {
+            tenant,
+            alias,
+            agents,
+        } => print_line(&admin::add_alias(store, tenant, &alias, &agents).await?),
+        AliasCmd::List { tenant } => {
+            store.get_tenant(tenant).await?;
+            print_lines(&store.list_aliases(tenant).await?)
+        }
+        AliasCmd::Remove { id } => {
+            store.remove_alias(id).await?;
+            print_line(&serde_json::json!({ "removed": id }))
+        }
+    }
+}
+
+pub async fn identity(store: &Store, cmd: IdentityCmd) -> anyhow::Result<()> {
+    match cmd {
+        IdentityCmd::Add { agent, user } => {
+            let (provider, user) = user.split()?;
+            print_line(&admin::add_identity(store, agent, provider, &user).await?)
+        }
+        IdentityCmd::Remove { agent, user } => {
+            let (provider, user) = user.split()?;
+            let tenant = store.get_agent(agent).await?.tenant_id;
+            store
+                .remove_identity(tenant, provider, &user, Some(agent))
+                .await?;
+            print_line(
+                &serde_json::json!({ "removed": { "agent_id": agent, "provider": provider, "external_user_id": user } }),
+            )
+        }
+        IdentityCmd::List { tenant } => {
+            store.get_tenant(tenant).await?;
+            print_lines(&store.list_identities(tenant).await?)
+        }
+    }
+}
+
+pub async fn channel(store: &Store, cmd: ChannelCmd) -> anyhow::Result<()> {
+    match cmd {
+        ChannelCmd::List { tenant } => {
+            store.get_tenant(tenant).await?;
+            print_lines(&store.list_channels(tenant).await?)
+        }
+    }
+}
