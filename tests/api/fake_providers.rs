@@ -25,12 +25,19 @@ pub struct Recorded {
     pub body: Value,
 }
 
+struct Canned {
+    path: String,
+    status: StatusCode,
+    retry_after_s: Option<u64>,
+    body: Value,
+}
+
 #[derive(Default)]
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
     tasks: Mutex<HashMap<String, Value>>,
     /// Answers given instead of the normal one, first come first served, by path.
-    canned: Mutex<Vec<(String, StatusCode, Value)>>,
+    canned: Mutex<Vec<Canned>>,
     /// Paths that never answer.
     held: Mutex<Vec<String>>,
     seq: AtomicU64,
@@ -81,12 +88,18 @@ impl FakeProviders {
 
     /// The next request to `path` gets `status` and `body` instead of the normal answer.
     pub fn fail_next(&self, path: &str, status: u16, body: Value) {
+        self.fail_next_with(path, status, None, body);
+    }
+
+    /// As [`FakeProviders::fail_next`], with a `Retry-After` (seconds).
+    pub fn fail_next_with(&self, path: &str, status: u16, retry_after_s: Option<u64>, body: Value) {
         let status = StatusCode::from_u16(status).expect("status");
-        self.inner
-            .canned
-            .lock()
-            .expect("lock")
-            .push((path.to_owned(), status, body));
+        self.inner.canned.lock().expect("lock").push(Canned {
+            path: path.to_owned(),
+            status,
+            retry_after_s,
+            body,
+        });
     }
 
     /// Requests to `path` are recorded but never answered.
@@ -146,11 +159,15 @@ async fn handle(
         let mut canned = inner.canned.lock().expect("lock");
         canned
             .iter()
-            .position(|(p, _, _)| *p == path)
+            .position(|c| c.path == path)
             .map(|i| canned.remove(i))
     };
-    if let Some((_, status, body)) = canned {
-        return (status, axum::Json(body)).into_response();
+    if let Some(c) = canned {
+        let mut resp = (c.status, axum::Json(c.body)).into_response();
+        if let Some(s) = c.retry_after_s {
+            resp.headers_mut().insert("retry-after", s.into());
+        }
+        return resp;
     }
     let n = inner.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();

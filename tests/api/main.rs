@@ -10,6 +10,7 @@ mod fake_providers;
 mod gateway;
 mod helpers;
 mod mirror;
+mod mirror_config;
 mod probes;
 mod proxy;
 mod queue;

@@ -26,6 +26,7 @@ both_profiles!(
     bots_edits_and_our_own_messages_are_ignored,
     task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored,
     a_provider_500_is_retried_and_posts_once,
+    a_provider_429_is_retried_after_its_retry_after,
     a_provider_400_is_a_tool_error_without_retry,
     a_tool_past_its_timeout_answers_timeout,
     a_tenant_without_tokens_gets_a_clear_tool_error,
@@ -187,11 +188,21 @@ impl Mirror {
     /// The first job matching `which` to finish (done or dead) since setup.
     async fn finished(&mut self, which: impl Fn(&JobOutcome) -> bool) -> JobOutcome {
         loop {
+            let o = self.finished_or_retried(&which).await;
+            if o.status != JobStatus::Queued {
+                return o;
+            }
+        }
+    }
+
+    /// The next attempt of a job matching `which` to end, however it ended.
+    async fn finished_or_retried(&mut self, which: impl Fn(&JobOutcome) -> bool) -> JobOutcome {
+        loop {
             let o = tokio::time::timeout(Duration::from_secs(15), self.outcomes.recv())
                 .await
                 .expect("the job finishes in time")
                 .expect("outcomes");
-            if which(&o) && o.status != JobStatus::Queued {
+            if which(&o) {
                 return o;
             }
         }
@@ -267,6 +278,13 @@ impl Mirror {
             }
         }
     }
+}
+
+async fn agent_tool_request(agent: &mut Agent, request_id: &str, tool: &str, args: Value) {
+    let data = json!({"request_id": request_id, "tool": tool, "args": args});
+    agent
+        .send(json!({"type": "tool_request", "data": data}))
+        .await;
 }
 
 /// A ClickUp history item by `user`, optionally carrying a comment.
@@ -582,6 +600,47 @@ async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
         kinds(&m.inbox(&m.alice).await),
         ["tool_result"],
         "one answer"
+    );
+}
+
+async fn a_provider_429_is_retried_after_its_retry_after(p: Profile) {
+    let Some(mut m) = setup(p).await else { return };
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    m.fake.fail_next_with(
+        "/slack/chat.postMessage",
+        429,
+        Some(1),
+        json!({"ok": false, "error": "ratelimited"}),
+    );
+    agent_tool_request(
+        &mut alice,
+        "r8",
+        "slack.post_message",
+        json!({"channel": "C9", "text": "hi"}),
+    )
+    .await;
+    let limited = m.finished_or_retried(|o| o.kind == "tool.call").await;
+    assert_eq!(limited.status, JobStatus::Queued, "a 429 is retried");
+    let (job, _) = m
+        .app
+        .state
+        .store
+        .get_job(limited.job_id)
+        .await
+        .expect("job");
+    let wait = job.run_at - chrono::Utc::now().timestamp_millis();
+    // The backoff alone would be at most 20 ms here.
+    assert!(
+        wait > 500,
+        "the retry waits for Retry-After (1 s), not the backoff: {wait} ms"
+    );
+    let done = m.finished(|o| o.job_id == limited.job_id).await;
+    assert_eq!(
+        (
+            done.status,
+            m.fake.requests_to("/slack/chat.postMessage").len()
+        ),
+        (JobStatus::Done, 2)
     );
 }
 
