@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, JwtKeys};
 use crate::bus::{Hub, Sessions};
+use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::presence::MemoryPresence;
@@ -152,6 +153,8 @@ impl Application {
                 .merged(mirror::processors())
                 .merged(extra),
             providers,
+            agents: TtlCache::new(config.serve.cache_ttl),
+            operator_keys: TtlCache::new(config.serve.cache_ttl),
             metrics: telemetry::metrics_handle(),
             node_id,
             config,

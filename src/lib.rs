@@ -23,7 +23,8 @@
 //! - [`tools`]: agents' tool requests as queue jobs, answered with `tool_result` through the inbox.
 //! - [`admin`]: operator actions as plain functions, shared by the CLI and the API.
 //! - [`store`]: durable state on SQLite or PostgreSQL behind one API; migrations.
-//! - [`state`], [`telemetry`], [`time`]: shared handles, logs and metrics, time formats.
+//! - [`state`], [`cache`], [`telemetry`], [`time`]: shared handles, read-through caches,
+//!   logs and metrics, time formats.
 //!
 //! Wire types shared with agents and the load test live in the `nexus-proto` crate
 //! (`proto-events/`).
@@ -33,6 +34,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod gateway;

@@ -9,11 +9,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::bus::Hub;
+use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::queue::{Processors, Queue};
-use crate::store::Store;
+use crate::store::{Agent, OperatorKey, Store, StoreError};
 use crate::tools::ToolRegistry;
+use nexus_proto::AgentId;
 
 pub struct Shared {
     pub store: Store,
@@ -23,6 +25,10 @@ pub struct Shared {
     pub queue: Arc<Queue>,
     pub processors: Processors,
     pub providers: Providers,
+    /// Agents by id, for the emit API (see [`crate::cache`]).
+    pub agents: TtlCache<AgentId, Agent>,
+    /// Operator keys by hash, for every operator API request.
+    pub operator_keys: TtlCache<String, OperatorKey>,
     pub metrics: PrometheusHandle,
     pub node_id: String,
     pub config: Config,
@@ -39,5 +45,22 @@ impl Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+impl AppState {
+    /// The agent, from the cache when it was read within the cache TTL.
+    pub async fn agent(&self, id: AgentId) -> Result<Agent, StoreError> {
+        let load = async {
+            match self.store.get_agent(id).await {
+                Ok(agent) => Ok(Some(agent)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.agents
+            .get_or_load(&id, load)
+            .await?
+            .ok_or(StoreError::NotFound("agent"))
     }
 }

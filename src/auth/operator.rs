@@ -53,9 +53,10 @@ impl FromRequestParts<AppState> for Operator {
             .ok_or_else(|| {
                 ApiError::unauthorized("an operator key is required (Authorization: Bearer …)")
             })?;
+        let hash = hash_operator_key(key);
         let found = state
-            .store
-            .operator_key_by_hash(&hash_operator_key(key))
+            .operator_keys
+            .get_or_load(&hash, state.store.operator_key_by_hash(&hash))
             .await?;
         found
             .map(Operator)

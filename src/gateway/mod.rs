@@ -92,8 +92,8 @@ async fn authorize(
         .map(|s| s.trim().parse::<Seq>())
         .transpose()
         .map_err(|_| ApiError::bad_request("after_seq must be a non-negative integer"))?;
-    let agent = match state.store.get_agent(claims.sub).await {
-        Ok(agent) => agent,
+    let (agent, cursor) = match state.store.agent_with_cursor(claims.sub).await {
+        Ok(found) => found,
         Err(StoreError::NotFound(_)) => return Err(ApiError::unauthorized("unknown agent")),
         Err(e) => return Err(e.into()),
     };
@@ -104,7 +104,6 @@ async fn authorize(
             "this agent is disabled",
         ));
     }
-    let cursor = state.store.cursor(agent.id).await?;
     Ok(SessionInit {
         agent: agent.id,
         tenant: agent.tenant_id,

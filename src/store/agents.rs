@@ -1,10 +1,10 @@
 //! Agents, their OAuth2 client credentials and the external identities that reach them.
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, Seq, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, now_ms, on_pool, on_writer};
+use super::{Cursor, Result, Store, StoreError, now_ms, on_pool, on_writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +172,33 @@ impl Store {
                 .await
         })?;
         row.ok_or(StoreError::NotFound("agent"))?.try_into()
+    }
+
+    /// The agent and its inbox cursor in one round trip: what a connecting socket needs.
+    pub async fn agent_with_cursor(&self, id: AgentId) -> Result<(Agent, Cursor)> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            agent: AgentRow,
+            last_seq: Option<i64>,
+            acked_seq: Option<i64>,
+        }
+        let row: Option<Row> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, c.last_seq, c.acked_seq \
+                 FROM agents a LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
+            )
+            .bind(*id.as_uuid())
+            .fetch_optional(p)
+            .await
+        })?;
+        let row = row.ok_or(StoreError::NotFound("agent"))?;
+        let seq = |v: Option<i64>| Seq::new(v.unwrap_or(0).max(0) as u64);
+        let cursor = Cursor {
+            last_seq: seq(row.last_seq),
+            acked_seq: seq(row.acked_seq),
+        };
+        Ok((row.agent.try_into()?, cursor))
     }
 
     /// The agent owning `client_id` and its secret hash, for token issuance.
