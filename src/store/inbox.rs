@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nexus_proto::{AgentId, EventId, EventType, Seq};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool, on_writer};
+use super::{Backend, Result, Store, StoreError, on_pool, on_writer};
 
 /// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
 const CHUNK: usize = 400;
@@ -76,18 +76,23 @@ fn seq_i64(seq: Seq) -> i64 {
     i64::try_from(seq.get()).unwrap_or(i64::MAX)
 }
 
-/// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data.
-fn values(rows: usize, cols: usize, tail: &str) -> String {
+/// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data. SQLite gets anonymous
+/// `?`s: it looks each named parameter up by a linear scan, which made a 400-row insert
+/// (3,600 `$n`s) quadratic — measured 47 µs per row against 5 µs with `?`.
+fn values(backend: Backend, rows: usize, cols: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..cols {
-            let _ = write!(
-                sql,
-                "{}${}",
-                if c == 0 { "" } else { ", " },
-                r * cols + c + 1
-            );
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", r * cols + c + 1);
+                }
+            }
         }
         sql.push_str(tail);
         sql.push(')');
@@ -123,7 +128,7 @@ impl Store {
                     "INSERT INTO agent_cursors (agent_id, last_seq, acked_seq) VALUES {} \
                      ON CONFLICT (agent_id) DO UPDATE SET last_seq = agent_cursors.last_seq + excluded.last_seq \
                      RETURNING agent_id, last_seq",
-                    values(chunk.len(), 2, ", 0")
+                    values(self.backend(), chunk.len(), 2, ", 0")
                 );
                 let mut q = sqlx::query_as::<_, (Uuid, i64)>(sqlx::AssertSqlSafe(sql));
                 for (agent, n) in chunk {
@@ -155,7 +160,7 @@ impl Store {
             for (chunk_events, chunk_new) in out.chunks(CHUNK).zip(events.chunks(CHUNK)) {
                 let sql = format!(
                     "INSERT INTO inbox (agent_id, seq, event_id, type, payload, trace_id, idempotency_key, created_at, expires_at) VALUES {}",
-                    values(chunk_events.len(), 9, "")
+                    values(self.backend(), chunk_events.len(), 9, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (e, n) in chunk_events.iter().zip(chunk_new) {
