@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the figures of RESULTS.md: machine facts, one `compare` run and
-# one 10,000-socket `connect` against Nexus. Bounded: about 8 minutes on
-# 2 cores (most of it is argon2 hashing while provisioning agents).
-# Output: loadtest/results/{machine,compare,compare-1k,connect-10k}.{txt,json}
+# Regenerates the figures of RESULTS.md: machine facts, two `compare` runs, a
+# 10,000-socket `connect`, a 15,000-agent `fanout` and a 5,000 events/s `deliver`
+# against Nexus. Bounded: about 11 minutes on 2 cores (most of it is argon2
+# hashing while provisioning agents).
+# Output: loadtest/results/{machine,compare,compare-1k,connect-10k,fanout-15k,deliver-5k}.{txt,json}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=loadtest/results
@@ -22,3 +23,5 @@ lt=target/release/nexus-loadtest
   --rounds "${ROUNDS:-1}" --out "$out/compare.json" | tee "$out/compare.txt"
 "$lt" compare --agents 1000 --rate 1000 --duration 10 --out "$out/compare-1k.json" | tee "$out/compare-1k.txt"
 "$lt" connect --agents "${CONNECT_AGENTS:-10000}" --out "$out/connect-10k.json" | tee "$out/connect-10k.txt"
+"$lt" fanout --agents 15000 --out "$out/fanout-15k.json" | tee "$out/fanout-15k.txt"
+"$lt" deliver --agents 1000 --rate 5000 --duration 10 --drain-s 5 --out "$out/deliver-5k.json" | tee "$out/deliver-5k.txt"
