@@ -194,7 +194,7 @@ pub struct QueueOpts {
     #[arg(
         long = "queue-workers",
         env = "NEXUS_QUEUE_WORKERS",
-        default_value_t = 4
+        default_value_t = 16
     )]
     pub workers: usize,
 

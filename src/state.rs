@@ -13,7 +13,7 @@ use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::queue::{Processors, Queue};
-use crate::store::{Agent, OperatorKey, Store, StoreError};
+use crate::store::{Agent, OperatorKey, Source, Store, StoreError};
 use crate::tools::ToolRegistry;
 use nexus_proto::AgentId;
 
@@ -29,6 +29,8 @@ pub struct Shared {
     pub agents: TtlCache<AgentId, Agent>,
     /// Operator keys by hash, for every operator API request.
     pub operator_keys: TtlCache<String, OperatorKey>,
+    /// Webhook sources by id: read when a webhook arrives and again by its job.
+    pub sources: TtlCache<uuid::Uuid, Source>,
     pub metrics: PrometheusHandle,
     pub node_id: String,
     pub config: Config,
@@ -51,16 +53,24 @@ impl Deref for AppState {
 impl AppState {
     /// The agent, from the cache when it was read within the cache TTL.
     pub async fn agent(&self, id: AgentId) -> Result<Agent, StoreError> {
-        let load = async {
-            match self.store.get_agent(id).await {
-                Ok(agent) => Ok(Some(agent)),
-                Err(StoreError::NotFound(_)) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        self.agents
-            .get_or_load(&id, load)
-            .await?
-            .ok_or(StoreError::NotFound("agent"))
+        let load = async { found(self.store.get_agent(id).await) };
+        let agent = self.agents.get_or_load(&id, load).await?;
+        agent.ok_or(StoreError::NotFound("agent"))
+    }
+
+    /// The webhook source, from the cache when it was read within the cache TTL.
+    pub async fn source(&self, id: uuid::Uuid) -> Result<Source, StoreError> {
+        let load = async { found(self.store.get_source(id).await) };
+        let source = self.sources.get_or_load(&id, load).await?;
+        source.ok_or(StoreError::NotFound("source"))
+    }
+}
+
+/// `NotFound` as `None`, so a missing row is not cached.
+fn found<T>(read: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match read {
+        Ok(row) => Ok(Some(row)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }

@@ -80,9 +80,16 @@ async fn open_nexus(ws_base: &str, token: &str) -> Result<Ws> {
     bail!("connection ended before welcome")
 }
 
-/// `(i, t_ns)` of a load-test event's `data`.
+/// `(i, t_ns)` of a load-test event's `data`: fields of an API event, or the
+/// `lt:{i}:{t_ns}` a `--via slack` mention carries in its text.
 pub fn stamp(data: &Value) -> Option<(u64, u64)> {
-    Some((data.get("i")?.as_u64()?, data.get("t_ns")?.as_u64()?))
+    if let (Some(i), Some(t)) = (data.get("i"), data.get("t_ns")) {
+        return Some((i.as_u64()?, t.as_u64()?));
+    }
+    let text = data.get("text")?.as_str()?;
+    let (_, rest) = text.split_once("lt:")?;
+    let (i, t) = rest.split_once(':')?;
+    Some((i.parse().ok()?, t.trim().parse().ok()?))
 }
 
 /// Reads until the socket ends. Socket.IO pings are answered here; the
@@ -162,4 +169,19 @@ async fn send_ack(kind: Kind, ws: &mut Ws, seq: u64) -> Result<()> {
     };
     ws.send(Message::text(frame)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamps_come_from_api_fields_or_a_slack_mention() {
+        assert_eq!(stamp(&json!({"i": 7, "t_ns": 42})), Some((7, 42)));
+        let wake = json!({"text": "<@U0190ABC> lt:12:1700000000123456789", "channel": "C1"});
+        assert_eq!(stamp(&wake), Some((12, 1_700_000_000_123_456_789)));
+        assert_eq!(stamp(&json!({"text": "no stamp here"})), None);
+        assert_eq!(stamp(&json!({"i": "7", "t_ns": 42})), None);
+    }
 }

@@ -222,6 +222,7 @@ impl Load {
             duration: Duration::from_secs_f64(self.duration.max(0.0)),
             drain: Duration::from_secs_f64(self.drain_s.max(0.0)),
             max_in_flight: self.max_in_flight,
+            via: "api",
         }
     }
 }
@@ -257,17 +258,22 @@ async fn main() -> Result<()> {
             finish(server, result).await
         }
         Cmd::Deliver { common, load, via } => {
-            if via != Via::Api {
+            if via == Via::Clickup {
                 bail!(
-                    "--via {via:?}: not available yet (the webhook scenarios come with the Webhooks/Mirror load profiles); use --via api"
+                    "--via clickup: not available yet (each ClickUp webhook makes Nexus read the task from the ClickUp API, which needs a fake API server in this tool); use --via api or --via slack"
                 );
             }
             let mut server = Server::start(common.target, &common.server_opts()).await?;
             let result = async {
                 let fixture = server.provision(load.agents).await?;
+                let mut opts = load.opts();
+                if via == Via::Slack {
+                    server.route_via_slack(&fixture).await?;
+                    opts.via = "slack";
+                }
                 let (connected, mut fleet) =
                     connect::run(&server, &fixture, &common.client.opts()).await?;
-                let report = deliver::run(&server, &fixture, &mut fleet, load.opts()).await?;
+                let report = deliver::run(&server, &fixture, &mut fleet, opts).await?;
                 print!("{}{}", connected.table(), report.table());
                 report::write_json(
                     common.out.as_deref(),

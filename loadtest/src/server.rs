@@ -59,6 +59,8 @@ pub struct Server {
     child: Option<(Child, Tail)>,
     node: Option<NodeEnv>,
     operator_key: Option<String>,
+    /// Set by [`Server::route_via_slack`]: events go in as signed Slack webhooks.
+    slack: Option<SlackRoute>,
     _dir: Option<TempDir>,
 }
 
@@ -80,6 +82,7 @@ impl Server {
             child: None,
             node: None,
             operator_key: None,
+            slack: None,
             _dir: None,
         };
         if let Some(url) = &opts.url {
@@ -198,7 +201,70 @@ impl Server {
             http: self.http.clone(),
             client: self.client.clone(),
             operator_key: self.operator_key.clone(),
+            slack: self.slack.clone(),
         }
+    }
+
+    /// Registers a Slack source and gives each agent a Slack user (`U` + its id), so
+    /// `emit_agent` can reach it through `POST /webhooks/slack/{source}` as a mention:
+    /// the whole webhook path (signature, job, Slack processor, inbox) is measured.
+    pub async fn route_via_slack(&mut self, fixture: &Fixture) -> Result<()> {
+        use futures_util::StreamExt;
+        let (Kind::Nexus, Some(env), Some(key)) = (self.kind, &self.node, &self.operator_key)
+        else {
+            bail!(
+                "--via slack needs a Nexus node this tool provisions (no --url without --database-url)"
+            );
+        };
+        let secret = format!("lt-signing-{}", uuid::Uuid::new_v4().simple());
+        let team = format!(
+            "TLT{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+        );
+        let source = env
+            .cli(&[
+                "source",
+                "add",
+                "--tenant",
+                &fixture.tenant_id,
+                "--kind",
+                "slack",
+                "--team-id",
+                &team,
+                "--signing-secret",
+                &secret,
+            ])
+            .await?;
+        let path = source
+            .first()
+            .and_then(|s| s["url_path"].as_str())
+            .context("source add printed no url_path")?
+            .to_owned();
+        let url = format!("{}/api/tenants/{}/identities", self.http, fixture.tenant_id);
+        let posts = fixture.agent_ids.iter().map(|agent| {
+            let req = self.client.post(&url).bearer_auth(key).json(&json!({
+                "agent_id": agent, "provider": "slack", "external_user_id": slack_user(agent),
+            }));
+            async move {
+                let resp = req.send().await?;
+                if !resp.status().is_success() {
+                    bail!("identity for {agent}: {}", resp.status());
+                }
+                anyhow::Ok(())
+            }
+        });
+        futures_util::stream::iter(posts)
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        self.slack = Some(SlackRoute {
+            url: format!("{}{path}", self.http),
+            team,
+            secret,
+        });
+        Ok(())
     }
 
     /// The last lines the server logged (when the tool started it).
@@ -218,6 +284,19 @@ impl Server {
     }
 }
 
+/// Where `--via slack` posts, and how it signs.
+#[derive(Clone)]
+pub struct SlackRoute {
+    url: String,
+    team: String,
+    secret: String,
+}
+
+/// The Slack user id the load test gives an agent.
+fn slack_user(agent: &str) -> String {
+    format!("U{}", agent.replace('-', "").to_uppercase())
+}
+
 /// Emits events through the server's HTTP API.
 #[derive(Clone)]
 pub struct Emitter {
@@ -225,11 +304,15 @@ pub struct Emitter {
     http: String,
     client: reqwest::Client,
     operator_key: Option<String>,
+    slack: Option<SlackRoute>,
 }
 
 impl Emitter {
     /// One event for one agent; `Ok(true)` when the server accepted it.
     pub async fn emit_agent(&self, agent: &str, data: Value) -> Result<bool> {
+        if let Some(route) = &self.slack {
+            return self.slack_mention(route, agent, &data).await;
+        }
         let (url, body) = match self.kind {
             Kind::Nexus => (format!("{}/api/agents/{agent}/events", self.http), None),
             Kind::Socketio => (format!("{}/emit/agent/{agent}", self.http), Some(())),
@@ -266,6 +349,41 @@ impl Emitter {
             bail!("{url} answered {status}: {answer}");
         }
         Ok(answer["agents"].as_u64().unwrap_or(0))
+    }
+
+    /// A signed `message` event mentioning the agent; its text carries `lt:{i}:{t_ns}`.
+    async fn slack_mention(&self, route: &SlackRoute, agent: &str, data: &Value) -> Result<bool> {
+        use hmac::{Hmac, Mac};
+        let (i, t_ns) = (
+            data["i"].as_u64().unwrap_or(0),
+            data["t_ns"].as_u64().unwrap_or(0),
+        );
+        let body = json!({
+            "type": "event_callback", "team_id": route.team, "event_id": format!("EvLT{i}"),
+            "event": {"type": "message", "channel": "CLOADTEST", "user": "ULOADTESTER",
+                      "text": format!("<@{}> lt:{i}:{t_ns}", slack_user(agent)),
+                      "ts": format!("{}.{:06}", t_ns / 1_000_000_000, i % 1_000_000)},
+        })
+        .to_string();
+        let ts = (t_ns / 1_000_000_000).to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(route.secret.as_bytes())?;
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+        let resp = self
+            .client
+            .post(&route.url)
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        match (status.as_u16(), answer["status"].as_str()) {
+            (200, Some("accepted")) => Ok(true),
+            _ => bail!("{} answered {status}: {answer}", route.url),
+        }
     }
 
     fn request(&self, url: &str) -> Result<reqwest::RequestBuilder> {

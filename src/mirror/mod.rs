@@ -35,7 +35,7 @@ async fn job_source(state: &AppState, job: &Job) -> Result<Source, JobError> {
     let id = job
         .source_id
         .ok_or_else(|| JobError::permanent("unknown_source", "the job's source was removed"))?;
-    Ok(state.store.get_source(id).await?)
+    Ok(state.source(id).await?)
 }
 
 /// The tenant's API token for `kind` (the first source of that kind holding one).

@@ -91,7 +91,7 @@ async fn deliver(state: AppState, job: Job) -> Result<Done, JobError> {
     let source_id = job
         .source_id
         .ok_or_else(|| JobError::permanent("unknown_source", "the job's source was removed"))?;
-    let source = state.store.get_source(source_id).await?;
+    let source = state.source(source_id).await?;
     let rule = source
         .rule
         .ok_or_else(|| JobError::permanent("no_rule", "the ingest source has no delivery rule"))?;

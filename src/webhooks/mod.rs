@@ -203,7 +203,7 @@ async fn source_by_id(
 ) -> Result<Source, Rejection> {
     let unknown = || Rejection::UnknownSource(format!("no {} source with this id", kind.as_str()));
     let id: Uuid = id.parse().map_err(|_| unknown())?;
-    match state.store.get_source(id).await {
+    match state.source(id).await {
         Ok(s) if s.kind == kind => Ok(s),
         Ok(_) | Err(StoreError::NotFound(_)) => Err(unknown()),
         Err(e) => Err(e.into()),

@@ -27,6 +27,8 @@ pub struct DeliverOpts {
     pub drain: Duration,
     /// Requests in flight at most; past it sends wait (and count as late).
     pub max_in_flight: usize,
+    /// `api` or `slack` (for the report).
+    pub via: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -125,7 +127,7 @@ pub async fn run(
     let first_error = counters.first_error.lock().ok().and_then(|e| e.clone());
     Ok(DeliverReport {
         target: server.kind,
-        via: "api",
+        via: opts.via,
         agents: fixture.agent_ids.len(),
         rate: opts.rate,
         duration_s: opts.duration.as_secs_f64(),
