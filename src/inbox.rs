@@ -65,7 +65,7 @@ impl Inbox {
             stop.clone(),
         ));
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
-        tracker.spawn(sweep_expired(store, stop));
+        tracker.spawn(sweep_expired(store, retention.ttl_ms, stop));
         Inbox { appends, acks }
     }
 
@@ -191,31 +191,45 @@ async fn write_acks(store: Store, mut rx: mpsc::Receiver<(AgentId, Seq)>, stop: 
     flush_acks(&store, &mut pending).await;
 }
 
-/// Deletes expired events a chunk at a time, so retention never holds a long lock.
-async fn sweep_expired(store: Store, stop: CancellationToken) {
-    const CHUNK: u32 = 5_000;
+/// Deletes expired events a chunk at a time, so retention never holds a long lock; and,
+/// past the same age, the record of what Nexus wrote to Slack and ClickUp (webhook echoes
+/// and tool retries need it for minutes, not days).
+async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        loop {
-            match store
-                .delete_expired_inbox(crate::store::now_ms(), CHUNK)
-                .await
-            {
-                Ok(n) if n == u64::from(CHUNK) => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::debug!(deleted = n, "inbox retention");
-                    }
-                    break;
+        let now = crate::store::now_ms();
+        drain("inbox", |limit| store.delete_expired_inbox(now, limit)).await;
+        let before = now.saturating_sub(ttl_ms);
+        drain("provider writes", |limit| {
+            store.delete_old_provider_writes(before, limit)
+        })
+        .await;
+    }
+}
+
+/// Runs `delete` with a chunk limit until it deletes less than a chunk.
+async fn drain<F, Fut>(what: &str, delete: F)
+where
+    F: Fn(u32) -> Fut,
+    Fut: Future<Output = Result<u64, crate::store::StoreError>>,
+{
+    const CHUNK: u32 = 5_000;
+    loop {
+        match delete(CHUNK).await {
+            Ok(n) if n == u64::from(CHUNK) => continue,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(deleted = n, what, "retention");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbox retention sweep failed");
-                    break;
-                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, what, "retention sweep failed");
+                return;
             }
         }
     }

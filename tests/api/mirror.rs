@@ -32,6 +32,7 @@ both_profiles!(
     a_tenant_without_tokens_gets_a_clear_tool_error,
     unmapped_lists_are_counted_as_unmapped,
     created_channels_are_recorded_for_operators,
+    what_nexus_wrote_is_forgotten_after_the_retention,
 );
 
 /// Nexus's own users in ClickUp and Slack: its changes come back as webhooks.
@@ -798,4 +799,44 @@ async fn created_channels_are_recorded_for_operators(p: Profile) {
         ),
         (&json!("C42"), &json!("proj-apollo"), &json!(false))
     );
+}
+
+async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
+    let Some(m) = setup(p).await else { return };
+    let store = &m.app.state.store;
+    let slack = nexus::store::Provider::Slack;
+    store
+        .record_write(m.tenant, slack, "C1:1.0001", Some("op-1"), "{}")
+        .await
+        .expect("record");
+    let now = chrono::Utc::now().timestamp_millis();
+    // Written after the cutoff: kept.
+    assert_eq!(
+        store
+            .delete_old_provider_writes(now - 60_000, 10)
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert!(
+        store
+            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .await
+            .expect("read")
+    );
+    // Older than the cutoff: gone, with its step result.
+    assert_eq!(
+        store
+            .delete_old_provider_writes(now + 1_000, 10)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert!(
+        !store
+            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .await
+            .expect("read")
+    );
+    assert_eq!(store.write_result("op-1").await.expect("read"), None);
 }
