@@ -249,7 +249,7 @@ async fn recipients(
     );
     if agents.is_empty() {
         for agent in &mapping.default_agents {
-            if state.store.get_agent(*agent).await?.status == AgentStatus::Active {
+            if state.agent(*agent).await?.status == AgentStatus::Active {
                 agents.push(*agent);
             }
         }

@@ -72,10 +72,44 @@ pub struct Identity {
     pub external_user_id: String,
 }
 
-type MappingRow = (Uuid, Uuid, String, String, bool, i64);
+/// A mapping's columns and one of its default agents (none: `NULL`), ordered by mapping.
+type MappingRow = (Uuid, Uuid, String, String, bool, i64, Option<Uuid>);
 
-const MAPPING_COLS: &str =
-    "id, tenant_id, clickup_list_id, slack_channel_id, open_threads, created_at";
+const MAPPING_SELECT: &str = "SELECT m.id, m.tenant_id, m.clickup_list_id, m.slack_channel_id, \
+     m.open_threads, m.created_at, d.agent_id FROM project_mappings m \
+     LEFT JOIN project_mapping_agents d ON d.mapping_id = m.id";
+
+/// An alias's columns and one of its members, ordered by alias.
+type AliasRow = (Uuid, Uuid, String, i64, Option<Uuid>);
+
+const ALIAS_SELECT: &str = "SELECT a.id, a.tenant_id, a.alias, a.created_at, m.agent_id \
+     FROM agent_aliases a LEFT JOIN agent_alias_members m ON m.alias_id = a.id";
+
+/// What a read of mappings or aliases is filtered by.
+enum Filter<'a> {
+    Id(Uuid),
+    Tenant(TenantId),
+    TenantAnd(TenantId, &'a str),
+}
+
+/// Folds consecutive rows of one parent (mapping, alias) into it, collecting the children.
+fn group<R, T>(
+    rows: Vec<R>,
+    id: impl Fn(&R) -> Uuid,
+    new: impl Fn(&R) -> T,
+    child: impl Fn(&mut T, &R),
+) -> Vec<T> {
+    let mut out: Vec<(Uuid, T)> = Vec::new();
+    for row in rows {
+        if out.last().is_none_or(|(last, _)| *last != id(&row)) {
+            out.push((id(&row), new(&row)));
+        }
+        if let Some((_, parent)) = out.last_mut() {
+            child(parent, &row);
+        }
+    }
+    out.into_iter().map(|(_, t)| t).collect()
+}
 
 fn fk_as_not_found(
     what: &'static str,
@@ -120,45 +154,44 @@ impl Store {
         self.get_mapping(id).await
     }
 
-    async fn mappings_where(
-        &self,
-        filter: &str,
-        tenant: TenantId,
-        value: Option<&str>,
-    ) -> Result<Vec<ProjectMapping>> {
-        let sql = format!(
-            "SELECT {MAPPING_COLS} FROM project_mappings WHERE tenant_id = $1 {filter} ORDER BY id"
-        );
-        let rows: Vec<MappingRow> = on_pool!(self, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(*tenant.as_uuid());
-            if let Some(v) = value {
-                q = q.bind(v.to_owned());
+    /// Mappings with their default agents, in one query.
+    async fn mappings(&self, filter: Filter<'_>) -> Result<Vec<ProjectMapping>> {
+        let sql = match filter {
+            Filter::Id(_) => format!("{MAPPING_SELECT} WHERE m.id = $1 ORDER BY m.id, d.agent_id"),
+            Filter::Tenant(_) => {
+                format!("{MAPPING_SELECT} WHERE m.tenant_id = $1 ORDER BY m.id, d.agent_id")
             }
+            Filter::TenantAnd(..) => format!(
+                "{MAPPING_SELECT} WHERE m.tenant_id = $1 AND m.clickup_list_id = $2 ORDER BY m.id, d.agent_id"
+            ),
+        };
+        let rows: Vec<MappingRow> = on_pool!(self, p => {
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            let q = match filter {
+                Filter::Id(id) => q.bind(id),
+                Filter::Tenant(t) => q.bind(*t.as_uuid()),
+                Filter::TenantAnd(t, list) => q.bind(*t.as_uuid()).bind(list.to_owned()),
+            };
             q.fetch_all(p).await
         })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, tenant, list, channel, open_threads, created_at) in rows {
-            let agents: Vec<Uuid> = on_pool!(self, p => {
-                sqlx::query_scalar("SELECT agent_id FROM project_mapping_agents WHERE mapping_id = $1 ORDER BY agent_id")
-                    .bind(id)
-                    .fetch_all(p)
-                    .await
-            })?;
-            out.push(ProjectMapping {
-                id,
-                tenant_id: TenantId::from_uuid(tenant),
-                clickup_list_id: list,
-                slack_channel_id: channel,
-                open_threads,
-                default_agents: agents.into_iter().map(AgentId::from_uuid).collect(),
-                created_at,
-            });
-        }
-        Ok(out)
+        Ok(group(
+            rows,
+            |r| r.0,
+            |r| ProjectMapping {
+                id: r.0,
+                tenant_id: TenantId::from_uuid(r.1),
+                clickup_list_id: r.2.clone(),
+                slack_channel_id: r.3.clone(),
+                open_threads: r.4,
+                default_agents: Vec::new(),
+                created_at: r.5,
+            },
+            |m, r| m.default_agents.extend(r.6.map(AgentId::from_uuid)),
+        ))
     }
 
     pub async fn list_mappings(&self, tenant: TenantId) -> Result<Vec<ProjectMapping>> {
-        self.mappings_where("", tenant, None).await
+        self.mappings(Filter::Tenant(tenant)).await
     }
 
     /// The mapping of a ClickUp list, if the tenant mapped it.
@@ -168,20 +201,15 @@ impl Store {
         list_id: &str,
     ) -> Result<Option<ProjectMapping>> {
         Ok(self
-            .mappings_where("AND clickup_list_id = $2", tenant, Some(list_id))
+            .mappings(Filter::TenantAnd(tenant, list_id))
             .await?
             .pop())
     }
 
     pub async fn get_mapping(&self, id: Uuid) -> Result<ProjectMapping> {
-        let tenant: Option<Uuid> = on_pool!(self, p => {
-            sqlx::query_scalar("SELECT tenant_id FROM project_mappings WHERE id = $1").bind(id).fetch_optional(p).await
-        })?;
-        let tenant = TenantId::from_uuid(tenant.ok_or(StoreError::NotFound("mapping"))?);
-        self.list_mappings(tenant)
+        self.mappings(Filter::Id(id))
             .await?
-            .into_iter()
-            .find(|m| m.id == id)
+            .pop()
             .ok_or(StoreError::NotFound("mapping"))
     }
 
@@ -242,41 +270,46 @@ impl Store {
         self.get_alias(id).await
     }
 
-    pub async fn list_aliases(&self, tenant: TenantId) -> Result<Vec<Alias>> {
-        let rows: Vec<(Uuid, String, i64)> = on_pool!(self, p => {
-            sqlx::query_as("SELECT id, alias, created_at FROM agent_aliases WHERE tenant_id = $1 ORDER BY alias")
-                .bind(*tenant.as_uuid())
-                .fetch_all(p)
-                .await
+    /// Aliases with their members, in one query.
+    async fn aliases(&self, filter: Filter<'_>) -> Result<Vec<Alias>> {
+        let sql = match filter {
+            Filter::Id(_) => {
+                format!("{ALIAS_SELECT} WHERE a.id = $1 ORDER BY a.alias, a.id, m.agent_id")
+            }
+            _ => {
+                format!("{ALIAS_SELECT} WHERE a.tenant_id = $1 ORDER BY a.alias, a.id, m.agent_id")
+            }
+        };
+        let rows: Vec<AliasRow> = on_pool!(self, p => {
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            let q = match filter {
+                Filter::Id(id) => q.bind(id),
+                Filter::Tenant(t) | Filter::TenantAnd(t, _) => q.bind(*t.as_uuid()),
+            };
+            q.fetch_all(p).await
         })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, alias, created_at) in rows {
-            let agents: Vec<Uuid> = on_pool!(self, p => {
-                sqlx::query_scalar("SELECT agent_id FROM agent_alias_members WHERE alias_id = $1 ORDER BY agent_id")
-                    .bind(id)
-                    .fetch_all(p)
-                    .await
-            })?;
-            out.push(Alias {
-                id,
-                tenant_id: tenant,
-                alias,
-                agents: agents.into_iter().map(AgentId::from_uuid).collect(),
-                created_at,
-            });
-        }
-        Ok(out)
+        Ok(group(
+            rows,
+            |r| r.0,
+            |r| Alias {
+                id: r.0,
+                tenant_id: TenantId::from_uuid(r.1),
+                alias: r.2.clone(),
+                agents: Vec::new(),
+                created_at: r.3,
+            },
+            |a, r| a.agents.extend(r.4.map(AgentId::from_uuid)),
+        ))
+    }
+
+    pub async fn list_aliases(&self, tenant: TenantId) -> Result<Vec<Alias>> {
+        self.aliases(Filter::Tenant(tenant)).await
     }
 
     pub async fn get_alias(&self, id: Uuid) -> Result<Alias> {
-        let tenant: Option<Uuid> = on_pool!(self, p => {
-            sqlx::query_scalar("SELECT tenant_id FROM agent_aliases WHERE id = $1").bind(id).fetch_optional(p).await
-        })?;
-        let tenant = TenantId::from_uuid(tenant.ok_or(StoreError::NotFound("alias"))?);
-        self.list_aliases(tenant)
+        self.aliases(Filter::Id(id))
             .await?
-            .into_iter()
-            .find(|a| a.id == id)
+            .pop()
             .ok_or(StoreError::NotFound("alias"))
     }
 
