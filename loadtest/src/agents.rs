@@ -81,12 +81,16 @@ async fn open_nexus(ws_base: &str, token: &str) -> Result<Ws> {
 }
 
 /// `(i, t_ns)` of a load-test event's `data`: fields of an API event, or the
-/// `lt:{i}:{t_ns}` a `--via slack` mention carries in its text.
+/// `lt:{i}:{t_ns}` a `--via slack` mention carries in its text and a `--via clickup`
+/// task in its name.
 pub fn stamp(data: &Value) -> Option<(u64, u64)> {
     if let (Some(i), Some(t)) = (data.get("i"), data.get("t_ns")) {
         return Some((i.as_u64()?, t.as_u64()?));
     }
-    let text = data.get("text")?.as_str()?;
+    let text = data
+        .get("text")
+        .or_else(|| data.get("task")?.get("name"))?
+        .as_str()?;
     let (_, rest) = text.split_once("lt:")?;
     let (i, t) = rest.split_once(':')?;
     Some((i.parse().ok()?, t.trim().parse().ok()?))
@@ -177,11 +181,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn stamps_come_from_api_fields_or_a_slack_mention() {
+    fn stamps_come_from_api_fields_a_slack_mention_or_a_task_name() {
         assert_eq!(stamp(&json!({"i": 7, "t_ns": 42})), Some((7, 42)));
         let wake = json!({"text": "<@U0190ABC> lt:12:1700000000123456789", "channel": "C1"});
         assert_eq!(stamp(&wake), Some((12, 1_700_000_000_123_456_789)));
         assert_eq!(stamp(&json!({"text": "no stamp here"})), None);
+        let task = json!({"task": {"id": "lt-9-3-44", "name": "lt:3:44"}, "change": "created"});
+        assert_eq!(stamp(&task), Some((3, 44)));
         assert_eq!(stamp(&json!({"i": "7", "t_ns": 42})), None);
     }
 }

@@ -13,6 +13,7 @@
 //!   histograms, tables and JSON.
 
 mod agents;
+mod fake_clickup;
 mod fleet;
 mod jwt;
 mod node;
@@ -165,6 +166,7 @@ impl Common {
             jwt_secret: self.jwt_secret.clone(),
             database_url: self.database_url.clone(),
             pid: self.pid,
+            clickup_api_url: None,
         }
     }
 }
@@ -258,27 +260,46 @@ async fn main() -> Result<()> {
             finish(server, result).await
         }
         Cmd::Deliver { common, load, via } => {
-            if via == Via::Clickup {
-                bail!(
-                    "--via clickup: not available yet (each ClickUp webhook makes Nexus read the task from the ClickUp API, which needs a fake API server in this tool); use --via api or --via slack"
-                );
-            }
-            let mut server = Server::start(common.target, &common.server_opts()).await?;
+            let mut server_opts = common.server_opts();
+            let clickup = match via {
+                Via::Clickup => {
+                    if server_opts.url.is_some() {
+                        bail!(
+                            "--via clickup starts its own node (pointed at a fake ClickUp API); drop --url"
+                        );
+                    }
+                    let api = fake_clickup::FakeClickUp::start().await?;
+                    server_opts.clickup_api_url = Some(api.url.clone());
+                    Some(api)
+                }
+                _ => None,
+            };
+            let mut server = Server::start(common.target, &server_opts).await?;
             let result = async {
                 let fixture = server.provision(load.agents).await?;
                 let mut opts = load.opts();
-                if via == Via::Slack {
-                    server.route_via_slack(&fixture).await?;
-                    opts.via = "slack";
+                match (via, &clickup) {
+                    (Via::Slack, _) => {
+                        server.route_via_slack(&fixture).await?;
+                        opts.via = "slack";
+                    }
+                    (Via::Clickup, Some(api)) => {
+                        server.route_via_clickup(&fixture, api).await?;
+                        opts.via = "clickup";
+                    }
+                    _ => {}
                 }
                 let (connected, mut fleet) =
                     connect::run(&server, &fixture, &common.client.opts()).await?;
                 let report = deliver::run(&server, &fixture, &mut fleet, opts).await?;
                 print!("{}{}", connected.table(), report.table());
-                report::write_json(
-                    common.out.as_deref(),
-                    &json!({"connect": connected, "deliver": report}),
-                )?;
+                let mut json = json!({"connect": connected, "deliver": report});
+                if let Some(api) = &clickup {
+                    let (served, refused) = api.counts();
+                    println!("fake ClickUp API: {served} task reads answered, {refused} refused");
+                    json["fake_clickup"] = json!({"task_reads": served, "refused": refused});
+                }
+                report::write_json(common.out.as_deref(), &json)?;
                 fleet.close().await;
                 anyhow::Ok(())
             }

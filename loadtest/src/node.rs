@@ -48,6 +48,8 @@ pub struct NodeEnv {
     pub bin: PathBuf,
     pub database_url: String,
     pub jwt_secret: String,
+    /// Where the node reads ClickUp tasks (`--via clickup` points it at a fake).
+    pub clickup_api_url: Option<String>,
 }
 
 impl NodeEnv {
@@ -57,6 +59,9 @@ impl NodeEnv {
             .env("NEXUS_JWT_SECRET", &self.jwt_secret)
             .env("NEXUS_LOG_FORMAT", "json")
             .kill_on_drop(true);
+        if let Some(url) = &self.clickup_api_url {
+            cmd.env("NEXUS_CLICKUP_API_URL", url);
+        }
         cmd
     }
 

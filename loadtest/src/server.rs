@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::process::Child;
 
+use crate::fake_clickup::{self, FakeClickUp};
 use crate::node::{self, NodeEnv};
 use crate::proc::{self, ProcSample, Tail};
 use crate::{jwt, socketio};
@@ -37,6 +38,8 @@ pub struct ServerOpts {
     pub jwt_secret: Option<String>,
     pub database_url: Option<String>,
     pub pid: Option<u32>,
+    /// `--clickup-api-url` for a node the tool starts (`--via clickup`).
+    pub clickup_api_url: Option<String>,
 }
 
 /// Agents ready to connect: ids and signed tokens, all of one tenant.
@@ -59,8 +62,8 @@ pub struct Server {
     child: Option<(Child, Tail)>,
     node: Option<NodeEnv>,
     operator_key: Option<String>,
-    /// Set by [`Server::route_via_slack`]: events go in as signed Slack webhooks.
-    slack: Option<SlackRoute>,
+    /// Set by `route_via_*`: events go in as signed webhooks instead.
+    route: Option<Route>,
     _dir: Option<TempDir>,
 }
 
@@ -82,7 +85,7 @@ impl Server {
             child: None,
             node: None,
             operator_key: None,
-            slack: None,
+            route: None,
             _dir: None,
         };
         if let Some(url) = &opts.url {
@@ -100,6 +103,7 @@ impl Server {
                     bin: node::locate_bin().await?,
                     database_url,
                     jwt_secret: server.jwt_secret.clone(),
+                    clickup_api_url: None,
                 });
             }
             server.set_addr(&addr);
@@ -113,6 +117,7 @@ impl Server {
                     bin: node::locate_bin().await?,
                     database_url: format!("sqlite://{}/nexus.db", dir.path().display()),
                     jwt_secret: server.jwt_secret.clone(),
+                    clickup_api_url: opts.clickup_api_url.clone(),
                 };
                 let started = env.serve().await?;
                 server.node = Some(env);
@@ -201,7 +206,7 @@ impl Server {
             http: self.http.clone(),
             client: self.client.clone(),
             operator_key: self.operator_key.clone(),
-            slack: self.slack.clone(),
+            route: self.route.clone(),
         }
     }
 
@@ -209,46 +214,104 @@ impl Server {
     /// `emit_agent` can reach it through `POST /webhooks/slack/{source}` as a mention:
     /// the whole webhook path (signature, job, Slack processor, inbox) is measured.
     pub async fn route_via_slack(&mut self, fixture: &Fixture) -> Result<()> {
-        use futures_util::StreamExt;
-        let (Kind::Nexus, Some(env), Some(key)) = (self.kind, &self.node, &self.operator_key)
-        else {
-            bail!(
-                "--via slack needs a Nexus node this tool provisions (no --url without --database-url)"
-            );
-        };
         let secret = format!("lt-signing-{}", uuid::Uuid::new_v4().simple());
         let team = format!(
             "TLT{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
         );
-        let source = env
-            .cli(&[
-                "source",
-                "add",
-                "--tenant",
-                &fixture.tenant_id,
-                "--kind",
-                "slack",
-                "--team-id",
-                &team,
-                "--signing-secret",
-                &secret,
-            ])
+        let source_args = [
+            "--kind",
+            "slack",
+            "--team-id",
+            &team,
+            "--signing-secret",
+            &secret,
+        ];
+        let url = self.add_source(fixture, &source_args).await?;
+        self.add_identities(fixture, "slack", slack_user).await?;
+        self.route = Some(Route::Slack(SlackRoute { url, team, secret }));
+        Ok(())
+    }
+
+    /// Registers a ClickUp source reading tasks from `api`, maps its list, and gives
+    /// each agent a ClickUp user: `emit_agent` then posts a signed `taskCreated` for a
+    /// new task assigned to the agent, and Nexus reads the task, maps it and assigns
+    /// it (`task_assigned`) — the whole ClickUp path.
+    pub async fn route_via_clickup(&mut self, fixture: &Fixture, api: &FakeClickUp) -> Result<()> {
+        let secret = format!("lt-webhook-{}", uuid::Uuid::new_v4().simple());
+        let webhook_id = uuid::Uuid::new_v4().to_string();
+        let source_args = [
+            "--kind",
+            "clickup",
+            "--webhook-id",
+            &webhook_id,
+            "--secret",
+            &secret,
+            "--api-token",
+            &api.token,
+        ];
+        let url = self.add_source(fixture, &source_args).await?;
+        let env = self.node.as_ref().context("no node")?;
+        env.cli(&[
+            "mapping",
+            "add",
+            "--tenant",
+            &fixture.tenant_id,
+            "--clickup-list",
+            fake_clickup::LIST,
+            "--slack-channel",
+            "CLOADTEST",
+            "--no-open-threads",
+        ])
+        .await?;
+        self.add_identities(fixture, "clickup", |agent| clickup_user(agent).to_string())
             .await?;
+        self.route = Some(Route::Clickup(ClickUpRoute {
+            url,
+            webhook_id,
+            secret,
+        }));
+        Ok(())
+    }
+
+    /// `nexus source add --tenant … ARGS`; returns the source's webhook URL.
+    async fn add_source(&self, fixture: &Fixture, args: &[&str]) -> Result<String> {
+        let (Kind::Nexus, Some(env)) = (self.kind, &self.node) else {
+            bail!(
+                "webhook routes need a Nexus node this tool provisions (no --url without --database-url)"
+            );
+        };
+        let mut cli = vec!["source", "add", "--tenant", &fixture.tenant_id];
+        cli.extend_from_slice(args);
+        let source = env.cli(&cli).await?;
         let path = source
             .first()
             .and_then(|s| s["url_path"].as_str())
-            .context("source add printed no url_path")?
-            .to_owned();
+            .context("source add printed no url_path")?;
+        Ok(format!("{}{path}", self.http))
+    }
+
+    /// Gives every agent a `provider` user, through the REST API.
+    async fn add_identities(
+        &self,
+        fixture: &Fixture,
+        provider: &str,
+        user: impl Fn(&str) -> String,
+    ) -> Result<()> {
+        use futures_util::StreamExt;
+        let key = self
+            .operator_key
+            .as_ref()
+            .context("no operator key: provision first")?;
         let url = format!("{}/api/tenants/{}/identities", self.http, fixture.tenant_id);
         let posts = fixture.agent_ids.iter().map(|agent| {
             let req = self.client.post(&url).bearer_auth(key).json(&json!({
-                "agent_id": agent, "provider": "slack", "external_user_id": slack_user(agent),
+                "agent_id": agent, "provider": provider, "external_user_id": user(agent),
             }));
             async move {
                 let resp = req.send().await?;
                 if !resp.status().is_success() {
-                    bail!("identity for {agent}: {}", resp.status());
+                    bail!("{provider} identity for {agent}: {}", resp.status());
                 }
                 anyhow::Ok(())
             }
@@ -259,11 +322,6 @@ impl Server {
             .await
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
-        self.slack = Some(SlackRoute {
-            url: format!("{}{path}", self.http),
-            team,
-            secret,
-        });
         Ok(())
     }
 
@@ -284,17 +342,47 @@ impl Server {
     }
 }
 
-/// Where `--via slack` posts, and how it signs.
+/// Where `--via slack|clickup` posts, and how it signs.
 #[derive(Clone)]
-pub struct SlackRoute {
+enum Route {
+    Slack(SlackRoute),
+    Clickup(ClickUpRoute),
+}
+
+#[derive(Clone)]
+struct SlackRoute {
     url: String,
     team: String,
+    secret: String,
+}
+
+#[derive(Clone)]
+struct ClickUpRoute {
+    url: String,
+    webhook_id: String,
     secret: String,
 }
 
 /// The Slack user id the load test gives an agent.
 fn slack_user(agent: &str) -> String {
     format!("U{}", agent.replace('-', "").to_uppercase())
+}
+
+/// The (numeric) ClickUp user id the load test gives an agent: the random half of its UUID.
+fn clickup_user(agent: &str) -> u64 {
+    let bytes = uuid::Uuid::parse_str(agent).map_or([0; 16], |u| *u.as_bytes());
+    let mut low = [0; 8];
+    low.copy_from_slice(&bytes[8..]);
+    u64::from_be_bytes(low) >> 1
+}
+
+fn hmac_hex(secret: &str, parts: &[&[u8]]) -> Result<String> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
+    for p in parts {
+        mac.update(p);
+    }
+    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Emits events through the server's HTTP API.
@@ -304,14 +392,16 @@ pub struct Emitter {
     http: String,
     client: reqwest::Client,
     operator_key: Option<String>,
-    slack: Option<SlackRoute>,
+    route: Option<Route>,
 }
 
 impl Emitter {
     /// One event for one agent; `Ok(true)` when the server accepted it.
     pub async fn emit_agent(&self, agent: &str, data: Value) -> Result<bool> {
-        if let Some(route) = &self.slack {
-            return self.slack_mention(route, agent, &data).await;
+        match &self.route {
+            Some(Route::Slack(route)) => return self.slack_mention(route, agent, &data).await,
+            Some(Route::Clickup(route)) => return self.clickup_task(route, agent, &data).await,
+            None => {}
         }
         let (url, body) = match self.kind {
             Kind::Nexus => (format!("{}/api/agents/{agent}/events", self.http), None),
@@ -353,11 +443,7 @@ impl Emitter {
 
     /// A signed `message` event mentioning the agent; its text carries `lt:{i}:{t_ns}`.
     async fn slack_mention(&self, route: &SlackRoute, agent: &str, data: &Value) -> Result<bool> {
-        use hmac::{Hmac, Mac};
-        let (i, t_ns) = (
-            data["i"].as_u64().unwrap_or(0),
-            data["t_ns"].as_u64().unwrap_or(0),
-        );
+        let (i, t_ns) = stamp_of(data);
         let body = json!({
             "type": "event_callback", "team_id": route.team, "event_id": format!("EvLT{i}"),
             "event": {"type": "message", "channel": "CLOADTEST", "user": "ULOADTESTER",
@@ -366,15 +452,47 @@ impl Emitter {
         })
         .to_string();
         let ts = (t_ns / 1_000_000_000).to_string();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(route.secret.as_bytes())?;
-        mac.update(format!("v0:{ts}:{body}").as_bytes());
-        let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
-        let resp = self
+        let signature = format!(
+            "v0={}",
+            hmac_hex(
+                &route.secret,
+                &[b"v0:", ts.as_bytes(), b":", body.as_bytes()]
+            )?
+        );
+        let req = self
             .client
             .post(&route.url)
-            .header("content-type", "application/json")
             .header("x-slack-request-timestamp", ts)
-            .header("x-slack-signature", signature)
+            .header("x-slack-signature", signature);
+        self.post_webhook(req, &route.url, body).await
+    }
+
+    /// A signed `taskCreated` for a new task assigned to the agent, named `lt:{i}:{t_ns}`.
+    async fn clickup_task(&self, route: &ClickUpRoute, agent: &str, data: &Value) -> Result<bool> {
+        let (i, t_ns) = stamp_of(data);
+        let body = json!({
+            "event": "taskCreated", "webhook_id": route.webhook_id,
+            "task_id": fake_clickup::task_id(clickup_user(agent), i, t_ns),
+            "history_items": [{"id": format!("lt{i}"), "field": "status",
+                               "user": {"id": 1, "username": "loadtester"}}],
+        })
+        .to_string();
+        let signature = hmac_hex(&route.secret, &[body.as_bytes()])?;
+        let req = self
+            .client
+            .post(&route.url)
+            .header("x-signature", signature);
+        self.post_webhook(req, &route.url, body).await
+    }
+
+    async fn post_webhook(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        body: String,
+    ) -> Result<bool> {
+        let resp = req
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await?;
@@ -382,7 +500,7 @@ impl Emitter {
         let answer: Value = resp.json().await.unwrap_or(Value::Null);
         match (status.as_u16(), answer["status"].as_str()) {
             (200, Some("accepted")) => Ok(true),
-            _ => bail!("{} answered {status}: {answer}", route.url),
+            _ => bail!("{url} answered {status}: {answer}"),
         }
     }
 
@@ -394,6 +512,14 @@ impl Emitter {
             (Kind::Socketio, _) => req,
         })
     }
+}
+
+/// The `(i, t_ns)` a scenario put in an event's data.
+fn stamp_of(data: &Value) -> (u64, u64) {
+    (
+        data["i"].as_u64().unwrap_or(0),
+        data["t_ns"].as_u64().unwrap_or(0),
+    )
 }
 
 /// `host:port` of a loopback URL; anything else is refused.
