@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -113,7 +113,6 @@ impl Queue {
             match self.store.enqueue_batch(jobs).await {
                 Ok(results) => {
                     if results.iter().any(|r| matches!(r, Enqueued::Created(_))) {
-                        self.wake.notify_waiters();
                         self.wake.notify_one();
                     }
                     for ((_, done), r) in batch.drain(..).zip(results) {
@@ -140,17 +139,17 @@ impl Queue {
         }
     }
 
-    /// Makes every idle worker look for due jobs now (after replay, or a clock change in tests).
+    /// Makes the claimer look for due jobs now (after replay, or a clock change in tests).
     pub fn wake_all(&self) {
-        self.wake.notify_waiters();
+        self.wake.notify_one();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<JobOutcome> {
         self.outcomes.subscribe()
     }
 
-    /// Starts the workers, the lease sweeper and the gauges; they end when `stop` fires,
-    /// each after finishing the job in hand.
+    /// Starts the claimer, the lease sweeper and the gauges; they end when `stop` fires,
+    /// each running job after finishing.
     pub fn start(
         self: &Arc<Self>,
         state: AppState,
@@ -161,39 +160,76 @@ impl Queue {
         if let Some(rx) = accept_rx {
             tracker.spawn(self.clone().write_accepts(rx, stop.clone()));
         }
-        for n in 0..self.opts.workers.max(1) {
-            let owner = format!("{}/{n}", self.node_id);
-            tracker.spawn(self.clone().work(state.clone(), owner, stop.clone()));
-        }
+        tracker.spawn(self.clone().claim(state, tracker.clone(), stop.clone()));
         tracker.spawn(self.clone().sweep(stop.clone()));
         tracker.spawn(self.clone().gauges(stop));
     }
 
-    async fn work(self: Arc<Self>, state: AppState, owner: String, stop: CancellationToken) {
-        while !stop.is_cancelled() {
+    /// One claimer per node takes due jobs for all free workers in one query and runs
+    /// each as its own task. (A claim per idle worker on every new job cost 16 writes
+    /// per webhook at low rates, on SQLite's single writer.)
+    async fn claim(
+        self: Arc<Self>,
+        state: AppState,
+        tracker: TaskTracker,
+        stop: CancellationToken,
+    ) {
+        let workers = Arc::new(Semaphore::new(self.opts.workers.max(1)));
+        let mut batch: u64 = 0;
+        loop {
+            let first = tokio::select! {
+                permit = workers.clone().acquire_owned() => permit,
+                _ = stop.cancelled() => return,
+            };
+            let Ok(first) = first else { return };
+            let mut free = vec![first];
+            while let Ok(p) = workers.clone().try_acquire_owned() {
+                free.push(p);
+            }
+            let wanted = free.len();
+            // Each claim has its own lease owner, so an attempt whose lease expired and
+            // was claimed again here can't record a result over the newer attempt.
+            batch += 1;
+            let owner: Arc<str> = format!("{}/{batch}", self.node_id).into();
             let now = self.clock.now_ms();
             let lease_until = now + self.opts.lease.as_millis() as i64;
-            match self.store.claim_jobs(&owner, now, lease_until, 1).await {
-                Ok(jobs) if !jobs.is_empty() => {
-                    for job in jobs {
-                        let span = tracing::info_span!(
-                            "job",
-                            job_id = %job.id,
-                            kind = %job.kind,
-                            attempt = job.attempts,
-                            trace_id = job.trace_id.as_deref().unwrap_or("-"),
-                        );
-                        self.run(&state, &owner, job).instrument(span).await;
-                    }
-                    continue;
+            let claimed = match self
+                .store
+                .claim_jobs(&owner, now, lease_until, wanted as u32)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    Vec::new()
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+            };
+            let all_taken = claimed.len() == wanted;
+            for (job, permit) in claimed.into_iter().zip(free.drain(..)) {
+                let span = tracing::info_span!(
+                    "job",
+                    job_id = %job.id,
+                    kind = %job.kind,
+                    attempt = job.attempts,
+                    trace_id = job.trace_id.as_deref().unwrap_or("-"),
+                );
+                let (queue, state, owner) = (self.clone(), state.clone(), owner.clone());
+                tracker.spawn(
+                    async move {
+                        queue.run(&state, &owner, job).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            drop(free);
+            if all_taken {
+                continue;
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.opts.poll) => {}
-                _ = stop.cancelled() => {}
+                _ = stop.cancelled() => return,
             }
         }
     }
