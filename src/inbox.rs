@@ -65,6 +65,7 @@ impl Inbox {
             stop.clone(),
         ));
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
+        tracker.spawn(checkpoint(store.clone(), stop.clone()));
         tracker.spawn(sweep_expired(store, retention.ttl_ms, stop));
         Inbox { appends, acks }
     }
@@ -189,6 +190,19 @@ async fn write_acks(store: Store, mut rx: mpsc::Receiver<(AgentId, Seq)>, stop: 
         record(&mut pending, ack);
     }
     flush_acks(&store, &mut pending).await;
+}
+
+async fn checkpoint(store: Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
 }
 
 /// Deletes expired events a chunk at a time, so retention never holds a long lock; and,

@@ -146,7 +146,7 @@ impl Store {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire)
-                .connect_with(opts.clone())
+                .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
                 .await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
@@ -174,6 +174,18 @@ impl Store {
                 "expected a sqlite:// or postgres:// url".into(),
             ))
         }
+    }
+
+    /// Copies committed WAL pages into the database file (SQLite; a no-op on
+    /// PostgreSQL). Runs on a reader connection, so the fsync it ends with never
+    /// stalls the writer the way SQLite's automatic checkpoint (run inside a commit) does.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if let Pool::Sqlite(p) = &self.pool {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(p)
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

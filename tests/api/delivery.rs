@@ -20,6 +20,7 @@ both_profiles!(
     graceful_shutdown_then_resume_after_restart,
     gap_reported_when_retention_dropped_events,
     expired_events_are_swept_and_reported_as_a_gap,
+    acks_of_many_agents_saved_at_once_never_move_back,
 );
 
 async fn seqs(agent: &mut Agent, n: usize) -> Vec<u64> {
@@ -348,4 +349,37 @@ async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
         other => panic!("expected a gap, got {other:?}"),
     }
     assert_eq!(seqs(&mut agent, 1).await, vec![4]);
+}
+
+/// Acks are flushed for many agents in one statement: each agent gets its own seq, an
+/// older ack never lowers a cursor, and agents not named keep theirs.
+async fn acks_of_many_agents_saved_at_once_never_move_back(p: Profile) {
+    let Some(app) = TestApp::spawn(p).await else {
+        return;
+    };
+    let t = app.tenant("acme").await;
+    let mut agents = Vec::new();
+    for name in ["a", "b", "c"] {
+        let id = app.agent(t.id, name).await.agent.id;
+        for i in 1..=3 {
+            emit(&app, id, i).await;
+        }
+        agents.push(id);
+    }
+    let store = &app.state.store;
+    let acked = |n: u64| nexus_proto::Seq::new(n);
+    store
+        .save_acks(&[(agents[0], acked(3)), (agents[1], acked(1))])
+        .await
+        .expect("first flush");
+    store
+        .save_acks(&[(agents[0], acked(2)), (agents[1], acked(2))])
+        .await
+        .expect("second flush");
+    let mut cursors = Vec::new();
+    for a in &agents {
+        let c = store.cursor(*a).await.expect("cursor");
+        cursors.push((c.last_seq.get(), c.acked_seq.get()));
+    }
+    assert_eq!(cursors, vec![(3, 3), (3, 2), (3, 0)]);
 }
