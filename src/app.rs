@@ -156,6 +156,7 @@ impl Application {
             agents: TtlCache::new(config.serve.cache_ttl),
             operator_keys: TtlCache::new(config.serve.cache_ttl),
             sources: TtlCache::new(config.serve.cache_ttl),
+            mappings: TtlCache::new(config.serve.cache_ttl),
             metrics: telemetry::metrics_handle(),
             node_id,
             config,

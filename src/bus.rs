@@ -205,6 +205,37 @@ impl Hub {
         }
     }
 
+    /// Emits `event` (which carries an idempotency key) to each of `agents` once, in one
+    /// append. Meant for keys that are new almost always (a webhook's first processing):
+    /// it skips the per-agent lookup, and only when the key turns out to exist already
+    /// (a retried job) does it fall back to [`Hub::emit_to_agent`] agent by agent.
+    pub async fn emit_once(&self, agents: &[AgentId], event: NewEvent) -> Result<(), EmitError> {
+        if agents.is_empty() {
+            return Ok(());
+        }
+        let template = NewInboxEvent {
+            idempotency_key: event.idempotency_key.clone(),
+            ..inbox_template(EventId::new_v7(), &event)
+        };
+        let rows = agents
+            .iter()
+            .map(|a| NewInboxEvent {
+                agent: *a,
+                ..template.clone()
+            })
+            .collect();
+        match self.inbox.append(rows).await {
+            Ok(_) => Ok(()),
+            Err(AppendError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
+                for agent in agents {
+                    self.emit_to_agent(*agent, event.clone()).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Appends one event (one id) to every active agent of the tenant, in one transaction.
     pub async fn emit_to_tenant(
         &self,

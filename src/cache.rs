@@ -49,6 +49,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn invalidate(&self, key: &K) {
         self.map.remove(key);
     }
+
+    pub fn clear(&self) {
+        self.map.clear();
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::queue::{Processors, Queue};
-use crate::store::{Agent, OperatorKey, Source, Store, StoreError};
+use crate::store::{Agent, OperatorKey, ProjectMapping, Source, Store, StoreError};
 use crate::tools::ToolRegistry;
-use nexus_proto::AgentId;
+use nexus_proto::{AgentId, TenantId};
 
 pub struct Shared {
     pub store: Store,
@@ -31,6 +31,8 @@ pub struct Shared {
     pub operator_keys: TtlCache<String, OperatorKey>,
     /// Webhook sources by id: read when a webhook arrives and again by its job.
     pub sources: TtlCache<uuid::Uuid, Source>,
+    /// Project mappings by ClickUp list, read by every ClickUp webhook job.
+    pub mappings: TtlCache<(TenantId, String), ProjectMapping>,
     pub metrics: PrometheusHandle,
     pub node_id: String,
     pub config: Config,
@@ -63,6 +65,19 @@ impl AppState {
         let load = async { found(self.store.get_source(id).await) };
         let source = self.sources.get_or_load(&id, load).await?;
         source.ok_or(StoreError::NotFound("source"))
+    }
+
+    /// The mapping of a ClickUp list, from the cache when read within the cache TTL.
+    /// (An unmapped list is not cached: a new mapping takes effect at once.)
+    pub async fn mapping_for_list(
+        &self,
+        tenant: TenantId,
+        list: &str,
+    ) -> Result<Option<ProjectMapping>, StoreError> {
+        let load = self.store.mapping_for_list(tenant, list);
+        self.mappings
+            .get_or_load(&(tenant, list.to_owned()), load)
+            .await
     }
 }
 

@@ -82,6 +82,7 @@ pub async fn remove_mapping(
         return Err(ApiError::not_found("mapping"));
     }
     state.store.remove_mapping(id).await?;
+    state.mappings.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -103,7 +103,6 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
     })?;
     let task = state.providers.clickup.get_task(&token, &task_id).await?;
     let Some(mapping) = state
-        .store
         .mapping_for_list(source.tenant_id, &task.list_id)
         .await?
     else {

@@ -63,20 +63,17 @@ async fn emit<T: EventData>(
 ) -> Result<(), JobError> {
     let data = serde_json::to_value(data)
         .map_err(|e| JobError::permanent("unserializable", e.to_string()))?;
-    for agent in agents {
-        let event = NewEvent {
-            kind: T::KIND,
-            data: data.clone(),
-            trace_id: trace_id.map(str::to_owned),
-            idempotency_key: Some(key.to_owned()),
-        };
-        state
-            .hub
-            .emit_to_agent(*agent, event)
-            .await
-            .map_err(|e| JobError::transient(e.to_string()))?;
-    }
-    Ok(())
+    let event = NewEvent {
+        kind: T::KIND,
+        data,
+        trace_id: trace_id.map(str::to_owned),
+        idempotency_key: Some(key.to_owned()),
+    };
+    state
+        .hub
+        .emit_once(agents, event)
+        .await
+        .map_err(|e| JobError::transient(e.to_string()))
 }
 
 /// One lock per key (a task), so two webhooks about one task are processed one after

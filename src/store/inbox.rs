@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{Backend, Result, Store, StoreError, on_pool, on_writer};
 
 /// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
-const CHUNK: usize = 400;
+pub(super) const CHUNK: usize = 400;
 
 /// An event to append to one agent's inbox.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ fn seq_i64(seq: Seq) -> i64 {
 /// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data. SQLite gets anonymous
 /// `?`s: it looks each named parameter up by a linear scan, which made a 400-row insert
 /// (3,600 `$n`s) quadratic — measured 47 µs per row against 5 µs with `?`.
-fn values(backend: Backend, rows: usize, cols: usize, tail: &str) -> String {
+pub(super) fn values(backend: Backend, rows: usize, cols: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });

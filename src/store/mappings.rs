@@ -407,21 +407,25 @@ impl Store {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        for user in users {
-            let ids: Vec<Uuid> = on_pool!(self, p => {
-                sqlx::query_scalar(
-                    "SELECT i.agent_id FROM agent_identities i JOIN agents g ON g.id = i.agent_id \
-                     WHERE i.tenant_id = $1 AND i.provider = $2 AND i.external_user_id = $3 AND g.status = 'active'",
-                )
+        let list = (0..users.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT i.agent_id FROM agent_identities i JOIN agents g ON g.id = i.agent_id \
+             WHERE i.tenant_id = $1 AND i.provider = $2 AND i.external_user_id IN ({list}) \
+             AND g.status = 'active'"
+        );
+        let ids: Vec<Uuid> = on_pool!(self, p => {
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(*tenant.as_uuid())
-                .bind(provider.as_str())
-                .bind(user.clone())
-                .fetch_all(p)
-                .await
-            })?;
-            out.extend(ids.into_iter().map(AgentId::from_uuid));
-        }
+                .bind(provider.as_str());
+            for user in users {
+                q = q.bind(user.clone());
+            }
+            q.fetch_all(p).await
+        })?;
+        let mut out: Vec<AgentId> = ids.into_iter().map(AgentId::from_uuid).collect();
         out.sort();
         out.dedup();
         Ok(out)

@@ -116,30 +116,27 @@ impl Store {
         let tenant = mapping.tenant_id;
         let before = self.task_by_clickup_id(tenant, task_id).await?;
         let now = now_ms();
-        on_writer!(self, p => {
-            sqlx::query(
-                "INSERT INTO task_mappings (id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, \
-                 title, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (tenant_id, clickup_task_id) DO UPDATE SET title = excluded.title, \
-                 status = excluded.status, project_mapping_id = excluded.project_mapping_id, updated_at = excluded.updated_at",
-            )
-            .bind(Uuid::now_v7())
-            .bind(*tenant.as_uuid())
-            .bind(mapping.id)
-            .bind(task_id.to_owned())
-            .bind(mapping.slack_channel_id.clone())
-            .bind(title.to_owned())
-            .bind(status.to_owned())
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+        let sql = format!(
+            "INSERT INTO task_mappings (id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, \
+             title, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (tenant_id, clickup_task_id) DO UPDATE SET title = excluded.title, \
+             status = excluded.status, project_mapping_id = excluded.project_mapping_id, updated_at = excluded.updated_at \
+             RETURNING {TASK_COLS}"
+        );
+        let row: TaskRow = on_writer!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(Uuid::now_v7())
+                .bind(*tenant.as_uuid())
+                .bind(mapping.id)
+                .bind(task_id.to_owned())
+                .bind(mapping.slack_channel_id.clone())
+                .bind(title.to_owned())
+                .bind(status.to_owned())
+                .bind(now)
+                .fetch_one(p)
+                .await
         })?;
-        let after = self
-            .task_by_clickup_id(tenant, task_id)
-            .await?
-            .ok_or(super::StoreError::NotFound("task mapping"))?;
-        Ok((before, after))
+        Ok((before, task(row)))
     }
 
     pub async fn set_task_status(&self, task: Uuid, status: &str) -> Result<()> {
@@ -201,21 +198,25 @@ impl Store {
     }
 
     pub async fn add_task_agents(&self, task: Uuid, agents: &[AgentId]) -> Result<()> {
+        if agents.is_empty() {
+            return Ok(());
+        }
         let now = now_ms();
+        // No transaction: a crash between chunks only means a re-run emits again into
+        // the same idempotency keys and records the rest.
         on_writer!(self, p => {
-            let mut tx = p.begin().await?;
-            for agent in agents {
-                sqlx::query(
-                    "INSERT INTO task_mapping_agents (task_mapping_id, agent_id, assigned_at) VALUES ($1, $2, $3) \
+            for chunk in agents.chunks(super::inbox::CHUNK) {
+                let sql = format!(
+                    "INSERT INTO task_mapping_agents (task_mapping_id, agent_id, assigned_at) VALUES {} \
                      ON CONFLICT DO NOTHING",
-                )
-                .bind(task)
-                .bind(*agent.as_uuid())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                    super::inbox::values(self.backend(), chunk.len(), 3, "")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for agent in chunk {
+                    q = q.bind(task).bind(*agent.as_uuid()).bind(now);
+                }
+                q.execute(p).await?;
             }
-            tx.commit().await?;
         });
         Ok(())
     }

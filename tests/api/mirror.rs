@@ -31,6 +31,7 @@ both_profiles!(
     a_tool_past_its_timeout_answers_timeout,
     a_tenant_without_tokens_gets_a_clear_tool_error,
     unmapped_lists_are_counted_as_unmapped,
+    a_mapping_removed_through_the_api_applies_to_the_next_webhook,
     created_channels_are_recorded_for_operators,
     what_nexus_wrote_is_forgotten_after_the_retention,
 );
@@ -769,6 +770,41 @@ async fn unmapped_lists_are_counted_as_unmapped(p: Profile) {
     assert_eq!(stats["reasons"]["unmapped"], 1);
     assert!(m.inbox(&m.alice).await.is_empty());
     assert!(m.fake.requests_to("/slack/chat.postMessage").is_empty());
+}
+
+/// Mappings are cached for the ClickUp path; removing one through this node's API must
+/// still apply to the very next webhook.
+async fn a_mapping_removed_through_the_api_applies_to_the_next_webhook(p: Profile) {
+    let Some(mut m) = setup(p).await else { return };
+    m.task_created().await;
+    let mapping = m
+        .app
+        .state
+        .store
+        .list_mappings(m.tenant)
+        .await
+        .expect("list")[0]
+        .id;
+    let key = m.app.operator_key("write", None).await;
+    let path = format!("/api/tenants/{}/mappings/{mapping}", m.tenant);
+    let removed = m
+        .app
+        .http
+        .delete(m.app.url(&path))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(removed.status().as_u16(), 204);
+    m.fake
+        .put_task(task_json("T2", "After", "open", "L1", &[111]));
+    let done = m
+        .clickup("taskCreated", "T2", history("h2", "183", None))
+        .await;
+    assert_eq!(
+        (done.status, done.reason.as_deref()),
+        (JobStatus::Done, Some("unmapped"))
+    );
 }
 
 async fn created_channels_are_recorded_for_operators(p: Profile) {
