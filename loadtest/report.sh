@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the figures of RESULTS.md: machine facts, two `compare` runs, a
-# 10,000-socket `connect`, a 15,000-agent `fanout` and a 5,000 events/s `deliver`
-# against Nexus, and the same through signed Slack webhooks. Bounded: about 12 minutes on 2 cores (most of it is argon2
-# hashing while provisioning agents).
-# Output: loadtest/results/{machine,compare,compare-1k,connect-10k,fanout-15k,deliver-5k,deliver-slack-1k}.{txt,json}
+# 10,000-socket `connect`, a 15,000-agent `fanout`, `deliver` at 5,000 and 10,000
+# events/s through the API, and through signed Slack and ClickUp webhooks. Bounded:
+# about 15 minutes on 2 cores (most of it is argon2 hashing while provisioning agents).
+# Output: loadtest/results/{machine,compare,compare-1k,connect-10k,fanout-15k,deliver-5k,
+# deliver-10k,deliver-slack-1k,deliver-slack-2k,deliver-clickup-1k}.{txt,json}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=loadtest/results
@@ -25,4 +26,7 @@ lt=target/release/nexus-loadtest
 "$lt" connect --agents "${CONNECT_AGENTS:-10000}" --out "$out/connect-10k.json" | tee "$out/connect-10k.txt"
 "$lt" fanout --agents 15000 --out "$out/fanout-15k.json" | tee "$out/fanout-15k.txt"
 "$lt" deliver --agents 1000 --rate 5000 --duration 10 --drain-s 5 --out "$out/deliver-5k.json" | tee "$out/deliver-5k.txt"
+"$lt" deliver --agents 1000 --rate 10000 --duration 10 --drain-s 5 --out "$out/deliver-10k.json" | tee "$out/deliver-10k.txt"
 "$lt" deliver --via slack --agents 500 --rate 1000 --duration 10 --drain-s 10 --out "$out/deliver-slack-1k.json" | tee "$out/deliver-slack-1k.txt"
+"$lt" deliver --via slack --agents 500 --rate 2000 --duration 10 --drain-s 10 --out "$out/deliver-slack-2k.json" | tee "$out/deliver-slack-2k.txt"
+"$lt" deliver --via clickup --agents 500 --rate 1000 --duration 10 --drain-s 10 --out "$out/deliver-clickup-1k.json" | tee "$out/deliver-clickup-1k.txt"
