@@ -221,6 +221,25 @@ impl TestApp {
             .expect("key")
             .secret
     }
+
+    /// The JSON body of `GET path` with this operator key.
+    pub async fn get_json(&self, path: &str, key: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// `GET /api/queue/stats` with a fresh read key.
+    pub async fn queue_stats(&self) -> serde_json::Value {
+        let key = self.operator_key("read", None).await;
+        self.get_json("/api/queue/stats", &key).await
+    }
 }
 
 impl Drop for TestApp {

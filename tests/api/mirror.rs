@@ -755,18 +755,7 @@ async fn unmapped_lists_are_counted_as_unmapped(p: Profile) {
         (done.status, done.reason.as_deref()),
         (JobStatus::Done, Some("unmapped"))
     );
-    let key = m.app.operator_key("read", None).await;
-    let stats: Value = m
-        .app
-        .http
-        .get(m.app.url("/api/queue/stats"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let stats = m.app.queue_stats().await;
     assert_eq!(stats["reasons"]["unmapped"], 1);
     assert!(m.inbox(&m.alice).await.is_empty());
     assert!(m.fake.requests_to("/slack/chat.postMessage").is_empty());
@@ -814,17 +803,10 @@ async fn created_channels_are_recorded_for_operators(p: Profile) {
     let done = m.slack("EvC1", created).await;
     assert_eq!(done.reason.as_deref(), Some("channel_recorded"));
     let key = m.app.operator_key("read", Some(m.tenant)).await;
-    let body: Value = m
+    let body = m
         .app
-        .http
-        .get(m.app.url(&format!("/api/tenants/{}/channels", m.tenant)))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/tenants/{}/channels", m.tenant), &key)
+        .await;
     let channels = body["channels"].as_array().expect("channels");
     assert_eq!(channels.len(), 1);
     assert_eq!(

@@ -201,17 +201,7 @@ async fn dead_letters_keep_every_error_and_replay_processes_them(p: Profile) {
     );
 
     let key = s.app.operator_key("read,write", None).await;
-    let detail: Value = s
-        .app
-        .http
-        .get(s.app.url(&format!("/api/jobs/{id}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let detail = s.app.get_json(&format!("/api/jobs/{id}"), &key).await;
     assert_eq!(detail["status"], "dead");
     assert_eq!(
         detail["attempts_log"].as_array().map(Vec::len),
@@ -353,18 +343,7 @@ async fn unknown_kinds_complete_as_no_processor_in_stats(p: Profile) {
         (o.status, o.reason.as_deref()),
         (JobStatus::Done, Some("no_processor"))
     );
-    let key = s.app.operator_key("read", None).await;
-    let stats: Value = s
-        .app
-        .http
-        .get(s.app.url("/api/queue/stats"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let stats = s.app.queue_stats().await;
     assert_eq!(stats["counts"]["done"], 1);
     assert_eq!(stats["counts"]["queued"], 0);
     assert_eq!(stats["reasons"]["no_processor"], 1);
