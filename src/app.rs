@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, JwtKeys};
-use crate::bus::{Hub, Sessions};
+use crate::broker::{Broker, LocalBroker};
+use crate::bus::{Fanout, Hub, Sessions, Upkeep};
 use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::inbox::Inbox;
-use crate::presence::MemoryPresence;
+use crate::presence::{MemoryPresence, Presence};
 use crate::providers::Providers;
 use crate::queue::{Clock, Processors, Queue, SystemClock};
 use crate::state::{AppState, Shared};
@@ -90,11 +91,6 @@ impl Application {
             clock,
             processors: extra,
         } = extras;
-        if config.serve.redis_url.is_some() {
-            return Err(AppError::Config(
-                "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
-            ));
-        }
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let store = Store::connect(&config.database_url).await?;
@@ -114,9 +110,6 @@ impl Application {
         raise_open_file_limit();
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let sessions = Arc::new(Sessions::default());
-        let presence = Arc::new(MemoryPresence::new(config.serve.ws.presence_ttl));
-        background.spawn(sweep_presence(presence.clone(), stop_background.clone()));
         let retention = Retention {
             ttl_ms: config
                 .serve
@@ -127,14 +120,28 @@ impl Application {
                 .unwrap_or(i64::MAX),
             cap: config.serve.inbox.cap.max(1),
         };
+        let sessions = Arc::new(Sessions::default());
+        let fanout = Arc::new(Fanout::new(sessions.clone()));
         let inbox = Inbox::start(
             store.clone(),
             retention,
-            sessions.clone(),
+            fanout.clone(),
             &background,
             stop_background.clone(),
         );
-        let hub = Arc::new(Hub::new(store.clone(), inbox, sessions, presence));
+        let (presence, broker) =
+            node_links(&config, &node_id, &sessions, &background, &stop_background).await?;
+        let upkeep = Upkeep {
+            node_id: node_id.clone(),
+            store: store.clone(),
+            sessions,
+            presence,
+            broker,
+        };
+        background.spawn(upkeep.clone().route(fanout, stop_background.clone()));
+        background.spawn(upkeep.clone().maintain(stop_background.clone()));
+        background.spawn(upkeep.clone().reconcile(stop_background.clone()));
+        let hub = Arc::new(Hub::new(inbox, upkeep));
         let queue = Arc::new(Queue::new(
             store.clone(),
             clock,
@@ -256,16 +263,24 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn sweep_presence(presence: Arc<MemoryPresence>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                presence.sweep();
-            }
-            _ = stop.cancelled() => return,
-        }
+type Links = (Arc<dyn Presence>, Arc<dyn Broker>);
+
+/// Presence and the broker, in process (the cluster profile's Redis ones come next).
+async fn node_links(
+    config: &Config,
+    node_id: &str,
+    sessions: &Arc<Sessions>,
+    _background: &TaskTracker,
+    _stop: &CancellationToken,
+) -> Result<Links, AppError> {
+    if config.serve.redis_url.is_some() {
+        return Err(AppError::Config(
+            "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
+        ));
     }
+    let broker = LocalBroker::new(node_id.to_owned(), sessions.clone());
+    let presence = MemoryPresence::new(config.serve.ws.presence_ttl);
+    Ok((Arc::new(presence), Arc::new(broker)))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

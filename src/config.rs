@@ -37,13 +37,19 @@ pub struct ServeOpts {
     #[arg(long, env = "NEXUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Redis for presence and cross-node routing; unset = in-process presence.
+    /// Redis for presence and cross-node routing (cluster profile); unset = in-process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// This node's id in presence and logs; random when unset.
+    /// This node's id in presence and logs; random when unset. A node restarting under
+    /// the same id clears what its previous run left in presence.
     #[arg(long, env = "NEXUS_NODE_ID")]
     pub node_id: Option<String>,
+
+    /// Cluster: a node whose liveness key has not been renewed for this long is taken for
+    /// dead and its agents shown offline everywhere (renewed every third of it).
+    #[arg(long, env = "NEXUS_NODE_TTL", default_value = "15s", value_parser = duration)]
+    pub node_ttl: Duration,
 
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600)]

@@ -17,9 +17,12 @@
 //! - [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
 //! - [`providers`]: Slack Web API and ClickUp API clients; failures classified for retry.
 //! - [`api`]: the operator REST API under `/api`.
-//! - [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions.
+//! - [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions,
+//!   what a session talks to, and routing commits to the nodes holding the agents.
 //! - [`inbox`]: the batching writer in front of the durable inbox; acks; retention.
-//! - [`presence`]: who is online (trait; in-process implementation).
+//! - [`presence`]: who is online (trait; in-process and Redis implementations).
+//! - [`broker`]: messages between nodes (trait; in-process and Redis pub/sub).
+
 //! - [`tools`]: agents' tool requests as queue jobs, answered with `tool_result` through the inbox.
 //! - [`admin`]: operator actions as plain functions, shared by the CLI and the API.
 //! - [`store`]: durable state on SQLite or PostgreSQL behind one API; migrations.
@@ -33,6 +36,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod bus;
 pub mod cache;
 pub mod cli;

@@ -127,7 +127,7 @@ pub async fn online(
     op.require(Scope::Read)?;
     op.tenant(id)?;
     state.store.get_tenant(id).await?;
-    let entries = state.hub.online_agents(id);
+    let entries = state.hub.online_agents(id).await?;
     let names: std::collections::HashMap<AgentId, String> = state
         .store
         .list_agents(id)

@@ -22,8 +22,8 @@ use nexus_proto::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use crate::bus::{SessionCtl, SessionHandle};
-use crate::presence::{PresenceEntry, Update};
+use crate::bus::{Attached, Hub, Push, SessionCtl};
+use crate::presence::Update;
 use crate::state::AppState;
 use crate::store::{Cursor, InboxEvent, now_ms};
 
@@ -52,8 +52,10 @@ enum End {
 
 struct Session {
     socket: WebSocket,
-    rx: mpsc::Receiver<Box<InboxEvent>>,
+    rx: mpsc::Receiver<Push>,
     ctl: Arc<SessionCtl>,
+    /// The session's one counterpart for inbox, acks and presence.
+    hub: Arc<Hub>,
     state: AppState,
     id: SessionId,
     agent: AgentId,
@@ -74,31 +76,14 @@ struct Session {
 
 pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
     let ws = &state.config.serve.ws;
-    let id = SessionId::new_v7();
-    let (tx, rx) = mpsc::channel(ws.outbound_queue.max(1));
-    let ctl = Arc::new(SessionCtl::default());
     let hub = state.hub.clone();
-    // Register before the first inbox read: see the module doc.
-    hub.sessions().register(
-        init.agent,
-        SessionHandle {
-            session_id: id,
-            tx,
-            ctl: ctl.clone(),
-        },
-    );
-    let now_ms = now_ms();
-    hub.presence().connected(PresenceEntry {
-        agent_id: init.agent,
-        tenant_id: init.tenant,
+    let Attached {
         session_id: id,
-        status: "online".into(),
-        detail: None,
-        capabilities: Vec::new(),
-        node_id: state.node_id.clone(),
-        connected_at: now_ms,
-        last_seen: now_ms,
-    });
+        rx,
+        ctl,
+    } = Box::pin(hub.attach(init.agent, init.tenant, ws.outbound_queue)).await;
+    ctl.set_sent(init.after_seq);
+    let now_ms = now_ms();
     metrics::gauge!("nexus_ws_connections").increment(1.0);
     metrics::counter!("nexus_ws_connects_total").increment(1);
     tracing::debug!(agent_id = %init.agent, session_id = %id, after_seq = %init.after_seq, "session open");
@@ -130,6 +115,7 @@ pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
         token_close_at: token_expiry + ws.token_grace,
         inbound: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         abuse: RateLimiter::direct(Quota::per_minute(abuse)),
+        hub: hub.clone(),
         state: state.clone(),
     };
     let welcome = ServerMsg::Welcome {
@@ -148,8 +134,7 @@ pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
     };
     // Offline as soon as the session decides to end, before the goodbye handshake
     // (which can take seconds for a slow consumer).
-    hub.sessions().unregister(init.agent, id);
-    hub.presence().disconnected(init.agent, id);
+    Box::pin(hub.detach(init.agent, id)).await;
     let code = match end {
         End::Close(code) => {
             Box::pin(session.close(code)).await;
@@ -209,31 +194,26 @@ impl Session {
                 && data.seq > self.acked
             {
                 self.acked = data.seq;
-                self.state.hub.inbox().ack(self.agent, data.seq).await;
+                self.hub.ack(self.agent, data.seq).await;
             }
         }
     }
 
-    /// A committed event pushed by the bus.
-    async fn on_pushed(&mut self, ev: Box<InboxEvent>) -> Result<(), End> {
-        if ev.seq <= self.last_sent {
-            return Ok(());
-        }
-        if ev.seq != self.last_sent.next() {
-            // Something between is not sent yet (or a replay is behind): fill from the inbox.
-            return self.catch_up(false).await;
-        }
-        self.feed_event(&ev).await?;
-        // Write what else is already queued in the same burst.
-        while let Ok(ev) = self.rx.try_recv() {
-            if ev.seq <= self.last_sent {
-                continue;
+    /// A committed event pushed by this node, or word that more is committed.
+    async fn on_pushed(&mut self, push: Push) -> Result<(), End> {
+        let mut next = Some(push);
+        // Write what else is already queued in the same burst, then flush once.
+        while let Some(push) = next {
+            match push {
+                Push::Event(ev) if ev.seq <= self.last_sent => {}
+                Push::Event(ev) if ev.seq == self.last_sent.next() => self.feed_event(&ev).await?,
+                // Something between is not sent yet, or the inbox has more: read it.
+                Push::Event(_) | Push::CatchUp => {
+                    self.flush().await?;
+                    return self.catch_up(false).await;
+                }
             }
-            if ev.seq != self.last_sent.next() {
-                self.flush().await?;
-                return self.catch_up(false).await;
-            }
-            self.feed_event(&ev).await?;
+            next = self.rx.try_recv().ok();
         }
         self.flush().await
     }
@@ -242,13 +222,13 @@ impl Session {
     /// no more. Pushed events queued meanwhile are dropped before each read: they
     /// were committed before being pushed, so that read returns them.
     async fn catch_up(&mut self, at_connect: bool) -> Result<(), End> {
-        let store = self.state.store.clone();
+        let hub = self.hub.clone();
         let mut first_page = true;
         loop {
             while self.rx.try_recv().is_ok() {}
             // Boxed, like every database call here: the session's future stays small
             // while it idles (it is allocated once per connection).
-            let page = Box::pin(store.read_inbox(self.agent, self.last_sent, REPLAY_PAGE))
+            let page = Box::pin(hub.replay_page(self.agent, self.last_sent, REPLAY_PAGE))
                 .await
                 .map_err(|e| {
                     tracing::warn!(agent_id = %self.agent, error = %e, "inbox read failed; closing");
@@ -262,6 +242,7 @@ impl Session {
             } else if lost_all {
                 self.send_gap(self.last_seq_hint.next()).await?;
                 self.last_sent = self.last_seq_hint;
+                self.ctl.set_sent(self.last_sent);
             }
             first_page = false;
             let full = page.len() as u32 == REPLAY_PAGE;
@@ -299,6 +280,7 @@ impl Session {
         self.write(Message::Text(Utf8Bytes::from(frame)), false)
             .await?;
         self.last_sent = ev.seq;
+        self.ctl.set_sent(ev.seq);
         metrics::counter!("nexus_events_delivered_total", "type" => ev.kind.as_str()).increment(1);
         let age = (now_ms() - ev.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!("nexus_accept_to_deliver_seconds").record(age);
@@ -363,7 +345,7 @@ impl Session {
         };
         // Any frame is a sign of life, pong or not.
         self.pong_deadline = None;
-        self.state.hub.presence().touch(self.agent, self.id);
+        self.hub.touch(self.agent, self.id);
         match msg {
             Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
@@ -414,10 +396,7 @@ impl Session {
                 let update = Update::Ready {
                     capabilities: data.capabilities,
                 };
-                self.state
-                    .hub
-                    .presence()
-                    .update(self.agent, self.id, update);
+                Box::pin(self.hub.update(self.agent, self.id, update)).await;
                 Ok(())
             }
             ClientMsg::StatusUpdate { data } => {
@@ -425,10 +404,7 @@ impl Session {
                     status: data.status,
                     detail: data.detail,
                 };
-                self.state
-                    .hub
-                    .presence()
-                    .update(self.agent, self.id, update);
+                Box::pin(self.hub.update(self.agent, self.id, update)).await;
                 Ok(())
             }
             ClientMsg::Ack { data } => {
@@ -441,16 +417,17 @@ impl Session {
                 }
                 if data.seq > self.acked {
                     self.acked = data.seq;
-                    self.state.hub.inbox().ack(self.agent, data.seq).await;
+                    self.hub.ack(self.agent, data.seq).await;
                 }
                 Ok(())
             }
             ClientMsg::Resume { data } => {
-                let cursor = Box::pin(self.state.store.cursor(self.agent))
+                let cursor = Box::pin(self.hub.cursor(self.agent))
                     .await
                     .map_err(|_| End::Close(close::SERVICE_RESTART))?;
                 self.last_seq_hint = cursor.last_seq;
                 self.last_sent = data.after_seq.min(cursor.last_seq);
+                self.ctl.set_sent(self.last_sent);
                 self.catch_up(true).await
             }
             ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,

@@ -65,6 +65,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::presence::PresenceError> for ApiError {
+    fn from(e: crate::presence::PresenceError) -> ApiError {
+        tracing::warn!(error = %e, "presence unavailable");
+        ApiError::unavailable("presence (redis) is unavailable; retry later")
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {

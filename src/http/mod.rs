@@ -66,33 +66,35 @@ async fn health() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// 200 once the database answers and every migration is applied; 503 with the reason otherwise.
+/// 200 once the database answers, every migration is applied and (cluster) Redis
+/// answers; 503 naming what is not ready otherwise.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let check = async {
+    let not_ready = |msg: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", msg);
+    let database = async {
         state.store.ping().await?;
         state.store.pending_migrations().await
     };
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(0)) => Ok(axum::Json(
-            json!({"status": "ready", "node_id": state.node_id}),
-        )),
-        Ok(Ok(n)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{n} database migration(s) not applied; run `nexus migrate`"),
-        )),
-        Ok(Err(e)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("database unavailable: {e}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "database did not answer within 2 s",
-        )),
+    match tokio::time::timeout(READY_PATIENCE, database).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            return Err(not_ready(format!(
+                "{n} database migration(s) not applied; run `nexus migrate`"
+            )));
+        }
+        Ok(Err(e)) => return Err(not_ready(format!("database unavailable: {e}"))),
+        Err(_) => return Err(not_ready("database did not answer within 2 s".into())),
     }
+    match tokio::time::timeout(READY_PATIENCE, state.hub.presence().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(not_ready(format!("redis unavailable: {e}"))),
+        Err(_) => return Err(not_ready("redis did not answer within 2 s".into())),
+    }
+    Ok(axum::Json(
+        json!({"status": "ready", "node_id": state.node_id}),
+    ))
 }
+
+const READY_PATIENCE: Duration = Duration::from_secs(2);
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();

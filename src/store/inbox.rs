@@ -76,6 +76,14 @@ fn seq_i64(seq: Seq) -> i64 {
     i64::try_from(seq.get()).unwrap_or(i64::MAX)
 }
 
+/// `$1, $2, …` (or `?, ?, …` on SQLite, see [`values`]).
+fn placeholders(backend: Backend, n: usize) -> String {
+    let mut sql = values(backend, 1, n, "");
+    sql.pop();
+    sql.remove(0);
+    sql
+}
+
 /// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data. SQLite gets anonymous
 /// `?`s: it looks each named parameter up by a linear scan, which made a 400-row insert
 /// (3,600 `$n`s) quadratic — measured 47 µs per row against 5 µs with `?`.
@@ -228,6 +236,30 @@ impl Store {
             last_seq: Seq::new(last.max(0) as u64),
             acked_seq: Seq::new(acked.max(0) as u64),
         }))
+    }
+
+    /// The last committed seq of each of `agents` that has one (in chunks; for the
+    /// reconcile of live sessions).
+    pub async fn last_seqs(&self, agents: &[AgentId]) -> Result<Vec<(AgentId, Seq)>> {
+        let mut out = Vec::with_capacity(agents.len());
+        for chunk in agents.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT agent_id, last_seq FROM agent_cursors WHERE agent_id IN ({})",
+                placeholders(self.backend(), chunk.len())
+            );
+            let rows: Vec<(Uuid, i64)> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for agent in chunk {
+                    q = q.bind(*agent.as_uuid());
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(a, s)| (AgentId::from_uuid(a), Seq::new(s.max(0) as u64))),
+            );
+        }
+        Ok(out)
     }
 
     /// Records cumulative acks; an ack never moves a cursor backwards. One statement

@@ -1,108 +1,26 @@
-//! Routing: `emit_to_agent`, `emit_to_tenant`, `online_agents`, and the registry of
-//! this node's live sessions that committed events are pushed to.
+//! Routing: `emit_to_agent`, `emit_to_tenant`, `online_agents`; and the one
+//! counterpart a gateway session talks to (attach, detach, replay, ack, touch, status).
 //!
-//! An emit appends to the inbox first (durable), then pushes; a session that misses
-//! a push (not connected, queue full) still gets the event from its inbox.
+//! An emit appends to the inbox first (durable); after the commit the events are pushed
+//! to this node's sessions and announced to the nodes holding the other agents
+//! ([`route`]). A session that misses a push (not connected, queue full, a lost
+//! message) still gets the event from its inbox.
+
+mod route;
+mod sessions;
+
+pub use route::{Fanout, Upkeep};
+pub use sessions::{Push, SessionCtl, SessionHandle, Sessions};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 
-use dashmap::DashMap;
 use nexus_proto::{AgentId, EventId, EventType, Seq, SessionId, TenantId, close};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::inbox::{AppendError, Deliver, Inbox};
-use crate::presence::{Presence, PresenceEntry};
-use crate::store::{AgentStatus, InboxEvent, NewInboxEvent, Store, StoreError};
-
-/// How a session is told to close from outside (supersede, slow consumer, shutdown).
-#[derive(Default)]
-pub struct SessionCtl {
-    code: AtomicU16,
-    closed: CancellationToken,
-}
-
-impl SessionCtl {
-    /// The first close wins; later ones are ignored.
-    pub fn close(&self, code: u16) {
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.closed.cancel();
-    }
-
-    pub fn code(&self) -> u16 {
-        self.code.load(Ordering::Acquire)
-    }
-
-    pub async fn closed(&self) {
-        self.closed.cancelled().await
-    }
-}
-
-pub struct SessionHandle {
-    pub session_id: SessionId,
-    /// Boxed: a channel allocates its first block of slots up front, per session, and
-    /// a pointer-sized slot keeps that cheap for the many idle sockets.
-    pub tx: mpsc::Sender<Box<InboxEvent>>,
-    pub ctl: Arc<SessionCtl>,
-}
-
-/// This node's live sessions, one per agent.
-#[derive(Default)]
-pub struct Sessions {
-    map: DashMap<AgentId, SessionHandle>,
-}
-
-impl Sessions {
-    /// Registers a session; an older session of the same agent is closed with 4010.
-    pub fn register(&self, agent: AgentId, handle: SessionHandle) {
-        if let Some(old) = self.map.insert(agent, handle) {
-            old.ctl.close(close::SUPERSEDED);
-        }
-    }
-
-    pub fn unregister(&self, agent: AgentId, session: SessionId) {
-        self.map.remove_if(&agent, |_, h| h.session_id == session);
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Closes every session with `code` (graceful shutdown: 1012).
-    pub fn close_all(&self, code: u16) {
-        for h in self.map.iter() {
-            h.ctl.close(code);
-        }
-    }
-}
-
-impl Deliver for Sessions {
-    fn deliver(&self, events: &[InboxEvent]) {
-        for ev in events {
-            let Some(h) = self.map.get(&ev.agent) else {
-                continue;
-            };
-            match h.tx.try_send(Box::new(ev.clone())) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // The events stay in the inbox; the agent resumes from its last ack.
-                    metrics::counter!("nexus_slow_consumers_total").increment(1);
-                    tracing::info!(agent_id = %ev.agent, "slow consumer: closing its socket");
-                    h.ctl.close(close::SLOW_CONSUMER);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-    }
-}
+use crate::inbox::{AppendError, Inbox};
+use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
+use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError, now_ms};
 
 /// An event to route; `data` is any JSON object the event type allows.
 #[derive(Debug, Clone)]
@@ -133,38 +51,120 @@ pub enum EmitError {
     Append(#[from] AppendError),
 }
 
+/// A session's end of [`Hub::attach`].
+pub struct Attached {
+    pub session_id: SessionId,
+    pub rx: mpsc::Receiver<Push>,
+    pub ctl: Arc<SessionCtl>,
+}
+
 pub struct Hub {
     store: Store,
     inbox: Inbox,
-    sessions: Arc<Sessions>,
-    presence: Arc<dyn Presence>,
+    node: Upkeep,
 }
 
 impl Hub {
-    pub fn new(
-        store: Store,
-        inbox: Inbox,
-        sessions: Arc<Sessions>,
-        presence: Arc<dyn Presence>,
-    ) -> Hub {
+    pub fn new(inbox: Inbox, node: Upkeep) -> Hub {
         Hub {
-            store,
+            store: node.store.clone(),
             inbox,
-            sessions,
-            presence,
+            node,
         }
     }
 
+    pub fn node_id(&self) -> &str {
+        &self.node.node_id
+    }
+
     pub fn sessions(&self) -> &Arc<Sessions> {
-        &self.sessions
+        &self.node.sessions
     }
 
     pub fn presence(&self) -> &Arc<dyn Presence> {
-        &self.presence
+        &self.node.presence
     }
 
-    pub fn inbox(&self) -> &Inbox {
-        &self.inbox
+    /// Opens a session for `agent`: registered for pushes here, then in presence; an
+    /// older session of the agent, on any node, is closed with 4010.
+    pub async fn attach(&self, agent: AgentId, tenant: TenantId, outbound: usize) -> Attached {
+        let session_id = SessionId::new_v7();
+        let (tx, rx) = mpsc::channel(outbound.max(1));
+        let ctl = Arc::new(SessionCtl::default());
+        // Pushes first, then the inbox read: see `gateway::session`.
+        self.node.sessions.register(
+            agent,
+            SessionHandle {
+                session_id,
+                tx,
+                ctl: ctl.clone(),
+            },
+        );
+        let now = now_ms();
+        let entry = PresenceEntry {
+            agent_id: agent,
+            tenant_id: tenant,
+            session_id,
+            status: "online".into(),
+            detail: None,
+            capabilities: Vec::new(),
+            node_id: self.node.node_id.clone(),
+            connected_at: now,
+            last_seen: now,
+        };
+        match self.node.presence.connected(entry).await {
+            Ok(Some(stale)) if stale.session_id != session_id => {
+                self.node.close(stale, close::SUPERSEDED).await
+            }
+            Ok(_) => {}
+            // The session works without presence; it is written back once Redis answers.
+            Err(e) => {
+                tracing::warn!(agent_id = %agent, error = %e, "presence unavailable at connect")
+            }
+        }
+        Attached {
+            session_id,
+            rx,
+            ctl,
+        }
+    }
+
+    /// The session is over: no more pushes, and offline unless a newer session holds the agent.
+    pub async fn detach(&self, agent: AgentId, session: SessionId) {
+        self.node.sessions.unregister(agent, session);
+        if let Err(e) = self.node.presence.disconnected(agent, session).await {
+            tracing::warn!(agent_id = %agent, error = %e, "presence unavailable at disconnect; will retry");
+        }
+    }
+
+    /// Up to `limit` inbox events of `agent` after `after`, for replay.
+    pub async fn replay_page(
+        &self,
+        agent: AgentId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
+        self.store.read_inbox(agent, after, limit).await
+    }
+
+    pub async fn cursor(&self, agent: AgentId) -> Result<Cursor, StoreError> {
+        self.store.cursor(agent).await
+    }
+
+    /// A cumulative ack, saved within ~100 ms.
+    pub async fn ack(&self, agent: AgentId, seq: Seq) {
+        self.inbox.ack(agent, seq).await
+    }
+
+    /// A sign of life; never waits.
+    pub fn touch(&self, agent: AgentId, session: SessionId) {
+        self.node.presence.touch(agent, session)
+    }
+
+    pub async fn update(&self, agent: AgentId, session: SessionId, update: Update) {
+        if let Err(e) = self.node.presence.update(agent, session, update).await {
+            tracing::warn!(agent_id = %agent, error = %e, "presence unavailable for a status update");
+        }
     }
 
     /// Appends the event to the agent's inbox, then pushes it if the agent is connected.
@@ -263,8 +263,11 @@ impl Hub {
         })
     }
 
-    pub fn online_agents(&self, tenant: TenantId) -> Vec<PresenceEntry> {
-        self.presence.online(tenant)
+    pub async fn online_agents(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Vec<PresenceEntry>, PresenceError> {
+        self.node.presence.online(tenant).await
     }
 }
 

@@ -1,0 +1,77 @@
+//! Messages between nodes: "agent X has committed inbox entries up to seq N" and
+//! "close session S of agent X". A node's sessions live on that node only, so the
+//! committing node (or the one an agent reconnected to) tells the holder.
+//!
+//! [`Broker`] is the seam between [`LocalBroker`] (embedded profile: one node, so a
+//! message to this node is handed straight to it) and the Redis one (cluster: Redis
+//! pub/sub on `nexus:node:{node_id}`, next). Pub/sub keeps nothing: a message sent while a
+//! node is cut off is lost, so receivers reconcile after every (re)subscribe
+//! ([`NodeSink::resubscribed`]) and periodically.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use nexus_proto::{AgentId, Seq, SessionId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeMsg {
+    /// These agents have inbox entries committed up to these seqs: push what is missing.
+    Committed(Vec<(AgentId, Seq)>),
+    /// Close this session of the agent with `code` (4010 superseded, 4003 disabled).
+    Close {
+        agent: AgentId,
+        session: SessionId,
+        code: u16,
+    },
+}
+
+/// Where a node's messages go: its session registry.
+pub trait NodeSink: Send + Sync + 'static {
+    fn receive(&self, msg: NodeMsg);
+    /// The subscription was (re)established: messages may have been missed before it.
+    fn resubscribed(&self);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {}
+
+pub trait Broker: Send + Sync + 'static {
+    /// Sends `msg` to `node`. At most once: a node that is not listening misses it.
+    fn publish<'a>(
+        &'a self,
+        node: &'a str,
+        msg: &'a NodeMsg,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+}
+
+/// One node: messages for it are handed to its sink at once; other nodes do not exist.
+pub struct LocalBroker {
+    node_id: String,
+    sink: Arc<dyn NodeSink>,
+}
+
+impl LocalBroker {
+    pub fn new(node_id: String, sink: Arc<dyn NodeSink>) -> LocalBroker {
+        LocalBroker { node_id, sink }
+    }
+}
+
+impl Broker for LocalBroker {
+    fn publish<'a>(
+        &'a self,
+        node: &'a str,
+        msg: &'a NodeMsg,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        if node == self.node_id {
+            self.sink.receive(msg.clone());
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The pub/sub channel of `node`.
+pub fn channel(node: &str) -> String {
+    format!("nexus:node:{node}")
+}

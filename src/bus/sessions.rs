@@ -1,0 +1,175 @@
+//! This node's live sessions, one per agent, and how things reach them: committed
+//! events pushed in process, wake-ups and closes sent by other nodes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use nexus_proto::{AgentId, Seq, SessionId, close};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{NodeMsg, NodeSink};
+use crate::store::InboxEvent;
+
+/// What a session's outbound queue carries. Pointer-sized (the unit variant lives in
+/// the box's niche): a channel allocates its first block of slots per session up front,
+/// and this keeps that cheap for the many idle sockets.
+pub enum Push {
+    /// A committed event, straight from this node's inbox writer.
+    Event(Box<InboxEvent>),
+    /// More is committed than this session has sent: read it from the inbox.
+    CatchUp,
+}
+
+/// How a session is told to close from outside (supersede, slow consumer, shutdown),
+/// and what it has sent so far (so wake-ups for what it already has cost nothing).
+#[derive(Default)]
+pub struct SessionCtl {
+    code: AtomicU16,
+    sent: AtomicU64,
+    closed: CancellationToken,
+}
+
+impl SessionCtl {
+    /// The first close wins; later ones are ignored.
+    pub fn close(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.closed.cancel();
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::Acquire)
+    }
+
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// The session's last sent seq; it reports every change.
+    pub fn set_sent(&self, seq: Seq) {
+        self.sent.store(seq.get(), Ordering::Release);
+    }
+
+    pub fn sent(&self) -> Seq {
+        Seq::new(self.sent.load(Ordering::Acquire))
+    }
+}
+
+pub struct SessionHandle {
+    pub session_id: SessionId,
+    pub tx: mpsc::Sender<Push>,
+    pub ctl: Arc<SessionCtl>,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    map: DashMap<AgentId, SessionHandle>,
+    /// Set by [`NodeSink::resubscribed`]; the reconcile task waits on it.
+    pub(super) reconcile: Notify,
+}
+
+impl Sessions {
+    /// Registers a session; an older session of the same agent here is closed with 4010.
+    pub fn register(&self, agent: AgentId, handle: SessionHandle) {
+        if let Some(old) = self.map.insert(agent, handle) {
+            old.ctl.close(close::SUPERSEDED);
+        }
+    }
+
+    pub fn unregister(&self, agent: AgentId, session: SessionId) {
+        self.map.remove_if(&agent, |_, h| h.session_id == session);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Closes every session with `code` (graceful shutdown: 1012).
+    pub fn close_all(&self, code: u16) {
+        for h in self.map.iter() {
+            h.ctl.close(code);
+        }
+    }
+
+    /// Closes `session` of `agent` if it is here.
+    pub fn close(&self, agent: AgentId, session: SessionId, code: u16) {
+        if let Some(h) = self.map.get(&agent)
+            && h.session_id == session
+        {
+            h.ctl.close(code);
+        }
+    }
+
+    /// Each live session with what it has sent, for the reconcile.
+    pub fn snapshot(&self) -> Vec<(AgentId, Seq)> {
+        self.map.iter().map(|h| (*h.key(), h.ctl.sent())).collect()
+    }
+
+    /// Hands a committed event to the agent's session here; false if it has none.
+    pub fn push(&self, ev: &InboxEvent) -> bool {
+        let Some(h) = self.map.get(&ev.agent) else {
+            return false;
+        };
+        offer(&h, ev.agent, Push::Event(Box::new(ev.clone())));
+        true
+    }
+
+    /// Tells the agent's session here that its inbox has entries up to `seq`.
+    pub fn wake(&self, agent: AgentId, seq: Seq) {
+        if let Some(h) = self.map.get(&agent)
+            && h.ctl.sent() < seq
+        {
+            offer(&h, agent, Push::CatchUp);
+        }
+    }
+}
+
+fn offer(h: &SessionHandle, agent: AgentId, push: Push) {
+    match h.tx.try_send(push) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            // The events stay in the inbox; the agent resumes from its last ack.
+            metrics::counter!("nexus_slow_consumers_total").increment(1);
+            tracing::info!(agent_id = %agent, "slow consumer: closing its socket");
+            h.ctl.close(close::SLOW_CONSUMER);
+        }
+    }
+}
+
+impl NodeSink for Sessions {
+    fn receive(&self, msg: NodeMsg) {
+        match msg {
+            NodeMsg::Committed(list) => {
+                for (agent, seq) in list {
+                    self.wake(agent, seq);
+                }
+            }
+            NodeMsg::Close {
+                agent,
+                session,
+                code,
+            } => self.close(agent, session, code),
+        }
+    }
+
+    fn resubscribed(&self) {
+        self.reconcile.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_is_pointer_sized() {
+        assert_eq!(std::mem::size_of::<Push>(), std::mem::size_of::<usize>());
+    }
+}
