@@ -9,14 +9,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, JwtKeys};
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
 use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::inbox::Inbox;
-use crate::presence::{MemoryPresence, Presence};
+use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::providers::Providers;
 use crate::queue::{Clock, Processors, Queue, SystemClock};
+use crate::redis::Redis;
 use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
 use crate::{http, mirror, telemetry, webhooks};
@@ -34,6 +35,8 @@ pub enum AppError {
     Serve(#[source] std::io::Error),
     #[error("{0}")]
     Config(String),
+    #[error("redis (REDIS_URL): {0}")]
+    Redis(String),
 }
 
 /// The signing keys: `NEXUS_JWT_SECRET` when given, else the secret this database
@@ -129,7 +132,7 @@ impl Application {
             &background,
             stop_background.clone(),
         );
-        let (presence, broker) =
+        let (presence, broker, redis) =
             node_links(&config, &node_id, &sessions, &background, &stop_background).await?;
         let upkeep = Upkeep {
             node_id: node_id.clone(),
@@ -137,6 +140,7 @@ impl Application {
             sessions,
             presence,
             broker,
+            reconcile_every: config.serve.reconcile_interval,
         };
         background.spawn(upkeep.clone().route(fanout, stop_background.clone()));
         background.spawn(upkeep.clone().maintain(stop_background.clone()));
@@ -164,6 +168,7 @@ impl Application {
             mappings: TtlCache::new(config.serve.cache_ttl),
             metrics: telemetry::metrics_handle(),
             node_id,
+            redis,
             config,
             shutdown: CancellationToken::new(),
             sessions_tracker: TaskTracker::new(),
@@ -231,6 +236,9 @@ impl Application {
             tracing::warn!("background work still running after the grace period");
         }
         state.store.close().await;
+        if let Some(redis) = &state.redis {
+            redis.quit().await;
+        }
         tracing::info!("nexus stopped");
         served.map_err(AppError::Serve)
     }
@@ -263,24 +271,46 @@ fn raise_open_file_limit() {
     }
 }
 
-type Links = (Arc<dyn Presence>, Arc<dyn Broker>);
+type Links = (Arc<dyn Presence>, Arc<dyn Broker>, Option<Redis>);
 
-/// Presence and the broker, in process (the cluster profile's Redis ones come next).
+/// Presence and the broker: in process, or in Redis when `REDIS_URL` is set.
 async fn node_links(
     config: &Config,
     node_id: &str,
     sessions: &Arc<Sessions>,
-    _background: &TaskTracker,
-    _stop: &CancellationToken,
+    background: &TaskTracker,
+    stop: &CancellationToken,
 ) -> Result<Links, AppError> {
-    if config.serve.redis_url.is_some() {
-        return Err(AppError::Config(
-            "REDIS_URL is set, but this build has only in-process presence; unset it".into(),
-        ));
-    }
-    let broker = LocalBroker::new(node_id.to_owned(), sessions.clone());
-    let presence = MemoryPresence::new(config.serve.ws.presence_ttl);
-    Ok((Arc::new(presence), Arc::new(broker)))
+    let ttl = config.serve.ws.presence_ttl;
+    let Some(url) = &config.serve.redis_url else {
+        let broker = LocalBroker::new(node_id.to_owned(), sessions.clone());
+        return Ok((Arc::new(MemoryPresence::new(ttl)), Arc::new(broker), None));
+    };
+    let redis_err = |e: &dyn std::fmt::Display| AppError::Redis(e.to_string());
+    let redis = Redis::connect(url, node_id)
+        .await
+        .map_err(|e| redis_err(&e))?;
+    let presence = RedisPresence::start(
+        redis.clone(),
+        node_id.to_owned(),
+        ttl,
+        config.serve.node_ttl,
+    )
+    .await
+    .map_err(|e| redis_err(&e))?;
+    let presence = Arc::new(presence);
+    presence.rebuild_after_reconnects();
+    let broker = RedisBroker::start(
+        redis.clone(),
+        node_id,
+        sessions.clone(),
+        background,
+        stop.clone(),
+    )
+    .await
+    .map_err(|e| redis_err(&e))?;
+    tracing::info!(node_id, "cluster profile: presence and routing in redis");
+    Ok((presence, Arc::new(broker), Some(redis)))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

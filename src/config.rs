@@ -68,6 +68,12 @@ pub struct ServeOpts {
     #[arg(long, env = "NEXUS_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
 
+    /// How often live sessions are compared with their inboxes, so an announcement
+    /// lost between nodes (a Redis reconnect) costs at most this long. Also done after
+    /// every (re)subscribe.
+    #[arg(long, env = "NEXUS_RECONCILE_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub reconcile_interval: Duration,
+
     #[command(flatten)]
     pub ws: WsOpts,
 

@@ -22,7 +22,7 @@
 //! - [`inbox`]: the batching writer in front of the durable inbox; acks; retention.
 //! - [`presence`]: who is online (trait; in-process and Redis implementations).
 //! - [`broker`]: messages between nodes (trait; in-process and Redis pub/sub).
-
+//! - [`redis`]: the cluster profile's Redis connections.
 //! - [`tools`]: agents' tool requests as queue jobs, answered with `tool_result` through the inbox.
 //! - [`admin`]: operator actions as plain functions, shared by the CLI and the API.
 //! - [`store`]: durable state on SQLite or PostgreSQL behind one API; migrations.
@@ -48,6 +48,7 @@ pub mod mirror;
 pub mod presence;
 pub mod providers;
 pub mod queue;
+pub mod redis;
 pub mod state;
 pub mod store;
 pub mod telemetry;

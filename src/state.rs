@@ -35,6 +35,8 @@ pub struct Shared {
     pub mappings: TtlCache<(TenantId, String), ProjectMapping>,
     pub metrics: PrometheusHandle,
     pub node_id: String,
+    /// The cluster profile's Redis connections (presence and routing use them).
+    pub redis: Option<crate::redis::Redis>,
     pub config: Config,
     /// Cancelled when the node starts shutting down: sessions close with 1012.
     pub shutdown: CancellationToken,

@@ -3,10 +3,14 @@
 //! committing node (or the one an agent reconnected to) tells the holder.
 //!
 //! [`Broker`] is the seam between [`LocalBroker`] (embedded profile: one node, so a
-//! message to this node is handed straight to it) and the Redis one (cluster: Redis
-//! pub/sub on `nexus:node:{node_id}`, next). Pub/sub keeps nothing: a message sent while a
+//! message to this node is handed straight to it) and [`RedisBroker`] (cluster: Redis
+//! pub/sub on `nexus:node:{node_id}`). Pub/sub keeps nothing: a message sent while a
 //! node is cut off is lost, so receivers reconcile after every (re)subscribe
 //! ([`NodeSink::resubscribed`]) and periodically.
+
+mod redis;
+
+pub use redis::RedisBroker;
 
 use std::sync::Arc;
 
@@ -35,7 +39,10 @@ pub trait NodeSink: Send + Sync + 'static {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {}
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+}
 
 pub trait Broker: Send + Sync + 'static {
     /// Sends `msg` to `node`. At most once: a node that is not listening misses it.

@@ -17,8 +17,6 @@ use crate::inbox::Deliver;
 use crate::presence::{Presence, Stale};
 use crate::store::{InboxEvent, Store};
 
-/// Live sessions are compared with their inboxes at least this often.
-const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 /// Wait after a failed Redis round before the next.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -76,6 +74,8 @@ pub struct Upkeep {
     pub sessions: Arc<Sessions>,
     pub presence: Arc<dyn Presence>,
     pub broker: Arc<dyn Broker>,
+    /// Live sessions are compared with their inboxes at least this often.
+    pub reconcile_every: Duration,
 }
 
 impl Upkeep {
@@ -177,9 +177,9 @@ impl Upkeep {
     }
 
     /// Compares every live session's last sent seq with its inbox and wakes those
-    /// behind: after each (re)subscribe, and every [`RECONCILE_EVERY`].
+    /// behind: after each (re)subscribe, and every `reconcile_every`.
     pub async fn reconcile(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        let mut tick = tokio::time::interval(self.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

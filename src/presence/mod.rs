@@ -4,15 +4,18 @@
 //! and in a cluster its entries go as soon as its liveness key does.
 //!
 //! [`Presence`] is the seam between the in-process registry (embedded profile,
-//! [`MemoryPresence`]) and the Redis one (cluster profile, next); the same
+//! [`MemoryPresence`]) and the Redis one (cluster profile, [`RedisPresence`]); the same
 //! tests run against both. Maintenance (renewals, sweeps, dead nodes) is on the trait,
 //! run by the node every [`Presence::maintain_every`].
 
 mod memory;
+mod redis;
+mod scripts;
 #[cfg(test)]
 mod tests;
 
 pub use memory::MemoryPresence;
+pub use redis::RedisPresence;
 
 use std::time::Duration;
 
@@ -80,6 +83,8 @@ pub struct Stale {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
     #[error("redis answered something unexpected: {0}")]
     Corrupt(String),
 }

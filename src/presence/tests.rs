@@ -1,4 +1,5 @@
-//! The contract every [`Presence`] keeps.
+//! The contract every [`Presence`] keeps, run against the in-process registry and
+//! against Redis (which must be reachable when `CI` is set; see [`redis_url`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,34 @@ fn entry(tenant: TenantId, agent: AgentId, session: SessionId, node: &str) -> Pr
     }
 }
 
-/// Every implementation, each as node `node`.
-async fn both(_node: &str) -> Vec<Arc<dyn Presence>> {
+/// `NEXUS_TEST_REDIS_URL`; `None` (skip) only when it is unset and `CI` is not.
+pub(crate) fn redis_url() -> Option<String> {
+    match std::env::var("NEXUS_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but NEXUS_TEST_REDIS_URL is not: Redis tests must run in CI")
+        }
+        Err(_) => {
+            eprintln!("skipped: NEXUS_TEST_REDIS_URL is unset (set it to run against Redis)");
+            None
+        }
+    }
+}
+
+/// Both implementations, each as node `node`.
+async fn both(node: &str) -> Vec<Arc<dyn Presence>> {
     let ttl = Duration::from_secs(300);
-    vec![Arc::new(MemoryPresence::new(ttl))]
+    let mut all: Vec<Arc<dyn Presence>> = vec![Arc::new(MemoryPresence::new(ttl))];
+    if let Some(url) = redis_url() {
+        let conn = crate::redis::Redis::connect(&url, node)
+            .await
+            .expect("NEXUS_TEST_REDIS_URL is set but Redis is unreachable");
+        let p = RedisPresence::start(conn, node.into(), ttl, Duration::from_secs(15))
+            .await
+            .expect("redis presence");
+        all.push(Arc::new(p));
+    }
+    all
 }
 
 fn node() -> String {

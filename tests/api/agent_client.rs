@@ -68,31 +68,41 @@ impl TestApp {
         query: &str,
         headers: &[(&'static str, &str)],
     ) -> Result<Agent, Refused> {
-        let url = format!("ws://{}/agents?{query}", self.addr);
-        let mut req = url.into_client_request().expect("request");
-        if let Some(token) = token {
-            req.headers_mut().insert(
-                "authorization",
-                HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-            );
+        connect_at(&self.addr.to_string(), token, query, headers).await
+    }
+}
+
+/// Connects to the node at `addr` (`host:port`) as an agent.
+pub async fn connect_at(
+    addr: &str,
+    token: Option<&str>,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Agent, Refused> {
+    let url = format!("ws://{addr}/agents?{query}");
+    let mut req = url.into_client_request().expect("request");
+    if let Some(token) = token {
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+    }
+    for (name, value) in headers {
+        req.headers_mut()
+            .insert(*name, HeaderValue::from_str(value).expect("header"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(Agent { ws }),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err(Refused { status, body })
         }
-        for (name, value) in headers {
-            req.headers_mut()
-                .insert(*name, HeaderValue::from_str(value).expect("header"));
-        }
-        match tokio_tungstenite::connect_async(req).await {
-            Ok((ws, _)) => Ok(Agent { ws }),
-            Err(tungstenite::Error::Http(resp)) => {
-                let status = resp.status().as_u16();
-                let body = resp
-                    .body()
-                    .as_deref()
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or(Value::Null);
-                Err(Refused { status, body })
-            }
-            Err(e) => panic!("connect failed: {e}"),
-        }
+        Err(e) => panic!("connect failed: {e}"),
     }
 }
 

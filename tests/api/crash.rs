@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::both_profiles;
 use crate::cli::{json_lines, nexus};
@@ -53,30 +53,7 @@ async fn sigkill_loses_no_acknowledged_webhook(p: Profile) {
     let url_path = source["url_path"].as_str().expect("url_path").to_owned();
     let source_id = source["id"].as_str().expect("id").to_owned();
 
-    let mut node = Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", &db.url)
-        .env("NEXUS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(node.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("node exited before listening");
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "nexus listening"
-        {
-            break v["addr"].as_str().expect("addr").to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut node, addr) = spawn_serve(&db.url, &[]).await;
 
     // Four senders stream webhooks; when 150 are acknowledged the node is killed mid-stream.
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -148,4 +125,35 @@ async fn sigkill_loses_no_acknowledged_webhook(p: Profile) {
         missing.len()
     );
     store.close().await;
+}
+
+/// `nexus serve` as a child process on `db_url` (plus `env`), killed on drop; its
+/// listening address once it logs it.
+pub async fn spawn_serve(db_url: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let mut node = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", db_url)
+        .env("NEXUS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(node.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read")
+            .expect("node exited before listening");
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "nexus listening"
+        {
+            break v["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (node, addr)
 }

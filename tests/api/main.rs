@@ -4,6 +4,8 @@
 mod agent_client;
 mod auth;
 mod cli;
+mod cluster;
+mod cluster_faults;
 mod crash;
 mod delivery;
 mod fake_providers;

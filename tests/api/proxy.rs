@@ -1,4 +1,5 @@
-//! A TCP proxy a test can cut, to take PostgreSQL away from a running node.
+//! A TCP proxy a test can cut (and restore), to take PostgreSQL or Redis away from a
+//! running node.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -8,15 +9,30 @@ use tokio::task::JoinHandle;
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("addr");
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let registry = tasks.clone();
+        let proxy = Proxy {
+            addr: listener.local_addr().expect("addr"),
+            upstream,
+            tasks: Arc::default(),
+        };
+        proxy.accept(listener);
+        proxy
+    }
+
+    /// After [`Proxy::cut`]: listens on the same port again (the service is back).
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind proxy");
+        self.accept(listener);
+    }
+
+    fn accept(&self, listener: TcpListener) {
+        let (upstream, registry) = (self.upstream, self.tasks.clone());
         let acceptor = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let conn = tokio::spawn(async move {
@@ -27,11 +43,10 @@ impl Proxy {
                 registry.lock().expect("tasks").push(conn);
             }
         });
-        tasks.lock().expect("tasks").push(acceptor);
-        Proxy { addr, tasks }
+        self.tasks.lock().expect("tasks").push(acceptor);
     }
 
-    /// Stops accepting and drops every proxied connection: the database is gone.
+    /// Stops accepting and drops every proxied connection: the service is gone.
     pub fn cut(&self) {
         for t in self.tasks.lock().expect("tasks").drain(..) {
             t.abort();

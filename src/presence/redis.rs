@@ -1,0 +1,546 @@
+//! The cluster profile's presence, in Redis with DESIGN §9's keys:
+//!
+//! - `socket:{socket_id}` hash (agent_id, tenant_id, node_id, connected_at, status,
+//!   capabilities, detail, last_seen, fence), TTL = presence TTL (300 s);
+//! - `agent:{agent_id}` → socket id, same TTL; `agent:{agent_id}:fence` a counter that
+//!   orders an agent's sessions (the higher fence holds the agent);
+//! - `tenant:{tenant_id}:agents` sorted set of agent ids scored by expiry (ms);
+//! - `node:{node_id}` liveness, TTL `node_ttl` (15 s), renewed every third of it;
+//!   `node:{node_id}:sockets` (its socket ids) and `nexus:nodes` (known node ids) let
+//!   any node forget a dead node's sessions.
+//!
+//! This node keeps its own entries in memory too: touches are noted there and renewed
+//! in batches by [`Presence::maintain`] (one script call per 200 sessions, never a
+//! round trip per heartbeat), and after an outage the entries are written back from it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fred::prelude::*;
+use futures_util::future::BoxFuture;
+use nexus_proto::{AgentId, SessionId, TenantId};
+use tokio::sync::broadcast;
+
+use super::scripts;
+use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
+use crate::store::now_ms;
+
+/// Sessions renewed per script call.
+const RENEW_BATCH: usize = 200;
+const NODES: &str = "nexus:nodes";
+
+struct Local {
+    entry: PresenceEntry,
+    /// From Redis at connect; 0 until Redis has answered (then a rebuild takes one).
+    fence: u64,
+    touched: bool,
+}
+
+pub struct RedisPresence {
+    redis: crate::redis::Redis,
+    node_id: String,
+    ttl_ms: i64,
+    node_ttl: Duration,
+    local: DashMap<AgentId, Local>,
+    /// Disconnects Redis did not take (it was down): retried by maintenance.
+    removals: Mutex<Vec<(AgentId, TenantId, SessionId)>>,
+    /// Set when Redis failed us or lost entries: maintenance writes every local entry back.
+    rebuild: AtomicBool,
+    changes: broadcast::Sender<PresenceChange>,
+}
+
+fn socket_key(s: SessionId) -> String {
+    format!("socket:{s}")
+}
+fn agent_key(a: AgentId) -> String {
+    format!("agent:{a}")
+}
+fn tenant_key(t: TenantId) -> String {
+    format!("tenant:{t}:agents")
+}
+
+impl RedisPresence {
+    /// Registers the node and clears what a previous process with the same node id
+    /// left behind (its sockets died with it).
+    pub async fn start(
+        redis: crate::redis::Redis,
+        node_id: String,
+        ttl: Duration,
+        node_ttl: Duration,
+    ) -> Result<RedisPresence, PresenceError> {
+        let p = RedisPresence {
+            redis,
+            node_id,
+            ttl_ms: ttl.as_millis().try_into().unwrap_or(i64::MAX),
+            node_ttl,
+            local: DashMap::new(),
+            removals: Mutex::new(Vec::new()),
+            rebuild: AtomicBool::new(false),
+            changes: broadcast::channel(1024).0,
+        };
+        p.reap(&p.node_id, true).await?;
+        p.heartbeat().await?;
+        Ok(p)
+    }
+
+    /// After every reconnect the next maintenance round writes this node's entries
+    /// back: Redis may have restarted empty, or other nodes reaped us meanwhile.
+    pub fn rebuild_after_reconnects(self: &std::sync::Arc<Self>) {
+        let mut reconnects = self.redis.client.reconnect_rx();
+        let me = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = reconnects.recv().await
+            {
+                let Some(me) = me.upgrade() else { return };
+                me.rebuild.store(true, Ordering::Release);
+            }
+        });
+    }
+
+    fn publish(&self, change: PresenceChange) {
+        let _ = self.changes.send(change);
+    }
+
+    /// Marks the Redis view as suspect: the next maintenance round rewrites it.
+    fn failed<T>(&self, r: Result<T, fred::error::Error>) -> Result<T, PresenceError> {
+        r.map_err(|e| {
+            self.rebuild.store(true, Ordering::Release);
+            metrics::counter!("nexus_redis_errors_total").increment(1);
+            e.into()
+        })
+    }
+
+    async fn write_entry(&self, e: &PresenceEntry, fence: u64) -> Result<Written, PresenceError> {
+        let keys = vec![
+            socket_key(e.session_id),
+            agent_key(e.agent_id),
+            format!("agent:{}:fence", e.agent_id),
+            tenant_key(e.tenant_id),
+            format!("node:{}:sockets", self.node_id),
+        ];
+        let caps = serde_json::to_string(&e.capabilities).unwrap_or_else(|_| "[]".into());
+        let args = vec![
+            e.session_id.to_string(),
+            e.agent_id.to_string(),
+            e.tenant_id.to_string(),
+            self.node_id.clone(),
+            e.connected_at.to_string(),
+            e.status.clone(),
+            caps,
+            e.detail.clone().unwrap_or_default(),
+            now_ms().to_string(),
+            self.ttl_ms.to_string(),
+            fence.to_string(),
+        ];
+        let r: Vec<Value> = self.failed(
+            scripts::CONNECT
+                .evalsha_with_reload(&self.redis.client, keys, args)
+                .await,
+        )?;
+        let fence = r.first().and_then(Value::as_u64).unwrap_or(0);
+        let other = match (r.get(1).and_then(Value::as_string), r.get(2)) {
+            (Some(sid), Some(node)) => Some(Stale {
+                agent_id: e.agent_id,
+                node_id: node.as_string().unwrap_or_default(),
+                session_id: sid
+                    .parse()
+                    .map_err(|_| PresenceError::Corrupt(format!("socket id {sid:?}")))?,
+            }),
+            _ => None,
+        };
+        Ok(if fence == 0 {
+            Written::Stale
+        } else {
+            Written::Held {
+                fence,
+                replaced: other,
+            }
+        })
+    }
+
+    async fn heartbeat(&self) -> Result<(), PresenceError> {
+        let pipe = self.redis.client.pipeline();
+        let ttl = Expiration::PX(self.node_ttl.as_millis().try_into().unwrap_or(i64::MAX));
+        let key = format!("node:{}", self.node_id);
+        let _: () = pipe.set(&key, now_ms(), Some(ttl), None, false).await?;
+        let _: () = pipe.sadd(NODES, self.node_id.as_str()).await?;
+        let r: Result<((), i64), _> = pipe.all().await;
+        self.failed(r).map(|_| ())
+    }
+
+    /// Forgets `node`'s sessions if its liveness key is gone (or `force`).
+    async fn reap(&self, node: &str, force: bool) -> Result<(), PresenceError> {
+        let keys = vec![
+            format!("node:{node}"),
+            format!("node:{node}:sockets"),
+            NODES.to_owned(),
+        ];
+        let args = vec![node.to_owned(), if force { "1" } else { "0" }.to_owned()];
+        let gone: Vec<String> = self.failed(
+            scripts::REAP
+                .evalsha_with_reload(&self.redis.client, keys, args)
+                .await,
+        )?;
+        if !gone.is_empty() {
+            tracing::info!(
+                node_id = node,
+                agents = gone.len() / 2,
+                "forgot a dead node's sessions"
+            );
+        }
+        for pair in gone.chunks_exact(2) {
+            if let (Ok(agent_id), Ok(tenant_id)) = (pair[0].parse(), pair[1].parse()) {
+                self.publish(PresenceChange::Offline {
+                    tenant_id,
+                    agent_id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn reap_dead_nodes(&self) -> Result<(), PresenceError> {
+        let nodes: HashSet<String> = self.failed(self.redis.client.smembers(NODES).await)?;
+        for node in nodes.iter().filter(|n| **n != self.node_id) {
+            self.reap(node, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every local entry back (after an outage or lost keys).
+    async fn rebuild(&self) -> Result<Vec<Stale>, PresenceError> {
+        let entries: Vec<(PresenceEntry, u64)> = self
+            .local
+            .iter()
+            .map(|l| (l.entry.clone(), l.fence))
+            .collect();
+        let mut stale = Vec::new();
+        for (entry, fence) in entries {
+            match self.write_entry(&entry, fence).await? {
+                Written::Held { fence, replaced } => {
+                    if let Some(mut l) = self.local.get_mut(&entry.agent_id)
+                        && l.entry.session_id == entry.session_id
+                    {
+                        l.fence = fence;
+                    }
+                    stale.extend(replaced);
+                }
+                // A newer session took the agent while Redis could not tell us.
+                Written::Stale => stale.push(Stale {
+                    agent_id: entry.agent_id,
+                    node_id: self.node_id.clone(),
+                    session_id: entry.session_id,
+                }),
+            }
+        }
+        tracing::info!(node_id = %self.node_id, sessions = self.local.len(), "presence rebuilt in redis");
+        Ok(stale)
+    }
+
+    async fn renew(&self) -> Result<(), PresenceError> {
+        let mut due: Vec<(SessionId, AgentId, TenantId)> = Vec::new();
+        for mut l in self.local.iter_mut() {
+            if std::mem::take(&mut l.touched) {
+                due.push((l.entry.session_id, l.entry.agent_id, l.entry.tenant_id));
+            }
+        }
+        for batch in due.chunks(RENEW_BATCH) {
+            let mut keys = Vec::with_capacity(batch.len() * 3);
+            let mut args = vec![now_ms().to_string(), self.ttl_ms.to_string()];
+            for (s, a, t) in batch {
+                keys.extend([socket_key(*s), agent_key(*a), tenant_key(*t)]);
+                args.extend([s.to_string(), a.to_string()]);
+            }
+            let gone: Vec<String> = self.failed(
+                scripts::RENEW
+                    .evalsha_with_reload(&self.redis.client, keys, args)
+                    .await,
+            )?;
+            if !gone.is_empty() {
+                tracing::warn!(
+                    sessions = gone.len(),
+                    "presence entries lost in redis; rebuilding"
+                );
+                self.rebuild.store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry_removals(&self) -> Result<(), PresenceError> {
+        let pending = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, (agent, tenant, session)) in pending.iter().enumerate() {
+            if let Err(e) = self.remove(*agent, *tenant, *session).await {
+                self.removals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&pending[i..]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        agent: AgentId,
+        tenant: TenantId,
+        session: SessionId,
+    ) -> Result<(), PresenceError> {
+        let keys = vec![
+            socket_key(session),
+            agent_key(agent),
+            tenant_key(tenant),
+            format!("node:{}:sockets", self.node_id),
+        ];
+        let args = vec![session.to_string(), agent.to_string()];
+        let _: i64 = self.failed(
+            scripts::DISCONNECT
+                .evalsha_with_reload(&self.redis.client, keys, args)
+                .await,
+        )?;
+        Ok(())
+    }
+
+    async fn list(&self, tenant: TenantId) -> Result<Vec<PresenceEntry>, PresenceError> {
+        let r: Vec<Value> = self.failed(
+            scripts::ONLINE
+                .evalsha_with_reload(
+                    &self.redis.client,
+                    vec![tenant_key(tenant)],
+                    vec![now_ms().to_string()],
+                )
+                .await,
+        )?;
+        let mut out = Vec::with_capacity(r.len() / 2);
+        let mut it = r.into_iter();
+        while let (Some(sid), Some(fields)) = (it.next(), it.next()) {
+            out.push(parse_entry(tenant, sid, fields)?);
+        }
+        out.sort_by_key(|e| e.agent_id);
+        Ok(out)
+    }
+}
+
+enum Written {
+    /// This session holds the agent, with this fence; it replaced `replaced`.
+    Held { fence: u64, replaced: Option<Stale> },
+    /// A session with a higher fence holds the agent.
+    Stale,
+}
+
+fn parse_entry(
+    tenant: TenantId,
+    sid: Value,
+    fields: Value,
+) -> Result<PresenceEntry, PresenceError> {
+    let corrupt = |what: &str| PresenceError::Corrupt(what.to_owned());
+    let mut h: HashMap<String, String> = HashMap::new();
+    let mut it = fields.into_array().into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        h.insert(
+            k.as_string().unwrap_or_default(),
+            v.as_string().unwrap_or_default(),
+        );
+    }
+    let get = |k: &str| h.get(k).map(String::as_str).unwrap_or_default();
+    let ms = |k: &str| get(k).parse::<i64>().unwrap_or_default();
+    Ok(PresenceEntry {
+        agent_id: get("agent_id").parse().map_err(|_| corrupt("agent_id"))?,
+        tenant_id: tenant,
+        session_id: sid
+            .as_string()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt("socket id"))?,
+        status: get("status").to_owned(),
+        detail: Some(get("detail").to_owned()).filter(|d| !d.is_empty()),
+        capabilities: serde_json::from_str(get("capabilities")).unwrap_or_default(),
+        node_id: get("node_id").to_owned(),
+        connected_at: ms("connected_at"),
+        last_seen: ms("last_seen"),
+    })
+}
+
+impl Presence for RedisPresence {
+    fn connected(
+        &self,
+        entry: PresenceEntry,
+    ) -> BoxFuture<'_, Result<Option<Stale>, PresenceError>> {
+        Box::pin(async move {
+            let (agent_id, session_id) = (entry.agent_id, entry.session_id);
+            self.local.insert(
+                agent_id,
+                Local {
+                    entry: entry.clone(),
+                    fence: 0,
+                    touched: false,
+                },
+            );
+            self.publish(PresenceChange::Online {
+                tenant_id: entry.tenant_id,
+                agent_id,
+                node_id: self.node_id.clone(),
+            });
+            match self.write_entry(&entry, 0).await? {
+                Written::Held { fence, replaced } => {
+                    if let Some(mut l) = self.local.get_mut(&agent_id)
+                        && l.entry.session_id == session_id
+                    {
+                        l.fence = fence;
+                    }
+                    Ok(replaced)
+                }
+                // A fresh fence is always the highest: this cannot happen.
+                Written::Stale => Err(PresenceError::Corrupt(
+                    "a new fence was not the highest".into(),
+                )),
+            }
+        })
+    }
+
+    fn touch(&self, agent: AgentId, session: SessionId) {
+        if let Some(mut l) = self.local.get_mut(&agent)
+            && l.entry.session_id == session
+        {
+            l.touched = true;
+            l.entry.last_seen = now_ms();
+        }
+    }
+
+    fn update(
+        &self,
+        agent: AgentId,
+        session: SessionId,
+        update: Update,
+    ) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(async move {
+            let mut fields: Vec<String> = vec!["last_seen".into(), now_ms().to_string()];
+            let mut changed = None;
+            {
+                let Some(mut l) = self.local.get_mut(&agent) else {
+                    return Ok(());
+                };
+                if l.entry.session_id != session {
+                    return Ok(());
+                }
+                match update {
+                    Update::Ready { capabilities } => {
+                        let caps = serde_json::to_string(&capabilities).unwrap_or_default();
+                        fields.extend(["capabilities".into(), caps]);
+                        l.entry.capabilities = capabilities;
+                    }
+                    Update::Status { status, detail } => {
+                        fields.extend(["status".into(), status.clone()]);
+                        fields.extend(["detail".into(), detail.clone().unwrap_or_default()]);
+                        changed = Some((l.entry.tenant_id, status.clone()));
+                        l.entry.status = status;
+                        l.entry.detail = detail;
+                    }
+                }
+            }
+            if let Some((tenant_id, status)) = changed {
+                self.publish(PresenceChange::Status {
+                    tenant_id,
+                    agent_id: agent,
+                    status,
+                });
+            }
+            let _: i64 = self.failed(
+                scripts::UPDATE
+                    .evalsha_with_reload(&self.redis.client, vec![socket_key(session)], fields)
+                    .await,
+            )?;
+            Ok(())
+        })
+    }
+
+    fn disconnected(
+        &self,
+        agent: AgentId,
+        session: SessionId,
+    ) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(async move {
+            let Some((_, l)) = self
+                .local
+                .remove_if(&agent, |_, l| l.entry.session_id == session)
+            else {
+                return Ok(());
+            };
+            let tenant = l.entry.tenant_id;
+            self.publish(PresenceChange::Offline {
+                tenant_id: tenant,
+                agent_id: agent,
+            });
+            let removed = self.remove(agent, tenant, session).await;
+            if removed.is_err() {
+                self.removals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((agent, tenant, session));
+            }
+            removed
+        })
+    }
+
+    fn online(&self, tenant: TenantId) -> BoxFuture<'_, Result<Vec<PresenceEntry>, PresenceError>> {
+        Box::pin(self.list(tenant))
+    }
+
+    fn locate<'a>(
+        &'a self,
+        agents: &'a [AgentId],
+    ) -> BoxFuture<'a, Result<Vec<(AgentId, String)>, PresenceError>> {
+        Box::pin(async move {
+            if agents.is_empty() {
+                return Ok(Vec::new());
+            }
+            let args: Vec<String> = agents.iter().map(ToString::to_string).collect();
+            let r: Vec<String> = self.failed(
+                scripts::LOCATE
+                    .evalsha_with_reload(&self.redis.client, Vec::<String>::new(), args)
+                    .await,
+            )?;
+            Ok(r.chunks_exact(2)
+                .filter_map(|p| Some((p[0].parse().ok()?, p[1].clone())))
+                .collect())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<PresenceChange> {
+        self.changes.subscribe()
+    }
+
+    fn maintain(&self) -> BoxFuture<'_, Result<Vec<Stale>, PresenceError>> {
+        Box::pin(async move {
+            self.heartbeat().await?;
+            let mut stale = Vec::new();
+            if self.rebuild.swap(false, Ordering::AcqRel) {
+                match self.rebuild().await {
+                    Ok(s) => stale = s,
+                    Err(e) => {
+                        self.rebuild.store(true, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            }
+            self.retry_removals().await?;
+            self.renew().await?;
+            self.reap_dead_nodes().await?;
+            Ok(stale)
+        })
+    }
+
+    fn maintain_every(&self) -> Duration {
+        self.node_ttl / 3
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(async move {
+            let _: String = self.failed(self.redis.client.ping(None).await)?;
+            Ok(())
+        })
+    }
+}

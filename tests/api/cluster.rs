@@ -1,0 +1,354 @@
+//! The cluster profile: several nodes on one PostgreSQL and one Redis. Cross-node
+//! delivery, tenant fan-out, one online list, supersede, and the Redis key layout.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use fred::prelude::*;
+use nexus_proto::{AgentId, ServerMsg, TenantId, close};
+use serde_json::{Value, json};
+
+use crate::agent_client::{Agent, event};
+use crate::helpers::{Profile, TestApp, TestDb};
+
+/// `NEXUS_TEST_REDIS_URL`; `None` (skip) only when it is unset and `CI` is not.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("NEXUS_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but NEXUS_TEST_REDIS_URL is not: cluster tests must run in CI")
+        }
+        Err(_) => {
+            eprintln!("skipped: NEXUS_TEST_REDIS_URL is unset (set it to run the cluster tests)");
+            None
+        }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<TestApp>,
+    pub db: TestDb,
+    pub redis_url: String,
+}
+
+impl Cluster {
+    /// `n` nodes on a fresh PostgreSQL schema and the test Redis.
+    pub async fn start(n: usize) -> Option<Cluster> {
+        Self::start_with(n, |_, _| {}).await
+    }
+
+    pub async fn start_with(
+        n: usize,
+        tweak: impl Fn(usize, &mut nexus::config::Config),
+    ) -> Option<Cluster> {
+        let redis_url = redis_url()?;
+        let db = TestDb::new(Profile::Postgres).await?;
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            nodes.push(Cluster::node(&db, &redis_url, i, &tweak).await);
+        }
+        Some(Cluster {
+            nodes,
+            db,
+            redis_url,
+        })
+    }
+
+    pub async fn node(
+        db: &TestDb,
+        redis_url: &str,
+        i: usize,
+        tweak: &impl Fn(usize, &mut nexus::config::Config),
+    ) -> TestApp {
+        TestApp::spawn_on(db.shared(), |c| {
+            c.serve.redis_url = Some(redis_url.to_owned());
+            // Only announcements (and the reconcile after a resubscribe) deliver across
+            // nodes here: the periodic safety net would hide a lost one.
+            c.serve.reconcile_interval = Duration::from_secs(3600);
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            c.serve.node_id = Some(format!("n{i}-{}", &id[..8]));
+            tweak(i, c);
+        })
+        .await
+    }
+
+    pub fn node_id(&self, i: usize) -> &str {
+        &self.nodes[i].state.node_id
+    }
+
+    pub async fn redis(&self) -> Client {
+        let client = Client::new(
+            Config::from_url(&self.redis_url).expect("redis url"),
+            None,
+            None,
+            None,
+        );
+        client.init().await.expect("redis");
+        client
+    }
+}
+
+/// `POST path` with an operator key; the status and JSON body.
+pub async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads `n` events and checks they are seqs `first..first+n` in order; returns their data.
+pub async fn expect_in_order(agent: &mut Agent, first: u64, n: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for want in first..first + n {
+        let msg = agent.recv().await;
+        let (_, seq, _, data) = event(&msg);
+        assert_eq!(seq, want, "events out of order or missing");
+        out.push(data);
+    }
+    out
+}
+
+/// The agent ids (and nodes) a node lists as online for the tenant.
+pub async fn online(app: &TestApp, key: &str, tenant: TenantId) -> BTreeSet<(String, String)> {
+    let v = app
+        .get_json(&format!("/api/tenants/{tenant}/agents/online"), key)
+        .await;
+    v["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|a| {
+            (
+                a["agent_id"].as_str().expect("id").to_owned(),
+                a["node_id"].as_str().expect("node").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it holds; fails after `patience`. Returns the wait.
+pub async fn eventually<F, Fut>(what: &str, patience: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+pub fn listed(set: &std::collections::BTreeSet<(String, String)>, agent: AgentId) -> bool {
+    set.iter().any(|(a, _)| *a == agent.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_nodes_both_ways_in_order() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let t = a.tenant("acme").await;
+    let (x, y) = (a.agent(t.id, "x").await, a.agent(t.id, "y").await);
+    let mut on_a = a.online(&x, t.id).await;
+    let mut on_b = b.online(&y, t.id).await;
+    let key = a.operator_key("read,write", None).await;
+    // Emitted through the node that does not hold the agent, interleaved.
+    for i in 0..40 {
+        let (to_x, to_y) = (
+            format!("/api/agents/{}/events", x.agent.id),
+            format!("/api/agents/{}/events", y.agent.id),
+        );
+        let body = json!({"type": "wake_up", "data": {"i": i}});
+        assert_eq!(post(b, &key, &to_x, body.clone()).await.0, 202);
+        assert_eq!(post(a, &key, &to_y, body).await.0, 202);
+    }
+    let want: Vec<Value> = (0..40).map(|i| json!({"i": i})).collect();
+    assert_eq!(expect_in_order(&mut on_a, 1, 40).await, want);
+    assert_eq!(expect_in_order(&mut on_b, 1, 40).await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_fan_out_reaches_agents_on_every_node() {
+    let Some(c) = Cluster::start(3).await else {
+        return;
+    };
+    let t = c.nodes[0].tenant("acme").await;
+    let mut sockets = Vec::new();
+    for i in 0..6 {
+        let agent = c.nodes[0].agent(t.id, &format!("bot{i}")).await;
+        sockets.push(c.nodes[i % 3].online(&agent, t.id).await);
+    }
+    let key = c.nodes[0].operator_key("read,write", None).await;
+    let body = json!({"type": "context_update", "data": {"all": true}});
+    let (status, v) = post(
+        &c.nodes[1],
+        &key,
+        &format!("/api/tenants/{}/events", t.id),
+        body,
+    )
+    .await;
+    assert_eq!((status, v["agents"].as_u64()), (202, Some(6)));
+    for s in &mut sockets {
+        assert_eq!(expect_in_order(s, 1, 1).await, vec![json!({"all": true})]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_lists_the_same_online_agents() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let t = a.tenant("acme").await;
+    let key = a.operator_key("read", None).await;
+    let (x, y) = (a.agent(t.id, "x").await, a.agent(t.id, "y").await);
+    let _x = a.online(&x, t.id).await;
+    let mut ys = b.online(&y, t.id).await;
+    let want: BTreeSet<(String, String)> = [
+        (x.agent.id.to_string(), c.node_id(0).to_owned()),
+        (y.agent.id.to_string(), c.node_id(1).to_owned()),
+    ]
+    .into();
+    assert_eq!(online(a, &key, t.id).await, want);
+    assert_eq!(online(b, &key, t.id).await, want);
+
+    // A status set on node B is what node A shows (read after B's answer: the
+    // status is written before B reads the next frame, so a second frame orders it).
+    ys.send(json!({"type": "status_update", "data": {"status": "busy", "detail": "PR 7"}}))
+        .await;
+    ys.send_text("not json").await;
+    assert!(matches!(ys.recv().await, ServerMsg::Error { .. }));
+    let v = a
+        .get_json(&format!("/api/tenants/{}/agents/online", t.id), &key)
+        .await;
+    let listed = v["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .find(|e| e["agent_id"] == json!(y.agent.id))
+        .expect("y listed")
+        .clone();
+    assert_eq!(
+        (listed["status"].as_str(), listed["detail"].as_str()),
+        (Some("busy"), Some("PR 7"))
+    );
+    assert_eq!(listed["name"], "y");
+
+    // Gone on B: gone everywhere.
+    drop(ys);
+    let only_x: BTreeSet<(String, String)> =
+        [(x.agent.id.to_string(), c.node_id(0).to_owned())].into();
+    eventually("y gone everywhere", Duration::from_secs(15), || async {
+        online(a, &key, t.id).await == only_x
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_session_on_another_node_supersedes_the_older() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let t = a.tenant("acme").await;
+    let x = a.agent(t.id, "x").await;
+    let key = a.operator_key("read", None).await;
+    let mut old = a.online(&x, t.id).await;
+    let mut new = b
+        .connect(&b.token_for(x.agent.id, t.id), "")
+        .await
+        .expect("connects");
+    let session = new.welcome().await.session_id;
+    assert_eq!(old.closed().await, close::SUPERSEDED);
+    let want: BTreeSet<(String, String)> =
+        [(x.agent.id.to_string(), c.node_id(1).to_owned())].into();
+    assert_eq!(online(a, &key, t.id).await, want);
+    let redis = c.redis().await;
+    let holder: Option<String> = redis
+        .get(format!("agent:{}", x.agent.id))
+        .await
+        .expect("get");
+    assert_eq!(holder, Some(session.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_follow_the_documented_layout() {
+    let Some(c) = Cluster::start(1).await else {
+        return;
+    };
+    let a = &c.nodes[0];
+    let t = a.tenant("acme").await;
+    let x = a.agent(t.id, "x").await;
+    let mut ws = a
+        .connect(&a.token_for(x.agent.id, t.id), "")
+        .await
+        .expect("connects");
+    let sid = ws.welcome().await.session_id;
+    ws.send(json!({"type": "agent_ready", "data": {"capabilities": ["code", "review"]}}))
+        .await;
+    ws.send_text("{}").await;
+    assert!(matches!(ws.recv().await, ServerMsg::Error { .. }));
+
+    let redis = c.redis().await;
+    let hash: std::collections::HashMap<String, String> = redis
+        .hgetall(format!("socket:{sid}"))
+        .await
+        .expect("hgetall");
+    assert_eq!(hash["agent_id"], x.agent.id.to_string());
+    assert_eq!(hash["tenant_id"], t.id.to_string());
+    assert_eq!(hash["node_id"], c.node_id(0));
+    assert_eq!(hash["status"], "online");
+    assert_eq!(hash["capabilities"], r#"["code","review"]"#);
+    assert!(hash["connected_at"].parse::<i64>().expect("ms") > 0);
+    let ttl = |key: String| {
+        let redis = redis.clone();
+        async move { redis.ttl::<i64, _>(key).await.expect("ttl") }
+    };
+    assert!((290..=300).contains(&ttl(format!("socket:{sid}")).await));
+    assert!((290..=300).contains(&ttl(format!("agent:{}", x.agent.id)).await));
+    let holder: String = redis
+        .get(format!("agent:{}", x.agent.id))
+        .await
+        .expect("get");
+    assert_eq!(holder, sid.to_string());
+    let score: f64 = redis
+        .zscore(format!("tenant:{}:agents", t.id), x.agent.id.to_string())
+        .await
+        .expect("zscore");
+    let expiry_in = score as i64 - chrono::Utc::now().timestamp_millis();
+    assert!(
+        (290_000..=300_000).contains(&expiry_in),
+        "scored by expiry: {expiry_in}"
+    );
+    assert!((1..=15).contains(&ttl(format!("node:{}", c.node_id(0))).await));
+
+    // Leaving removes the socket, the pointer and the membership.
+    drop(ws);
+    eventually("keys removed", Duration::from_secs(15), || async {
+        let exists: i64 = redis
+            .exists(vec![
+                format!("socket:{sid}"),
+                format!("agent:{}", x.agent.id),
+            ])
+            .await
+            .expect("exists");
+        let member: Option<f64> = redis
+            .zscore(format!("tenant:{}:agents", t.id), x.agent.id.to_string())
+            .await
+            .expect("zscore");
+        exists == 0 && member.is_none()
+    })
+    .await;
+}
