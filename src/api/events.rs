@@ -57,7 +57,7 @@ impl From<EmitError> for ApiError {
         match e {
             EmitError::Store(e) => e.into(),
             EmitError::Append(AppendError::Store(e)) => match &*e {
-                StoreError::Unavailable(_) => {
+                e if e.is_transient() => {
                     ApiError::unavailable("storage is unavailable; retry later")
                 }
                 StoreError::NotFound(what) => ApiError::not_found(what),

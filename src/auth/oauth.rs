@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::ClientAuthError;
 use crate::state::AppState;
-use crate::store::StoreError;
 
 /// Unknown parameters (such as `scope`: an agent has exactly one) are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -90,7 +89,7 @@ impl From<ClientAuthError> for OAuthError {
                     e.to_string(),
                 )
             },
-            ClientAuthError::Store(StoreError::Unavailable(err)) => {
+            ClientAuthError::Store(err) if err.is_transient() => {
                 tracing::warn!(error = %err, "token request: database unavailable");
                 OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -81,8 +81,8 @@ impl From<StoreError> for ApiError {
                 "conflict",
                 format!("{what} already exists"),
             ),
-            StoreError::Unavailable(err) => {
-                tracing::warn!(error = %err, "database unavailable");
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable or contended");
                 metrics::counter!("nexus_database_errors_total").increment(1);
                 ApiError::unavailable("storage is unavailable; retry later")
             }

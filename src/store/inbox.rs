@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nexus_proto::{AgentId, EventId, EventType, Seq};
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, on_pool, on_writer};
+use super::{Backend, Result, Store, StoreError, on_pool, on_writer, retry_contended};
 
 /// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
 pub(super) const CHUNK: usize = 400;
@@ -119,15 +119,30 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let now = super::now_ms();
         let mut counts: HashMap<AgentId, u64> = HashMap::new();
         for e in events {
             *counts.entry(e.agent).or_default() += 1;
         }
-        // A fixed lock order keeps concurrent writers on PostgreSQL from deadlocking.
+        // Cursor rows are locked in ascending agent order, here and in `save_acks`, so
+        // writers on several nodes never wait on each other in a cycle.
         let mut agents: Vec<(AgentId, u64)> = counts.into_iter().collect();
         agents.sort_unstable_by_key(|(a, _)| *a);
+        retry_contended("append_inbox", || {
+            self.append_inbox_tx(events, &agents, retention)
+        })
+        .await
+    }
 
+    /// One attempt at [`Store::append_inbox`]: `agents` (sorted, with their event counts)
+    /// are locked by the first statement, a multi-row upsert that takes each row's lock
+    /// as it reaches it, in the order of its VALUES.
+    async fn append_inbox_tx(
+        &self,
+        events: &[NewInboxEvent],
+        agents: &[(AgentId, u64)],
+        retention: Retention,
+    ) -> Result<Vec<InboxEvent>> {
+        let now = super::now_ms();
         let out: Vec<InboxEvent> = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut last = HashMap::with_capacity(agents.len());
@@ -268,6 +283,15 @@ impl Store {
         if acks.is_empty() {
             return Ok(());
         }
+        // Acks come in any order; rows are locked in ascending agent order, as
+        // `append_inbox` locks them.
+        let mut acks = acks.to_vec();
+        acks.sort_unstable_by_key(|(a, _)| *a);
+        retry_contended("save_acks", || self.save_acks_tx(&acks)).await
+    }
+
+    /// One attempt at [`Store::save_acks`], `acks` sorted by agent.
+    async fn save_acks_tx(&self, acks: &[(AgentId, Seq)]) -> Result<()> {
         let max = match self.backend() {
             Backend::Sqlite => "MAX",
             Backend::Postgres => "GREATEST",
@@ -275,6 +299,15 @@ impl Store {
         on_writer!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in acks.chunks(CHUNK) {
+                // An UPDATE … FROM locks rows in whatever order its plan visits them:
+                // lock them first, in agent order.
+                if let Some(sql) = lock_cursors_in_order(self.backend(), chunk.len()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (agent, _) in chunk {
+                        q = q.bind(*agent.as_uuid());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
                 let sql = format!(
                     "WITH v (agent_id, seq) AS (VALUES {}) \
                      UPDATE agent_cursors SET acked_seq = {max}(agent_cursors.acked_seq, v.seq) \
@@ -322,6 +355,21 @@ impl Store {
             .map(|r| r.rows_affected())
         })?;
         Ok(n)
+    }
+}
+
+/// Locks the cursor rows of `n` agents in ascending `agent_id` order. PostgreSQL sorts
+/// before it locks (`FOR UPDATE` applies to the `ORDER BY` output), so the order does not
+/// depend on the plan. SQLite needs none: its one writer connection runs a single
+/// write transaction at a time.
+fn lock_cursors_in_order(backend: Backend, n: usize) -> Option<String> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(format!(
+            "SELECT agent_id FROM agent_cursors WHERE agent_id IN (VALUES {}) \
+             ORDER BY agent_id FOR UPDATE",
+            values(backend, n, 1, "")
+        )),
     }
 }
 

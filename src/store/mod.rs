@@ -77,6 +77,10 @@ pub enum StoreError {
     InvalidUrl(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL aborted the transaction to break a deadlock or a serialization
+    /// conflict, and running it again did not get through: callers answer 503.
+    #[error("database contention: {0}")]
+    Contended(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("corrupt row: {0}")]
@@ -95,7 +99,50 @@ impl From<sqlx::Error> for StoreError {
                 // admin_shutdown: the server is going away under us.
                 StoreError::Unavailable(e)
             }
+            // deadlock_detected, serialization_failure: the whole transaction was rolled
+            // back and may simply be run again (see `retry_contended`).
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                StoreError::Contended(e)
+            }
             other => StoreError::Database(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// Worth retrying later as it is: the database is down, or lost a race it could not
+    /// settle. Callers answer 503 instead of 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contended(_))
+    }
+}
+
+/// Retries of a transaction PostgreSQL aborted as [`StoreError::Contended`].
+const CONTENDED_RETRIES: u32 = 5;
+
+/// Runs `tx` (one whole transaction, begun and committed inside it) and, when it comes
+/// back [`StoreError::Contended`], runs it again from the start after a short jittered
+/// pause: the abort rolled all of it back, so nothing is applied twice.
+pub(crate) async fn retry_contended<T, F, Fut>(op: &'static str, mut tx: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut retries = 0;
+    loop {
+        match tx().await {
+            Err(StoreError::Contended(e)) if retries < CONTENDED_RETRIES => {
+                retries += 1;
+                tracing::warn!(error = %e, op, retries, "transaction aborted by the database; retrying");
+                metrics::counter!("nexus_database_retries_total", "op" => op).increment(1);
+                // 5–10 ms, doubling: the two sides of a deadlock come back at different times.
+                let cap = 10u64 << (retries - 1);
+                let pause = rand::random_range(cap / 2..=cap);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            result => return result,
         }
     }
 }

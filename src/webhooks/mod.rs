@@ -96,7 +96,7 @@ impl From<crate::queue::EnqueueError> for Rejection {
     fn from(e: crate::queue::EnqueueError) -> Rejection {
         match e {
             crate::queue::EnqueueError::Store(e) => match &*e {
-                StoreError::Unavailable(_) => {
+                e if e.is_transient() => {
                     tracing::warn!(error = %e, "webhook refused: database unavailable");
                     metrics::counter!("nexus_database_errors_total").increment(1);
                     Rejection::Unavailable
@@ -114,7 +114,7 @@ impl From<crate::queue::EnqueueError> for Rejection {
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Rejection {
         match e {
-            StoreError::Unavailable(err) => {
+            err if err.is_transient() => {
                 tracing::warn!(error = %err, "webhook refused: database unavailable");
                 metrics::counter!("nexus_database_errors_total").increment(1);
                 Rejection::Unavailable

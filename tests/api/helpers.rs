@@ -41,7 +41,8 @@ pub struct TestDb {
 
 impl TestDb {
     /// `None` (with a note on stderr) when PostgreSQL is asked for but not configured.
-    /// Configured but unreachable is a failure, not a skip.
+    /// Configured but unreachable is a failure, not a skip; so is unconfigured in CI
+    /// (`CI` set), where a skip would pass a PostgreSQL test without running it.
     pub async fn new(profile: Profile) -> Option<TestDb> {
         match profile {
             Profile::Sqlite => {
@@ -55,6 +56,10 @@ impl TestDb {
             }
             Profile::Postgres => {
                 let Ok(admin) = std::env::var("NEXUS_TEST_DATABASE_URL") else {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "CI is set but NEXUS_TEST_DATABASE_URL is not: PostgreSQL tests must run in CI"
+                    );
                     eprintln!(
                         "skipped: NEXUS_TEST_DATABASE_URL is unset (set it to run against PostgreSQL)"
                     );
@@ -77,6 +82,16 @@ impl TestDb {
                     pg: Some((admin, schema)),
                 })
             }
+        }
+    }
+
+    /// Another handle on a database some other `TestDb` owns, for a second node on it:
+    /// dropping this one removes nothing.
+    pub fn shared(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            _dir: None,
+            pg: None,
         }
     }
 }
@@ -189,14 +204,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task");
         }
-        std::mem::replace(
-            &mut self.db,
-            TestDb {
-                url: String::new(),
-                _dir: None,
-                pg: None,
-            },
-        )
+        std::mem::replace(&mut self.db, TestDb::shared(""))
     }
 
     pub async fn tenant(&self, name: &str) -> nexus::store::Tenant {

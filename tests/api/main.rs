@@ -13,6 +13,7 @@ mod gateway;
 mod helpers;
 mod mirror;
 mod mirror_config;
+mod pg_concurrency;
 mod probes;
 mod proxy;
 mod queue;
