@@ -60,7 +60,7 @@ impl Cluster {
         i: usize,
         tweak: &impl Fn(usize, &mut nexus::config::Config),
     ) -> TestApp {
-        TestApp::spawn_on(db.shared(), |c| {
+        TestApp::spawn_on(TestDb::shared(&db.url), |c| {
             c.serve.redis_url = Some(redis_url.to_owned());
             // Only announcements (and the reconcile after a resubscribe) deliver across
             // nodes here: the periodic safety net would hide a lost one.

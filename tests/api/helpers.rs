@@ -96,17 +96,6 @@ impl TestDb {
     }
 }
 
-impl TestDb {
-    /// Another handle on the same database, for a second node; dropping it cleans nothing.
-    pub fn shared(&self) -> TestDb {
-        TestDb {
-            url: self.url.clone(),
-            _dir: None,
-            pg: None,
-        }
-    }
-}
-
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some((admin, schema)) = self.pg.take() else {
