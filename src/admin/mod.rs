@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::auth::{IssuedToken, JwtKeys, secrets};
 use crate::http::ApiError;
+use crate::presence::PresenceEntry;
 use crate::store::{
     Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
     SourceKind, Store, StoreError, Tenant,
@@ -30,6 +31,35 @@ impl From<AdminError> for ApiError {
             AdminError::Store(e) => e.into(),
         }
     }
+}
+
+/// An online agent as operators see it (API and CLI): its presence entry and name.
+#[derive(Debug, Serialize)]
+pub struct OnlineAgent {
+    #[serde(flatten)]
+    pub entry: PresenceEntry,
+    pub name: Option<String>,
+}
+
+/// Names the tenant's online `entries` (read from presence by the caller).
+pub async fn online_agents(
+    store: &Store,
+    tenant: TenantId,
+    entries: Vec<PresenceEntry>,
+) -> Result<Vec<OnlineAgent>, AdminError> {
+    let mut names: std::collections::HashMap<AgentId, String> = store
+        .list_agents(tenant)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect();
+    Ok(entries
+        .into_iter()
+        .map(|entry| OnlineAgent {
+            name: names.remove(&entry.agent_id),
+            entry,
+        })
+        .collect())
 }
 
 /// An agent with its client secret: returned at creation and rotation only.

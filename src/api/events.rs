@@ -128,21 +128,7 @@ pub async fn online(
     op.tenant(id)?;
     state.store.get_tenant(id).await?;
     let entries = state.hub.online_agents(id).await?;
-    let names: std::collections::HashMap<AgentId, String> = state
-        .store
-        .list_agents(id)
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a.name))
-        .collect();
-    let agents: Vec<Value> = entries
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
-            v["name"] = json!(names.get(&e.agent_id));
-            v
-        })
-        .collect();
+    let agents = crate::admin::online_agents(&state.store, id, entries).await?;
     Ok(ApiJson(json!({ "agents": agents })))
 }
 

@@ -2,6 +2,7 @@
 //! line on stdout; errors go to stderr with a non-zero exit status.
 
 mod mirror;
+mod presence;
 mod queue;
 
 use std::io::Write;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Slack channels seen created (to map them).
     #[command(subcommand)]
     Channel(mirror::ChannelCmd),
+    /// Who is online: list.
+    #[command(subcommand)]
+    Presence(presence::PresenceCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(cmd) => mirror::alias(&open_store(&global).await?, cmd).await?,
         Command::Identity(cmd) => mirror::identity(&open_store(&global).await?, cmd).await?,
         Command::Channel(cmd) => mirror::channel(&open_store(&global).await?, cmd).await?,
+        Command::Presence(cmd) => presence::presence(&open_store(&global).await?, cmd).await?,
         Command::OperatorKey(OperatorKeyCmd::Create {
             name,
             scopes,

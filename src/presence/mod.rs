@@ -15,7 +15,7 @@ mod scripts;
 mod tests;
 
 pub use memory::MemoryPresence;
-pub use redis::RedisPresence;
+pub use redis::{RedisPresence, online_in};
 
 use std::time::Duration;
 

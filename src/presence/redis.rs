@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 
 use super::scripts;
 use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
+use crate::redis::Redis;
 use crate::store::now_ms;
 
 /// Sessions renewed per script call.
@@ -40,7 +41,7 @@ struct Local {
 }
 
 pub struct RedisPresence {
-    redis: crate::redis::Redis,
+    redis: Redis,
     node_id: String,
     ttl_ms: i64,
     node_ttl: Duration,
@@ -66,7 +67,7 @@ impl RedisPresence {
     /// Registers the node and clears what a previous process with the same node id
     /// left behind (its sockets died with it).
     pub async fn start(
-        redis: crate::redis::Redis,
+        redis: Redis,
         node_id: String,
         ttl: Duration,
         node_ttl: Duration,
@@ -304,25 +305,28 @@ impl RedisPresence {
         )?;
         Ok(())
     }
+}
 
-    async fn list(&self, tenant: TenantId) -> Result<Vec<PresenceEntry>, PresenceError> {
-        let r: Vec<Value> = self.failed(
-            scripts::ONLINE
-                .evalsha_with_reload(
-                    &self.redis.client,
-                    vec![tenant_key(tenant)],
-                    vec![now_ms().to_string()],
-                )
-                .await,
-        )?;
-        let mut out = Vec::with_capacity(r.len() / 2);
-        let mut it = r.into_iter();
-        while let (Some(sid), Some(fields)) = (it.next(), it.next()) {
-            out.push(parse_entry(tenant, sid, fields)?);
-        }
-        out.sort_by_key(|e| e.agent_id);
-        Ok(out)
+/// The tenant's online agents as Redis has them, by agent id: what every node's
+/// [`Presence::online`] answers, and what `nexus presence list` reads without a node.
+pub async fn online_in(
+    redis: &Redis,
+    tenant: TenantId,
+) -> Result<Vec<PresenceEntry>, PresenceError> {
+    let r: Vec<Value> = scripts::ONLINE
+        .evalsha_with_reload(
+            &redis.client,
+            vec![tenant_key(tenant)],
+            vec![now_ms().to_string()],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(r.len() / 2);
+    let mut it = r.into_iter();
+    while let (Some(sid), Some(fields)) = (it.next(), it.next()) {
+        out.push(parse_entry(tenant, sid, fields)?);
     }
+    out.sort_by_key(|e| e.agent_id);
+    Ok(out)
 }
 
 enum Written {
@@ -486,7 +490,13 @@ impl Presence for RedisPresence {
     }
 
     fn online(&self, tenant: TenantId) -> BoxFuture<'_, Result<Vec<PresenceEntry>, PresenceError>> {
-        Box::pin(self.list(tenant))
+        Box::pin(async move {
+            let r = online_in(&self.redis, tenant).await;
+            if let Err(PresenceError::Redis(_)) = &r {
+                metrics::counter!("nexus_redis_errors_total").increment(1);
+            }
+            r
+        })
     }
 
     fn locate<'a>(

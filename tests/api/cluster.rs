@@ -9,6 +9,7 @@ use nexus_proto::{AgentId, ServerMsg, TenantId, close};
 use serde_json::{Value, json};
 
 use crate::agent_client::{Agent, event};
+use crate::cli::{json_lines, nexus};
 use crate::helpers::{Profile, TestApp, TestDb};
 
 /// `NEXUS_TEST_REDIS_URL`; `None` (skip) only when it is unset and `CI` is not.
@@ -223,6 +224,33 @@ async fn every_node_lists_the_same_online_agents() {
     .into();
     assert_eq!(online(a, &key, t.id).await, want);
     assert_eq!(online(b, &key, t.id).await, want);
+    // `nexus presence list` reads the same view from Redis, without a node.
+    let tenant = t.id.to_string();
+    let args = ["presence", "list", "--tenant", tenant.as_str()];
+    let cli = json_lines(&nexus(
+        &c.db,
+        &[&args[..], &["--redis-url", &c.redis_url]].concat(),
+    ));
+    let from_cli: BTreeSet<(String, String)> = cli
+        .iter()
+        .map(|a| {
+            (
+                a["agent_id"].as_str().expect("id").to_owned(),
+                a["node_id"].as_str().expect("node").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(from_cli, want);
+    assert!(cli.iter().any(|a| a["name"] == "x"));
+    // Without Redis the CLI says where presence is instead of printing nothing.
+    let embedded = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(args)
+        .env("DATABASE_URL", &c.db.url)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run nexus");
+    assert!(!embedded.status.success());
+    assert!(String::from_utf8_lossy(&embedded.stderr).contains("/agents/online"));
 
     // A status set on node B is what node A shows (read after B's answer: the
     // status is written before B reads the next frame, so a second frame orders it).
