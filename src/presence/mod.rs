@@ -10,7 +10,6 @@
 
 mod memory;
 mod redis;
-mod scripts;
 #[cfg(test)]
 mod tests;
 

@@ -13,7 +13,7 @@
 //! in batches by [`Presence::maintain`] (one script call per 200 sessions, never a
 //! round trip per heartbeat), and after an outage the entries are written back from it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,10 +24,15 @@ use futures_util::future::BoxFuture;
 use nexus_proto::{AgentId, SessionId, TenantId};
 use tokio::sync::broadcast;
 
-use super::scripts;
+mod read;
+mod scripts;
+
+pub use read::online_in;
+
 use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
 use crate::redis::Redis;
 use crate::store::now_ms;
+use read::{agent_key, socket_key, tenant_key};
 
 /// Sessions renewed per script call.
 const RENEW_BATCH: usize = 200;
@@ -51,16 +56,6 @@ pub struct RedisPresence {
     /// Set when Redis failed us or lost entries: maintenance writes every local entry back.
     rebuild: AtomicBool,
     changes: broadcast::Sender<PresenceChange>,
-}
-
-fn socket_key(s: SessionId) -> String {
-    format!("socket:{s}")
-}
-fn agent_key(a: AgentId) -> String {
-    format!("agent:{a}")
-}
-fn tenant_key(t: TenantId) -> String {
-    format!("tenant:{t}:agents")
 }
 
 impl RedisPresence {
@@ -307,65 +302,11 @@ impl RedisPresence {
     }
 }
 
-/// The tenant's online agents as Redis has them, by agent id: what every node's
-/// [`Presence::online`] answers, and what `nexus presence list` reads without a node.
-pub async fn online_in(
-    redis: &Redis,
-    tenant: TenantId,
-) -> Result<Vec<PresenceEntry>, PresenceError> {
-    let r: Vec<Value> = scripts::ONLINE
-        .evalsha_with_reload(
-            &redis.client,
-            vec![tenant_key(tenant)],
-            vec![now_ms().to_string()],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(r.len() / 2);
-    let mut it = r.into_iter();
-    while let (Some(sid), Some(fields)) = (it.next(), it.next()) {
-        out.push(parse_entry(tenant, sid, fields)?);
-    }
-    out.sort_by_key(|e| e.agent_id);
-    Ok(out)
-}
-
 enum Written {
     /// This session holds the agent, with this fence; it replaced `replaced`.
     Held { fence: u64, replaced: Option<Stale> },
     /// A session with a higher fence holds the agent.
     Stale,
-}
-
-fn parse_entry(
-    tenant: TenantId,
-    sid: Value,
-    fields: Value,
-) -> Result<PresenceEntry, PresenceError> {
-    let corrupt = |what: &str| PresenceError::Corrupt(what.to_owned());
-    let mut h: HashMap<String, String> = HashMap::new();
-    let mut it = fields.into_array().into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        h.insert(
-            k.as_string().unwrap_or_default(),
-            v.as_string().unwrap_or_default(),
-        );
-    }
-    let get = |k: &str| h.get(k).map(String::as_str).unwrap_or_default();
-    let ms = |k: &str| get(k).parse::<i64>().unwrap_or_default();
-    Ok(PresenceEntry {
-        agent_id: get("agent_id").parse().map_err(|_| corrupt("agent_id"))?,
-        tenant_id: tenant,
-        session_id: sid
-            .as_string()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt("socket id"))?,
-        status: get("status").to_owned(),
-        detail: Some(get("detail").to_owned()).filter(|d| !d.is_empty()),
-        capabilities: serde_json::from_str(get("capabilities")).unwrap_or_default(),
-        node_id: get("node_id").to_owned(),
-        connected_at: ms("connected_at"),
-        last_seen: ms("last_seen"),
-    })
 }
 
 impl Presence for RedisPresence {
