@@ -9,7 +9,12 @@ use nexus_proto::{AgentId, SessionId, TenantId};
 use super::*;
 use crate::store::now_ms;
 
-fn entry(tenant: TenantId, agent: AgentId, session: SessionId, node: &str) -> PresenceEntry {
+pub(super) fn entry(
+    tenant: TenantId,
+    agent: AgentId,
+    session: SessionId,
+    node: &str,
+) -> PresenceEntry {
     PresenceEntry {
         agent_id: agent,
         tenant_id: tenant,
@@ -53,7 +58,7 @@ async fn both(node: &str) -> Vec<Arc<dyn Presence>> {
     all
 }
 
-fn node() -> String {
+pub(super) fn node() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 

@@ -2,8 +2,8 @@
 //!
 //! - `socket:{socket_id}` hash (agent_id, tenant_id, node_id, connected_at, status,
 //!   capabilities, detail, last_seen, fence), TTL = presence TTL (300 s);
-//! - `agent:{agent_id}` → socket id, same TTL; `agent:{agent_id}:fence` a counter that
-//!   orders an agent's sessions (the higher fence holds the agent);
+//! - `agent:{agent_id}` → socket id, same TTL; `agent:{agent_id}:fence` the agent's last
+//!   fence, which orders its sessions (the higher fence holds the agent);
 //! - `tenant:{tenant_id}:agents` sorted set of agent ids scored by expiry (ms);
 //! - `node:{node_id}` liveness, TTL `node_ttl` (15 s), renewed every third of it;
 //!   `node:{node_id}:sockets` (its socket ids) and `nexus:nodes` (known node ids) let
@@ -26,6 +26,8 @@ use tokio::sync::broadcast;
 
 mod read;
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 pub use read::online_in;
 

@@ -9,14 +9,21 @@ use fred::types::scripts::Script;
 
 /// KEYS: socket:{sid}, agent:{aid}, agent:{aid}:fence, tenant:{tid}:agents, node:{nid}:sockets.
 /// ARGV: sid, agent_id, tenant_id, node_id, connected_at, status, capabilities (JSON),
-/// detail, now_ms, ttl_ms, fence (0 = take a new one).
+/// detail, now_ms, ttl_ms, fence (0 = take a new one: Redis time in µs, above the last).
 /// Returns {fence} or {fence, replaced_sid, its_node}; {0, newer_sid, its_node} when a
 /// session with a higher fence holds the agent (this one is stale and must close).
 pub static CONNECT: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
 local fence = tonumber(ARGV[11])
-if fence == 0 then fence = redis.call('INCR', KEYS[3]) end
+if fence == 0 then
+  -- Above every fence this agent had, and time-ordered, so it stays above them even
+  -- if Redis lost the counter (a restart without persistence).
+  local t = redis.call('TIME')
+  local last = tonumber(redis.call('GET', KEYS[3])) or 0
+  fence = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), last + 1)
+  redis.call('SET', KEYS[3], fence)
+end
 local cur = redis.call('GET', KEYS[2])
 local prev_node = false
 if cur and cur ~= ARGV[1] then
