@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use nexus_proto::{AgentId, ServerMsg, TenantId, close};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::agent_client::{Agent, event};
@@ -89,18 +90,50 @@ impl Cluster {
     }
 }
 
-/// `POST path` with an operator key; the status and JSON body.
-pub async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
+/// Agent x online on node 0, agent y on node 1, and a read/write operator key.
+pub struct Crossed {
+    pub tenant: TenantId,
+    pub x: AgentId,
+    pub y: AgentId,
+    pub on_0: Agent,
+    pub on_1: Agent,
+    pub key: String,
+}
+
+impl Crossed {
+    pub async fn new(c: &Cluster) -> Crossed {
+        let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
+        let t = n0.tenant("acme").await;
+        let (x, y) = (n0.agent(t.id, "x").await, n0.agent(t.id, "y").await);
+        Crossed {
+            tenant: t.id,
+            x: x.agent.id,
+            y: y.agent.id,
+            on_0: n0.online(&x, t.id).await,
+            on_1: n1.online(&y, t.id).await,
+            key: n0.operator_key("read,write", None).await,
+        }
+    }
+
+    /// `{"i": i}` to x through node 1 and to y through node 0: both cross nodes.
+    pub async fn emit_across(&self, c: &Cluster, i: u64) {
+        assert_eq!(
+            wake(&c.nodes[1], &self.key, self.x, i).await,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            wake(&c.nodes[0], &self.key, self.y, i).await,
+            StatusCode::ACCEPTED
+        );
+    }
+}
+
+/// A `wake_up` with data `{"i": i}` to `agent` through `node`'s API.
+pub async fn wake(node: &TestApp, key: &str, agent: AgentId, i: u64) -> StatusCode {
+    let body = json!({"type": "wake_up", "data": {"i": i}});
+    node.post_json(&format!("/api/agents/{agent}/events"), key, body)
         .await
-        .expect("send");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+        .0
 }
 
 /// Reads `n` events and checks they are seqs `first..first+n` in order; returns their data.
@@ -159,25 +192,13 @@ async fn events_cross_nodes_both_ways_in_order() {
     let Some(c) = Cluster::start(2).await else {
         return;
     };
-    let (a, b) = (&c.nodes[0], &c.nodes[1]);
-    let t = a.tenant("acme").await;
-    let (x, y) = (a.agent(t.id, "x").await, a.agent(t.id, "y").await);
-    let mut on_a = a.online(&x, t.id).await;
-    let mut on_b = b.online(&y, t.id).await;
-    let key = a.operator_key("read,write", None).await;
-    // Emitted through the node that does not hold the agent, interleaved.
+    let mut p = Crossed::new(&c).await;
     for i in 0..40 {
-        let (to_x, to_y) = (
-            format!("/api/agents/{}/events", x.agent.id),
-            format!("/api/agents/{}/events", y.agent.id),
-        );
-        let body = json!({"type": "wake_up", "data": {"i": i}});
-        assert_eq!(post(b, &key, &to_x, body.clone()).await.0, 202);
-        assert_eq!(post(a, &key, &to_y, body).await.0, 202);
+        p.emit_across(&c, i).await;
     }
     let want: Vec<Value> = (0..40).map(|i| json!({"i": i})).collect();
-    assert_eq!(expect_in_order(&mut on_a, 1, 40).await, want);
-    assert_eq!(expect_in_order(&mut on_b, 1, 40).await, want);
+    assert_eq!(expect_in_order(&mut p.on_0, 1, 40).await, want);
+    assert_eq!(expect_in_order(&mut p.on_1, 1, 40).await, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,14 +214,12 @@ async fn tenant_fan_out_reaches_agents_on_every_node() {
     }
     let key = c.nodes[0].operator_key("read,write", None).await;
     let body = json!({"type": "context_update", "data": {"all": true}});
-    let (status, v) = post(
-        &c.nodes[1],
-        &key,
-        &format!("/api/tenants/{}/events", t.id),
-        body,
-    )
-    .await;
-    assert_eq!((status, v["agents"].as_u64()), (202, Some(6)));
+    let path = format!("/api/tenants/{}/events", t.id);
+    let (status, v) = c.nodes[1].post_json(&path, &key, body).await;
+    assert_eq!(
+        (status, v["agents"].as_u64()),
+        (StatusCode::ACCEPTED, Some(6))
+    );
     for s in &mut sockets {
         assert_eq!(expect_in_order(s, 1, 1).await, vec![json!({"all": true})]);
     }

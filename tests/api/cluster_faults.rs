@@ -8,7 +8,7 @@ use nexus_proto::{AgentId, TenantId};
 use serde_json::{Value, json};
 
 use crate::agent_client::{Agent, connect_at};
-use crate::cluster::{Cluster, eventually, expect_in_order, listed, online, post};
+use crate::cluster::{Cluster, Crossed, eventually, expect_in_order, listed, online, wake};
 use crate::crash::spawn_serve;
 use crate::helpers::TestApp;
 use crate::proxy::Proxy;
@@ -50,10 +50,8 @@ async fn a_killed_nodes_agents_go_offline_and_catch_up_elsewhere() {
     assert!(listed(&online(b, &key, t.id).await, x.agent.id));
 
     // Three events while connected (emitted through B), then the node dies.
-    let to_x = format!("/api/agents/{}/events", x.agent.id);
     for i in 1..=3 {
-        let body = json!({"type": "wake_up", "data": {"i": i}});
-        assert_eq!(post(b, &key, &to_x, body).await.0, 202);
+        assert_eq!(wake(b, &key, x.agent.id, i).await, 202);
     }
     expect_in_order(&mut ws, 1, 3).await;
     node.start_kill().expect("SIGKILL");
@@ -66,8 +64,7 @@ async fn a_killed_nodes_agents_go_offline_and_catch_up_elsewhere() {
 
     // What is emitted meanwhile arrives, in order, on another node.
     for i in 4..=8 {
-        let body = json!({"type": "wake_up", "data": {"i": i}});
-        assert_eq!(post(b, &key, &to_x, body).await.0, 202);
+        assert_eq!(wake(b, &key, x.agent.id, i).await, 202);
     }
     let mut again = b
         .connect(&b.token_for(x.agent.id, t.id), "after_seq=3")
@@ -157,36 +154,24 @@ async fn killed_redis_connections_lose_nothing() {
     let Some(c) = Cluster::start(2).await else {
         return;
     };
-    let (a, b) = (&c.nodes[0], &c.nodes[1]);
-    let t = a.tenant("acme").await;
-    let (x, y) = (a.agent(t.id, "x").await, a.agent(t.id, "y").await);
-    let mut on_a = a.online(&x, t.id).await;
-    let mut on_b = b.online(&y, t.id).await;
-    let key = a.operator_key("read,write", None).await;
+    let mut p = Crossed::new(&c).await;
     let redis = c.redis().await;
-    let mut names = redis_names(a);
-    names.extend(redis_names(b));
+    let mut names = redis_names(&c.nodes[0]);
+    names.extend(redis_names(&c.nodes[1]));
     for i in 0..60 {
         if i == 30 {
             assert_eq!(kill_redis_clients(&redis, &names).await, 4);
         }
-        let body = json!({"type": "wake_up", "data": {"i": i}});
-        let (to_x, to_y) = (
-            format!("/api/agents/{}/events", x.agent.id),
-            format!("/api/agents/{}/events", y.agent.id),
-        );
-        assert_eq!(post(b, &key, &to_x, body.clone()).await.0, 202);
-        assert_eq!(post(a, &key, &to_y, body).await.0, 202);
+        p.emit_across(&c, i).await;
     }
     // Everything arrives on the same sockets: nobody had to reconnect.
     let want: Vec<Value> = (0..60).map(|i| json!({"i": i})).collect();
-    assert_eq!(expect_in_order(&mut on_a, 1, 60).await, want);
-    assert_eq!(expect_in_order(&mut on_b, 1, 60).await, want);
-    let both = |set: std::collections::BTreeSet<(String, String)>| {
-        listed(&set, x.agent.id) && listed(&set, y.agent.id)
-    };
-    assert!(both(online(a, &key, t.id).await));
-    assert!(both(online(b, &key, t.id).await));
+    assert_eq!(expect_in_order(&mut p.on_0, 1, 60).await, want);
+    assert_eq!(expect_in_order(&mut p.on_1, 1, 60).await, want);
+    for node in &c.nodes {
+        let set = online(node, &p.key, p.tenant).await;
+        assert!(listed(&set, p.x) && listed(&set, p.y));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,21 +197,8 @@ async fn a_redis_outage_keeps_sockets_and_loses_nothing() {
         return;
     };
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
-    let t = a.tenant("acme").await;
-    let (x, y) = (a.agent(t.id, "x").await, a.agent(t.id, "y").await);
-    let mut on_a = a.online(&x, t.id).await;
-    let mut on_b = b.online(&y, t.id).await;
-    let key = a.operator_key("read,write", None).await;
-    let emit = |app: &'static str, agent: AgentId, i: u64| {
-        let node = if app == "a" { a } else { b };
-        let key = key.clone();
-        async move {
-            let body = json!({"type": "wake_up", "data": {"i": i}});
-            post(node, &key, &format!("/api/agents/{agent}/events"), body)
-                .await
-                .0
-        }
-    };
+    let mut p = Crossed::new(&c).await;
+    let (t, x, y, key) = (p.tenant, p.x, p.y, p.key.as_str());
 
     proxy.cut();
     eventually("/ready names redis", Duration::from_secs(15), || async {
@@ -241,27 +213,27 @@ async fn a_redis_outage_keeps_sockets_and_loses_nothing() {
     .await;
     // While node 0 is cut off: its own agent still gets what node 0 commits; the
     // others' events wait for Redis, none fails. Redis also loses x's entry.
-    assert_eq!(emit("a", x.agent.id, 1).await, 202);
-    expect_in_order(&mut on_a, 1, 1).await;
-    assert_eq!(emit("b", x.agent.id, 2).await, 202);
-    assert_eq!(emit("a", y.agent.id, 1).await, 202);
+    assert_eq!(wake(a, key, x, 1).await, 202);
+    expect_in_order(&mut p.on_0, 1, 1).await;
+    assert_eq!(wake(b, key, x, 2).await, 202);
+    assert_eq!(wake(a, key, y, 1).await, 202);
     let redis = c.redis().await;
     let _: i64 = redis
-        .zrem(format!("tenant:{}:agents", t.id), x.agent.id.to_string())
+        .zrem(format!("tenant:{t}:agents"), x.to_string())
         .await
         .expect("zrem");
 
     proxy.restore().await;
     assert_eq!(
-        expect_in_order(&mut on_a, 2, 1).await,
+        expect_in_order(&mut p.on_0, 2, 1).await,
         vec![json!({"i": 2})]
     );
     assert_eq!(
-        expect_in_order(&mut on_b, 1, 1).await,
+        expect_in_order(&mut p.on_1, 1, 1).await,
         vec![json!({"i": 1})]
     );
     eventually("presence rebuilt", Duration::from_secs(15), || async {
-        listed(&online(b, &key, t.id).await, x.agent.id)
+        listed(&online(b, key, t).await, x)
     })
     .await;
     let ready = a.http.get(a.url("/ready")).send().await.expect("ready");

@@ -243,6 +243,25 @@ impl TestApp {
             .expect("json")
     }
 
+    /// `POST path` with this operator key and a JSON body: the status and the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
     /// `GET /api/queue/stats` with a fresh read key.
     pub async fn queue_stats(&self) -> serde_json::Value {
         let key = self.operator_key("read", None).await;

@@ -15,19 +15,6 @@ both_profiles!(
     bad_event_bodies_are_400,
 );
 
-async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let resp = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, Value) {
     let resp = app
         .http
@@ -50,16 +37,18 @@ async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
     let path = format!("/api/agents/{}/events", a.agent.id);
     let body =
         json!({"type": "task_assigned", "data": {"task": {"id": "T1"}}, "idempotency_key": "k1"});
-    let (status, first) = post(&app, &key, &path, body.clone()).await;
+    let (status, first) = app.post_json(&path, &key, body.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(first["seq"], 1);
-    let (status, again) = post(&app, &key, &path, body).await;
+    let (status, again) = app.post_json(&path, &key, body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         again, first,
         "a repeated idempotency key returns the first event"
     );
-    let (_, other) = post(&app, &key, &path, json!({"type": "wake_up", "data": {}})).await;
+    let (_, other) = app
+        .post_json(&path, &key, json!({"type": "wake_up", "data": {}}))
+        .await;
     assert_eq!(other["seq"], 2);
 
     // The agent was offline; it gets both on connect, with the ids the API returned.
@@ -93,13 +82,13 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
     let mut online_a = app.online(&a, t.id).await;
 
     let key = app.operator_key("write", Some(t.id)).await;
-    let (status, body) = post(
-        &app,
-        &key,
-        &format!("/api/tenants/{}/events", t.id),
-        json!({"type": "context_update", "data": {"note": "all hands"}}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            &format!("/api/tenants/{}/events", t.id),
+            &key,
+            json!({"type": "context_update", "data": {"note": "all hands"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["agents"], 2);
     let (kind, _, id, data) = event(&online_a.recv().await);
@@ -209,7 +198,7 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
     ];
     for (method, path) in &outside {
         let (status, body) = match *method {
-            "POST" => post(&app, &bound, path, ev.clone()).await,
+            "POST" => app.post_json(path, &bound, ev.clone()).await,
             _ => get(&app, &bound, path).await,
         };
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
@@ -228,13 +217,13 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
     );
 
     // A read key cannot write; no key or a bad key is 401.
-    let (status, body) = post(
-        &app,
-        &read_only,
-        &format!("/api/agents/{}/events", my_agent.agent.id),
-        ev.clone(),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            &format!("/api/agents/{}/events", my_agent.agent.id),
+            &read_only,
+            ev.clone(),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
@@ -254,13 +243,13 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Inside its tenant the bound key works.
-    let (status, _) = post(
-        &app,
-        &bound,
-        &format!("/api/agents/{}/events", my_agent.agent.id),
-        ev,
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            &format!("/api/agents/{}/events", my_agent.agent.id),
+            &bound,
+            ev,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
@@ -278,25 +267,25 @@ async fn bad_event_bodies_are_400(p: Profile) {
         json!({"type": "wake_up", "data": [1, 2]}),
         json!({"data": {}}),
     ] {
-        let (status, resp) = post(&app, &key, &path, body.clone()).await;
+        let (status, resp) = app.post_json(&path, &key, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(resp["error"]["code"].is_string());
     }
-    let (status, resp) = post(
-        &app,
-        &key,
-        "/api/agents/not-a-uuid/events",
-        json!({"type": "wake_up", "data": {}}),
-    )
-    .await;
+    let (status, resp) = app
+        .post_json(
+            "/api/agents/not-a-uuid/events",
+            &key,
+            json!({"type": "wake_up", "data": {}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(resp["error"]["code"], "invalid_request");
-    let (status, _) = post(
-        &app,
-        &key,
-        &format!("/api/agents/{}/events", uuid::Uuid::now_v7()),
-        json!({"type": "wake_up", "data": {}}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            &format!("/api/agents/{}/events", uuid::Uuid::now_v7()),
+            &key,
+            json!({"type": "wake_up", "data": {}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
