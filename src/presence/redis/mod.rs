@@ -1,13 +1,6 @@
-//! The cluster profile's presence, in Redis with DESIGN §9's keys:
-//!
-//! - `socket:{socket_id}` hash (agent_id, tenant_id, node_id, connected_at, status,
-//!   capabilities, detail, last_seen, fence), TTL = presence TTL (300 s);
-//! - `agent:{agent_id}` → socket id, same TTL; `agent:{agent_id}:fence` the agent's last
-//!   fence, which orders its sessions (the higher fence holds the agent);
-//! - `tenant:{tenant_id}:agents` sorted set of agent ids scored by expiry (ms);
-//! - `node:{node_id}` liveness, TTL `node_ttl` (15 s), renewed every third of it;
-//!   `node:{node_id}:sockets` (its socket ids) and `nexus:nodes` (known node ids) let
-//!   any node forget a dead node's sessions.
+//! The cluster profile's presence, in Redis with DESIGN §9's keys (the README's
+//! "Running a cluster" lists them all): `socket:{id}` hashes and `agent:{id}` pointers
+//! with the presence TTL, `tenant:{id}:agents` scored by expiry, `node:{id}` liveness.
 //!
 //! This node keeps its own entries in memory too: touches are noted there and renewed
 //! in batches by [`Presence::maintain`] (one script call per 200 sessions, never a
@@ -38,6 +31,8 @@ use read::{agent_key, socket_key, tenant_key};
 
 /// Sessions renewed per script call.
 const RENEW_BATCH: usize = 200;
+/// Agents located per script call.
+const LOCATE_BATCH: usize = 1_000;
 const NODES: &str = "nexus:nodes";
 
 struct Local {
@@ -447,18 +442,22 @@ impl Presence for RedisPresence {
         agents: &'a [AgentId],
     ) -> BoxFuture<'a, Result<Vec<(AgentId, String)>, PresenceError>> {
         Box::pin(async move {
-            if agents.is_empty() {
-                return Ok(Vec::new());
+            let mut found = Vec::new();
+            // A tenant-wide event names every agent: chunks keep each script short,
+            // so Redis serves others between them.
+            for chunk in agents.chunks(LOCATE_BATCH) {
+                let args: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                let r: Vec<String> = self.failed(
+                    scripts::LOCATE
+                        .evalsha_with_reload(&self.redis.client, Vec::<String>::new(), args)
+                        .await,
+                )?;
+                found.extend(
+                    r.chunks_exact(2)
+                        .filter_map(|p| Some((p[0].parse().ok()?, p[1].clone()))),
+                );
             }
-            let args: Vec<String> = agents.iter().map(ToString::to_string).collect();
-            let r: Vec<String> = self.failed(
-                scripts::LOCATE
-                    .evalsha_with_reload(&self.redis.client, Vec::<String>::new(), args)
-                    .await,
-            )?;
-            Ok(r.chunks_exact(2)
-                .filter_map(|p| Some((p[0].parse().ok()?, p[1].clone())))
-                .collect())
+            Ok(found)
         })
     }
 
