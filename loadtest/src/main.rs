@@ -9,8 +9,9 @@
 //!   reads `/proc` and manages child processes; [`jwt`] mints agent tokens.
 //! - [`agents`]: one simulated agent (open, read, ack); [`fleet`]: many of
 //!   them, in this process or in hidden [`worker`] subprocesses.
-//! - [`scenarios`]: `connect`, `deliver`, `fanout`, `compare`; [`report`]:
-//!   histograms, tables and JSON.
+//! - [`scenarios`]: `connect`, `deliver`, `fanout`, `compare`, `cluster`;
+//!   [`report`]: histograms, tables and JSON; [`webhooks`]: events sent as
+//!   signed Slack and ClickUp webhooks.
 
 mod agents;
 mod fake_clickup;
@@ -22,6 +23,7 @@ mod report;
 mod scenarios;
 mod server;
 mod socketio;
+mod webhooks;
 mod worker;
 
 use std::path::PathBuf;
@@ -32,6 +34,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use scenarios::ClientOpts;
+use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
 use scenarios::deliver::DeliverOpts;
 use scenarios::{connect, deliver, fanout};
@@ -95,12 +98,34 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// K nodes on PostgreSQL + Redis (needs the cluster profile).
+    /// K nodes on PostgreSQL + Redis: cross-node delivery, RSS per node,
+    /// offline detection after one node is SIGKILLed.
     Cluster {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        #[arg(long, default_value_t = 1000)]
-        agents: usize,
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        client: Client,
+        /// PostgreSQL (loopback) for the nodes; the run makes its own schema there and drops it.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            hide_env_values = true,
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        database_url: String,
+        /// Redis (loopback) for presence and cross-node routing.
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// The nodes' NEXUS_NODE_TTL, in seconds.
+        #[arg(long, default_value_t = 15)]
+        node_ttl_s: u64,
+        /// Gives up waiting for the killed node's agents to go offline after this long.
+        #[arg(long, default_value_t = 60)]
+        offline_timeout_s: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -237,9 +262,30 @@ async fn main() -> Result<()> {
     }
     match cli.cmd {
         Cmd::Worker(args) => worker::run(args).await,
-        Cmd::Cluster { .. } => bail!(
-            "cluster: not available until the cluster profile (PostgreSQL + Redis) lands in Nexus"
-        ),
+        Cmd::Cluster {
+            nodes,
+            load,
+            client,
+            database_url,
+            redis_url,
+            node_ttl_s,
+            offline_timeout_s,
+            out,
+        } => {
+            let opts = ClusterOpts {
+                nodes,
+                agents: load.agents,
+                deliver: load.opts(),
+                client: client.opts(),
+                database_url,
+                redis_url,
+                node_ttl: Duration::from_secs(node_ttl_s),
+                offline_timeout: Duration::from_secs(offline_timeout_s),
+            };
+            let report = cluster::run(&opts).await?;
+            print!("{}", report.table());
+            report::write_json(out.as_deref(), &report)
+        }
         Cmd::Connect {
             common,
             agents,

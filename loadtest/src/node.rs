@@ -89,12 +89,13 @@ impl NodeEnv {
             .collect()
     }
 
-    /// `nexus serve --listen 127.0.0.1:0`; returns the child, its address and
-    /// the tail of its log.
-    pub async fn serve(&self) -> Result<(Child, String, Tail)> {
+    /// `nexus serve --listen 127.0.0.1:0` with `extra_env` (a cluster node's
+    /// Redis and id); returns the child, its address and the tail of its log.
+    pub async fn serve(&self, extra_env: &[(&str, &str)]) -> Result<(Child, String, Tail)> {
         let mut child = self
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(extra_env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

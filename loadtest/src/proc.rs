@@ -49,26 +49,64 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The last lines a child wrote, for error messages.
+/// The last lines a child wrote, for error messages, and its WARN/ERROR lines
+/// (counted, the first few kept: a busy node's INFO lines would push them out
+/// of the tail).
 #[derive(Clone, Default)]
-pub struct Tail(Arc<Mutex<VecDeque<String>>>);
+pub struct Tail(Arc<Mutex<Lines>>);
+
+#[derive(Default)]
+struct Lines {
+    last: VecDeque<String>,
+    problems: u64,
+    first_problems: Vec<String>,
+}
+
+/// Problem lines kept per child.
+const KEEP_PROBLEMS: usize = 10;
 
 impl Tail {
     fn push(&self, line: String) {
         if let Ok(mut lines) = self.0.lock() {
-            if lines.len() == 20 {
-                lines.pop_front();
+            if is_problem(&line) {
+                lines.problems += 1;
+                if lines.first_problems.len() < KEEP_PROBLEMS {
+                    lines.first_problems.push(line.clone());
+                }
             }
-            lines.push_back(line);
+            if lines.last.len() == 20 {
+                lines.last.pop_front();
+            }
+            lines.last.push_back(line);
         }
     }
 
     pub fn text(&self) -> String {
         self.0
             .lock()
-            .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .map(|l| l.last.iter().cloned().collect::<Vec<_>>().join("\n"))
             .unwrap_or_default()
     }
+
+    /// How many WARN/ERROR lines the child wrote, and the first few.
+    pub fn problems(&self) -> (u64, Vec<String>) {
+        self.0
+            .lock()
+            .map(|l| (l.problems, l.first_problems.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// A WARN or ERROR line of a JSON (or pretty) `tracing` log.
+fn is_problem(line: &str) -> bool {
+    [
+        "\"level\":\"WARN\"",
+        "\"level\":\"ERROR\"",
+        " WARN ",
+        " ERROR ",
+    ]
+    .iter()
+    .any(|p| line.contains(p))
 }
 
 /// Reads `stream` line by line until it ends (so the child never blocks on a
@@ -125,5 +163,21 @@ mod tests {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn keeps_problem_lines_past_the_tail() {
+        let tail = Tail::default();
+        tail.push(r#"{"level":"ERROR","fields":{"message":"boom"}}"#.into());
+        for k in 0..30 {
+            tail.push(format!(
+                r#"{{"level":"INFO","fields":{{"message":"{k}"}}}}"#
+            ));
+        }
+        tail.push(r#"{"level":"WARN","fields":{"message":"hm"}}"#.into());
+        let (count, first) = tail.problems();
+        assert_eq!(count, 2);
+        assert!(first[0].contains("boom") && first[1].contains("hm"));
+        assert!(!tail.text().contains("boom"));
     }
 }

@@ -13,6 +13,7 @@ use tokio::process::Child;
 use crate::fake_clickup::{self, FakeClickUp};
 use crate::node::{self, NodeEnv};
 use crate::proc::{self, ProcSample, Tail};
+use crate::webhooks::{ClickUpRoute, Route, SlackRoute, clickup_user, slack_user};
 use crate::{jwt, socketio};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -69,12 +70,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(kind: Kind, opts: &ServerOpts) -> Result<Server> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(2048)
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let client = http_client()?;
         let mut server = Server {
             kind,
             http: String::new(),
@@ -89,7 +85,7 @@ impl Server {
             _dir: None,
         };
         if let Some(url) = &opts.url {
-            let addr = loopback_addr(url)?;
+            let addr = loopback_addr(url).context("--url")?;
             server.jwt_secret = opts
                 .jwt_secret
                 .clone()
@@ -119,7 +115,7 @@ impl Server {
                     jwt_secret: server.jwt_secret.clone(),
                     clickup_api_url: opts.clickup_api_url.clone(),
                 };
-                let started = env.serve().await?;
+                let started = env.serve(&[]).await?;
                 server.node = Some(env);
                 server._dir = Some(dir);
                 started
@@ -143,15 +139,7 @@ impl Server {
             Kind::Nexus => "/ready",
             Kind::Socketio => "/healthz",
         };
-        for _ in 0..300 {
-            if let Ok(r) = self.client.get(format!("{}{path}", self.http)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("{} never answered {path} with 200", self.kind.name())
+        wait_ok(&self.client, &format!("{}{path}", self.http)).await
     }
 
     /// Creates `n` agents of one new tenant and signs a token for each.
@@ -342,47 +330,27 @@ impl Server {
     }
 }
 
-/// Where `--via slack|clickup` posts, and how it signs.
-#[derive(Clone)]
-enum Route {
-    Slack(SlackRoute),
-    Clickup(ClickUpRoute),
+/// The HTTP client of every request the tool makes.
+pub fn http_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(2048)
+        .timeout(Duration::from_secs(30))
+        .build()?)
 }
 
-#[derive(Clone)]
-struct SlackRoute {
-    url: String,
-    team: String,
-    secret: String,
-}
-
-#[derive(Clone)]
-struct ClickUpRoute {
-    url: String,
-    webhook_id: String,
-    secret: String,
-}
-
-/// The Slack user id the load test gives an agent.
-fn slack_user(agent: &str) -> String {
-    format!("U{}", agent.replace('-', "").to_uppercase())
-}
-
-/// The (numeric) ClickUp user id the load test gives an agent: the random half of its UUID.
-fn clickup_user(agent: &str) -> u64 {
-    let bytes = uuid::Uuid::parse_str(agent).map_or([0; 16], |u| *u.as_bytes());
-    let mut low = [0; 8];
-    low.copy_from_slice(&bytes[8..]);
-    u64::from_be_bytes(low) >> 1
-}
-
-fn hmac_hex(secret: &str, parts: &[&[u8]]) -> Result<String> {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
-    for p in parts {
-        mac.update(p);
+/// Polls `url` (30 s at most) until it answers 2xx.
+pub async fn wait_ok(client: &reqwest::Client, url: &str) -> Result<()> {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(hex::encode(mac.finalize().into_bytes()))
+    bail!("{url} never answered 200")
 }
 
 /// Emits events through the server's HTTP API.
@@ -396,12 +364,21 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// Emits through the API of the Nexus node at `http` (a cluster node).
+    pub fn nexus(http: &str, client: reqwest::Client, operator_key: &str) -> Emitter {
+        Emitter {
+            kind: Kind::Nexus,
+            http: http.to_owned(),
+            client,
+            operator_key: Some(operator_key.to_owned()),
+            route: None,
+        }
+    }
+
     /// One event for one agent; `Ok(true)` when the server accepted it.
     pub async fn emit_agent(&self, agent: &str, data: Value) -> Result<bool> {
-        match &self.route {
-            Some(Route::Slack(route)) => return self.slack_mention(route, agent, &data).await,
-            Some(Route::Clickup(route)) => return self.clickup_task(route, agent, &data).await,
-            None => {}
+        if let Some(route) = &self.route {
+            return route.post(&self.client, agent, &data).await;
         }
         let (url, body) = match self.kind {
             Kind::Nexus => (format!("{}/api/agents/{agent}/events", self.http), None),
@@ -441,69 +418,6 @@ impl Emitter {
         Ok(answer["agents"].as_u64().unwrap_or(0))
     }
 
-    /// A signed `message` event mentioning the agent; its text carries `lt:{i}:{t_ns}`.
-    async fn slack_mention(&self, route: &SlackRoute, agent: &str, data: &Value) -> Result<bool> {
-        let (i, t_ns) = stamp_of(data);
-        let body = json!({
-            "type": "event_callback", "team_id": route.team, "event_id": format!("EvLT{i}"),
-            "event": {"type": "message", "channel": "CLOADTEST", "user": "ULOADTESTER",
-                      "text": format!("<@{}> lt:{i}:{t_ns}", slack_user(agent)),
-                      "ts": format!("{}.{:06}", t_ns / 1_000_000_000, i % 1_000_000)},
-        })
-        .to_string();
-        let ts = (t_ns / 1_000_000_000).to_string();
-        let signature = format!(
-            "v0={}",
-            hmac_hex(
-                &route.secret,
-                &[b"v0:", ts.as_bytes(), b":", body.as_bytes()]
-            )?
-        );
-        let req = self
-            .client
-            .post(&route.url)
-            .header("x-slack-request-timestamp", ts)
-            .header("x-slack-signature", signature);
-        self.post_webhook(req, &route.url, body).await
-    }
-
-    /// A signed `taskCreated` for a new task assigned to the agent, named `lt:{i}:{t_ns}`.
-    async fn clickup_task(&self, route: &ClickUpRoute, agent: &str, data: &Value) -> Result<bool> {
-        let (i, t_ns) = stamp_of(data);
-        let body = json!({
-            "event": "taskCreated", "webhook_id": route.webhook_id,
-            "task_id": fake_clickup::task_id(clickup_user(agent), i, t_ns),
-            "history_items": [{"id": format!("lt{i}"), "field": "status",
-                               "user": {"id": 1, "username": "loadtester"}}],
-        })
-        .to_string();
-        let signature = hmac_hex(&route.secret, &[body.as_bytes()])?;
-        let req = self
-            .client
-            .post(&route.url)
-            .header("x-signature", signature);
-        self.post_webhook(req, &route.url, body).await
-    }
-
-    async fn post_webhook(
-        &self,
-        req: reqwest::RequestBuilder,
-        url: &str,
-        body: String,
-    ) -> Result<bool> {
-        let resp = req
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let answer: Value = resp.json().await.unwrap_or(Value::Null);
-        match (status.as_u16(), answer["status"].as_str()) {
-            (200, Some("accepted")) => Ok(true),
-            _ => bail!("{url} answered {status}: {answer}"),
-        }
-    }
-
     fn request(&self, url: &str) -> Result<reqwest::RequestBuilder> {
         let req = self.client.post(url);
         Ok(match (self.kind, &self.operator_key) {
@@ -514,17 +428,20 @@ impl Emitter {
     }
 }
 
-/// The `(i, t_ns)` a scenario put in an event's data.
-fn stamp_of(data: &Value) -> (u64, u64) {
-    (
-        data["i"].as_u64().unwrap_or(0),
-        data["t_ns"].as_u64().unwrap_or(0),
-    )
-}
-
 /// `host:port` of a loopback URL; anything else is refused.
 pub fn loopback_addr(url: &str) -> Result<String> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad --url {url:?}"))?;
+    let parsed = ensure_loopback(url)?;
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed
+        .port_or_known_default()
+        .with_context(|| format!("{url:?} has no port"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Refuses any URL (HTTP, PostgreSQL, Redis) whose host is not loopback: the
+/// tool loads only this machine.
+pub fn ensure_loopback(url: &str) -> Result<reqwest::Url> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
     let host = parsed.host_str().unwrap_or_default();
     let loopback = host == "localhost"
         || host == "[::1]"
@@ -532,12 +449,9 @@ pub fn loopback_addr(url: &str) -> Result<String> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        bail!("--url must be a loopback address (127.0.0.1, localhost, [::1]); got {host:?}");
+        bail!("the tool only loads loopback addresses (127.0.0.1, localhost, [::1]); got {host:?}");
     }
-    let port = parsed
-        .port_or_known_default()
-        .context("--url without a port")?;
-    Ok(format!("{host}:{port}"))
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -556,5 +470,7 @@ mod tests {
         );
         assert!(loopback_addr("http://10.0.0.1:8080").is_err());
         assert!(loopback_addr("http://example.com").is_err());
+        assert!(ensure_loopback("postgres://postgres@127.0.0.1:5432/test").is_ok());
+        assert!(ensure_loopback("redis://db.example.com:6379").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! `deliver`: events at a fixed open-loop rate through the emit API, each
 //! addressed to one agent (round robin). Latency runs from the event's
 //! *intended* send time to the agent's read, so a stalled server cannot hide
-//! its backlog (no coordinated omission).
+//! its backlog (no coordinated omission). [`drive`] is the engine, shared with
+//! `cluster` (several emitters, random addressees).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,12 +60,46 @@ pub struct DeliverReport {
     pub client_cpu_s: f64,
 }
 
-#[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
     rejected: AtomicU64,
     late: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// Intended send → HTTP 202.
+    accept_hist: Mutex<Histogram<u64>>,
+}
+
+/// Who carries event `k` to whom: `(emitter index, agent index)`.
+pub type Pick = Arc<dyn Fn(u64) -> (usize, usize) + Send + Sync>;
+
+/// The emitters and addressees of a run.
+pub struct Targets {
+    pub emitters: Vec<Emitter>,
+    /// Agent ids in fleet order: a [`Delivery`]'s `agent` indexes them.
+    pub agents: Arc<Vec<String>>,
+    pub pick: Pick,
+    /// Per agent, the emitter whose node holds its socket: a delivery is
+    /// cross-node when its event went in through another one.
+    pub home: Vec<usize>,
+}
+
+/// What a run measured, before a scenario reports it.
+pub struct Outcome {
+    pub scheduled: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub late: u64,
+    pub first_error: Option<String>,
+    pub accept_latency: Latency,
+    pub accepted_per_s: f64,
+    pub delivered: u64,
+    pub delivered_per_s: f64,
+    pub duplicates: u64,
+    /// Events read by another agent than the one addressed (not counted as delivered).
+    pub misrouted: u64,
+    pub latency: Latency,
+    pub cross_node: u64,
+    pub cross_latency: Latency,
 }
 
 pub async fn run(
@@ -73,31 +108,63 @@ pub async fn run(
     fleet: &mut Fleet,
     opts: DeliverOpts,
 ) -> Result<DeliverReport> {
-    if opts.rate <= 0.0 || fixture.agent_ids.is_empty() {
+    let n = fixture.agent_ids.len();
+    let targets = Targets {
+        emitters: vec![server.emitter()],
+        agents: Arc::new(fixture.agent_ids.clone()),
+        pick: Arc::new(move |k| (0, (k % n.max(1) as u64) as usize)),
+        home: vec![0; n],
+    };
+    let cpu_before = server.sample().await?;
+    let client_before = crate::proc::sample(std::process::id())?;
+    let out = drive(targets, fleet, opts).await?;
+    let cpu_after = server.sample().await?;
+    let client_after = crate::proc::sample(std::process::id())?;
+    Ok(DeliverReport::new(
+        server.kind,
+        n,
+        opts,
+        &out,
+        cpu_before.zip(cpu_after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        client_after.cpu_s - client_before.cpu_s,
+    ))
+}
+
+/// Sends `rate × duration` events as `targets.pick` says and collects them
+/// from `fleet` until all accepted ones arrived or `opts.drain` passed.
+pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Result<Outcome> {
+    if opts.rate <= 0.0 || targets.agents.is_empty() || targets.emitters.is_empty() {
         bail!("deliver needs a positive --rate and at least one agent");
     }
     while fleet.rx.try_recv().is_ok() {}
     let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
-    let counters = Arc::new(Counters::default());
-    let accept_hist = Arc::new(Mutex::new(histogram()?));
-    let cpu_before = server.sample().await?;
-    let client_before = crate::proc::sample(std::process::id())?;
+    let counters = Arc::new(Counters {
+        accepted: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        accept_hist: Mutex::new(histogram()?),
+    });
     let start = Instant::now() + Duration::from_millis(100);
     let start_unix = unix_ns() + 100_000_000;
     let sender = tokio::spawn(schedule(
-        server.emitter(),
-        Arc::new(fixture.agent_ids.clone()),
+        Arc::new(targets.emitters),
+        targets.agents,
+        targets.pick.clone(),
         total,
         opts,
         (start, start_unix),
         counters.clone(),
-        accept_hist.clone(),
     ));
     let mut got = Collector {
         seen: vec![false; total as usize],
+        pick: targets.pick,
+        home: targets.home,
         hist: histogram()?,
+        cross_hist: histogram()?,
         delivered: 0,
         duplicates: 0,
+        misrouted: 0,
         last_recv: start_unix,
     };
     let mut sender = std::pin::pin!(sender);
@@ -118,43 +185,42 @@ pub async fn run(
     while let Ok(d) = fleet.rx.try_recv() {
         got.record(d);
     }
-    let cpu_after = server.sample().await?;
-    let client_after = crate::proc::sample(std::process::id())?;
-    let accept_latency = accept_hist
+    let accept_latency = counters
+        .accept_hist
         .lock()
         .map(|h| Latency::from_histogram(&h))
         .unwrap_or_default();
     let first_error = counters.first_error.lock().ok().and_then(|e| e.clone());
-    Ok(DeliverReport {
-        target: server.kind,
-        via: opts.via,
-        agents: fixture.agent_ids.len(),
-        rate: opts.rate,
-        duration_s: opts.duration.as_secs_f64(),
+    Ok(Outcome {
         scheduled: total,
         accepted,
         rejected: counters.rejected.load(Ordering::Relaxed),
+        late: counters.late.load(Ordering::Relaxed),
         first_error,
+        accept_latency,
         accepted_per_s: accepted as f64 / send_elapsed.as_secs_f64().max(1e-9),
         delivered: got.delivered,
         delivered_per_s: got.delivered as f64
             / (got.last_recv.saturating_sub(start_unix) as f64 / 1e9).max(1e-9),
         duplicates: got.duplicates,
-        lost: accepted as i64 - got.delivered as i64,
+        misrouted: got.misrouted,
         latency: Latency::from_histogram(&got.hist),
-        accept_latency,
-        late_sends: counters.late.load(Ordering::Relaxed),
-        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a.cpu_s - b.cpu_s),
-        client_cpu_s: client_after.cpu_s - client_before.cpu_s,
+        cross_node: got.cross_hist.len(),
+        cross_latency: Latency::from_histogram(&got.cross_hist),
     })
 }
 
-/// Unique deliveries by event number, and their latencies.
+/// Unique deliveries by event number, and their latencies (all, and those
+/// that crossed nodes).
 struct Collector {
     seen: Vec<bool>,
+    pick: Pick,
+    home: Vec<usize>,
     hist: Histogram<u64>,
+    cross_hist: Histogram<u64>,
     delivered: u64,
     duplicates: u64,
+    misrouted: u64,
     last_recv: u64,
 }
 
@@ -163,6 +229,11 @@ impl Collector {
         let Some(slot) = self.seen.get_mut(d.i as usize) else {
             return;
         };
+        let (via, agent) = (self.pick)(d.i);
+        if agent != d.agent as usize {
+            self.misrouted += 1;
+            return;
+        }
         if *slot {
             self.duplicates += 1;
             return;
@@ -170,7 +241,11 @@ impl Collector {
         *slot = true;
         self.delivered += 1;
         self.last_recv = self.last_recv.max(d.recv_ns);
-        record_us(&mut self.hist, d.recv_ns.saturating_sub(d.t_ns) / 1000);
+        let us = d.recv_ns.saturating_sub(d.t_ns) / 1000;
+        record_us(&mut self.hist, us);
+        if self.home.get(agent) != Some(&via) {
+            record_us(&mut self.cross_hist, us);
+        }
     }
 }
 
@@ -178,13 +253,13 @@ impl Collector {
 /// slow answer never delays the schedule. Returns the time from `start` to
 /// the last answer.
 async fn schedule(
-    emitter: Emitter,
+    emitters: Arc<Vec<Emitter>>,
     agents: Arc<Vec<String>>,
+    pick: Pick,
     total: u64,
     opts: DeliverOpts,
     (start, start_unix): (Instant, u64),
     counters: Arc<Counters>,
-    accept_hist: Arc<Mutex<Histogram<u64>>>,
 ) -> Result<Duration> {
     let period_ns = 1e9 / opts.rate;
     let slots = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
@@ -203,9 +278,10 @@ async fn schedule(
                 }
             };
             let t_ns = start_unix + intended(k);
-            let agent = agents[(k % agents.len() as u64) as usize].clone();
-            let (emitter, counters, accept_hist) =
-                (emitter.clone(), counters.clone(), accept_hist.clone());
+            let (via, agent) = pick(k);
+            let emitter = emitters[via].clone();
+            let agent = agents[agent].clone();
+            let counters = counters.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let result = emitter
@@ -215,7 +291,7 @@ async fn schedule(
                 match result {
                     Ok(true) => {
                         counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut h) = accept_hist.lock() {
+                        if let Ok(mut h) = counters.accept_hist.lock() {
                             record_us(&mut h, took_us);
                         }
                     }
@@ -241,6 +317,37 @@ fn note_error(counters: &Counters, error: String) {
 }
 
 impl DeliverReport {
+    pub fn new(
+        target: Kind,
+        agents: usize,
+        opts: DeliverOpts,
+        out: &Outcome,
+        server_cpu_s: Option<f64>,
+        client_cpu_s: f64,
+    ) -> DeliverReport {
+        DeliverReport {
+            target,
+            via: opts.via,
+            agents,
+            rate: opts.rate,
+            duration_s: opts.duration.as_secs_f64(),
+            scheduled: out.scheduled,
+            accepted: out.accepted,
+            rejected: out.rejected,
+            first_error: out.first_error.clone(),
+            accepted_per_s: out.accepted_per_s,
+            delivered: out.delivered,
+            delivered_per_s: out.delivered_per_s,
+            duplicates: out.duplicates,
+            lost: out.accepted as i64 - out.delivered as i64,
+            latency: out.latency.clone(),
+            accept_latency: out.accept_latency.clone(),
+            late_sends: out.late,
+            server_cpu_s,
+            client_cpu_s,
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut rows = vec![
             (

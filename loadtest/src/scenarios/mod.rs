@@ -1,6 +1,7 @@
 //! The measurements: each takes a started [`crate::server::Server`] (and its
 //! agents) and returns a serialisable report with a human table.
 
+pub mod cluster;
 pub mod compare;
 pub mod connect;
 pub mod deliver;
