@@ -2,9 +2,12 @@
 # Regenerates the figures of RESULTS.md: machine facts, two `compare` runs, a
 # 10,000-socket `connect`, a 15,000-agent `fanout`, `deliver` at 5,000 and 10,000
 # events/s through the API, and through signed Slack and ClickUp webhooks. Bounded:
-# about 15 minutes on 2 cores (most of it is argon2 hashing while provisioning agents).
+# about 20 minutes on 2 cores (most of it is argon2 hashing while provisioning agents).
+# The cluster runs need PostgreSQL on 127.0.0.1:5432 (database test, user postgres, or
+# DATABASE_URL), Redis on 127.0.0.1:6379 (or REDIS_URL) and psql.
 # Output: loadtest/results/{machine,compare,compare-1k,connect-10k,fanout-15k,deliver-5k,
-# deliver-10k,deliver-slack-1k,deliver-slack-2k,deliver-clickup-1k}.{txt,json}
+# deliver-10k,deliver-slack-1k,deliver-slack-2k,deliver-clickup-1k,cluster-3,cluster-3-1k,
+# cluster-3-3k}.{txt,json}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=loadtest/results
@@ -30,3 +33,6 @@ lt=target/release/nexus-loadtest
 "$lt" deliver --via slack --agents 500 --rate 1000 --duration 10 --drain-s 10 --out "$out/deliver-slack-1k.json" | tee "$out/deliver-slack-1k.txt"
 "$lt" deliver --via slack --agents 500 --rate 2000 --duration 10 --drain-s 10 --out "$out/deliver-slack-2k.json" | tee "$out/deliver-slack-2k.txt"
 "$lt" deliver --via clickup --agents 500 --rate 1000 --duration 10 --drain-s 10 --out "$out/deliver-clickup-1k.json" | tee "$out/deliver-clickup-1k.txt"
+"$lt" cluster --nodes 3 --agents 1000 --rate 500 --duration 10 --out "$out/cluster-3.json" | tee "$out/cluster-3.txt"
+"$lt" cluster --nodes 3 --agents 1000 --rate 1000 --duration 10 --out "$out/cluster-3-1k.json" | tee "$out/cluster-3-1k.txt"
+"$lt" cluster --nodes 3 --agents 3000 --rate 500 --duration 10 --out "$out/cluster-3-3k.json" | tee "$out/cluster-3-3k.txt"
