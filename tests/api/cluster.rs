@@ -380,6 +380,8 @@ async fn redis_keys_follow_the_documented_layout() {
         "scored by expiry: {expiry_in}"
     );
     assert!((1..=15).contains(&ttl(format!("node:{}", c.node_id(0))).await));
+    assert!((86_000..=86_400).contains(&ttl(format!("agent:{}:fence", x.agent.id)).await));
+    assert!(hash["fence"].parse::<u64>().expect("fence") > 0);
 
     // Leaving removes the socket, the pointer and the membership.
     drop(ws);

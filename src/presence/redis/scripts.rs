@@ -22,7 +22,8 @@ if fence == 0 then
   local t = redis.call('TIME')
   local last = tonumber(redis.call('GET', KEYS[3])) or 0
   fence = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), last + 1)
-  redis.call('SET', KEYS[3], fence)
+  -- Kept a day, not forever (one key per agent ever seen): time orders fences anyway.
+  redis.call('SET', KEYS[3], fence, 'PX', 86400000)
 end
 local cur = redis.call('GET', KEYS[2])
 local prev_node = false
