@@ -81,27 +81,7 @@ async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
     ];
     let t = nodes[0].tenant("acme").await;
     let key = Arc::new(nodes[0].operator_key("read,write", None).await);
-    // Straight into the store: the test never uses their secrets, and hashing twenty
-    // with argon2 in a debug build took most of its time.
-    let new = (0..AGENTS)
-        .map(|i| NewAgent {
-            tenant_id: t.id,
-            name: format!("bot-{i}"),
-            client_id: format!("client-{i}"),
-            client_secret_hash: String::new(),
-            clickup_user: None,
-            slack_user: None,
-        })
-        .collect();
-    let ids: Vec<AgentId> = nodes[0]
-        .state
-        .store
-        .create_agents(new)
-        .await
-        .expect("agents")
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+    let ids = agents_without_secrets(&nodes[0], t.id, AGENTS).await;
 
     // Half the agents on each node, acking everything they receive.
     let total = 2 * ROUNDS + 1;
@@ -198,25 +178,7 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
     };
     let t = app.tenant("acme").await;
     let key = app.operator_key("write", None).await;
-    let new = (0..2)
-        .map(|i| NewAgent {
-            tenant_id: t.id,
-            name: format!("bot-{i}"),
-            client_id: format!("client-{i}"),
-            client_secret_hash: String::new(),
-            clickup_user: None,
-            slack_user: None,
-        })
-        .collect();
-    let mut ids: Vec<AgentId> = app
-        .state
-        .store
-        .create_agents(new)
-        .await
-        .expect("agents")
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+    let mut ids = agents_without_secrets(&app, t.id, 2).await;
     ids.sort_unstable();
     let (first, second) = (*ids[0].as_uuid(), *ids[1].as_uuid());
     // Both cursor rows exist from here on.
@@ -290,4 +252,27 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
         );
     }
     pool.close().await;
+}
+
+/// `n` agents written straight into the store: these tests never use their secrets, and
+/// hashing twenty with argon2 in a debug build took most of the test's time.
+async fn agents_without_secrets(app: &TestApp, tenant: TenantId, n: usize) -> Vec<AgentId> {
+    let new = (0..n)
+        .map(|i| NewAgent {
+            tenant_id: tenant,
+            name: format!("bot-{i}"),
+            client_id: format!("client-{i}"),
+            client_secret_hash: String::new(),
+            clickup_user: None,
+            slack_user: None,
+        })
+        .collect();
+    app.state
+        .store
+        .create_agents(new)
+        .await
+        .expect("agents")
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
 }
