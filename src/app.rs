@@ -235,6 +235,10 @@ impl Application {
         {
             tracing::warn!("background work still running after the grace period");
         }
+        // After the upkeep stopped, so no renewal brings the node back.
+        if let Err(e) = state.hub.presence().leave().await {
+            tracing::warn!(error = %e, "could not take this node out of presence; it expires");
+        }
         state.store.close().await;
         if let Some(redis) = &state.redis {
             redis.quit().await;

@@ -185,4 +185,8 @@ impl Presence for MemoryPresence {
     fn ping(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn leave(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

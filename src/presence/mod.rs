@@ -126,4 +126,7 @@ pub trait Presence: Send + Sync + 'static {
     fn maintain_every(&self) -> Duration;
     /// Whether the backing service answers (for `/ready`).
     fn ping(&self) -> BoxFuture<'_, Result<(), PresenceError>>;
+    /// The node is stopping (its sessions have closed): its records go now rather than
+    /// when they expire.
+    fn leave(&self) -> BoxFuture<'_, Result<(), PresenceError>>;
 }

@@ -401,3 +401,36 @@ async fn redis_keys_follow_the_documented_layout() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_leaves_nothing_in_redis() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    let leaving = c.nodes.pop().expect("two nodes");
+    let t = leaving.tenant("acme").await;
+    let x = leaving.agent(t.id, "x").await;
+    let mut ws = leaving.online(&x, t.id).await;
+    let node_id = leaving.state.node_id.clone();
+    let stopped = tokio::spawn(leaving.stop());
+    assert_eq!(ws.closed().await, close::SERVICE_RESTART);
+    stopped.await.expect("stopped");
+
+    let redis = c.redis().await;
+    let left: i64 = redis
+        .exists(vec![
+            format!("node:{node_id}"),
+            format!("node:{node_id}:sockets"),
+            format!("agent:{}", x.agent.id),
+        ])
+        .await
+        .expect("exists");
+    assert_eq!(left, 0, "the node's keys outlived it");
+    let member: bool = redis
+        .sismember("nexus:nodes", node_id.as_str())
+        .await
+        .expect("sismember");
+    assert!(!member);
+    let key = c.nodes[0].operator_key("read", None).await;
+    assert!(online(&c.nodes[0], &key, t.id).await.is_empty());
+}

@@ -6,7 +6,6 @@
 //! in batches by [`Presence::maintain`] (one script call per 200 sessions, never a
 //! round trip per heartbeat), and after an outage the entries are written back from it.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use futures_util::future::BoxFuture;
 use nexus_proto::{AgentId, SessionId, TenantId};
 use tokio::sync::broadcast;
 
+mod nodes;
 mod read;
 mod scripts;
 #[cfg(test)]
@@ -152,55 +152,6 @@ impl RedisPresence {
                 replaced: other,
             }
         })
-    }
-
-    async fn heartbeat(&self) -> Result<(), PresenceError> {
-        let pipe = self.redis.client.pipeline();
-        let ttl = Expiration::PX(self.node_ttl.as_millis().try_into().unwrap_or(i64::MAX));
-        let key = format!("node:{}", self.node_id);
-        let _: () = pipe.set(&key, now_ms(), Some(ttl), None, false).await?;
-        let _: () = pipe.sadd(NODES, self.node_id.as_str()).await?;
-        let r: Result<((), i64), _> = pipe.all().await;
-        self.failed(r).map(|_| ())
-    }
-
-    /// Forgets `node`'s sessions if its liveness key is gone (or `force`).
-    async fn reap(&self, node: &str, force: bool) -> Result<(), PresenceError> {
-        let keys = vec![
-            format!("node:{node}"),
-            format!("node:{node}:sockets"),
-            NODES.to_owned(),
-        ];
-        let args = vec![node.to_owned(), if force { "1" } else { "0" }.to_owned()];
-        let gone: Vec<String> = self.failed(
-            scripts::REAP
-                .evalsha_with_reload(&self.redis.client, keys, args)
-                .await,
-        )?;
-        if !gone.is_empty() {
-            tracing::info!(
-                node_id = node,
-                agents = gone.len() / 2,
-                "forgot a dead node's sessions"
-            );
-        }
-        for pair in gone.chunks_exact(2) {
-            if let (Ok(agent_id), Ok(tenant_id)) = (pair[0].parse(), pair[1].parse()) {
-                self.publish(PresenceChange::Offline {
-                    tenant_id,
-                    agent_id,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn reap_dead_nodes(&self) -> Result<(), PresenceError> {
-        let nodes: HashSet<String> = self.failed(self.redis.client.smembers(NODES).await)?;
-        for node in nodes.iter().filter(|n| **n != self.node_id) {
-            self.reap(node, false).await?;
-        }
-        Ok(())
     }
 
     /// Writes every local entry back (after an outage or lost keys).
@@ -487,6 +438,20 @@ impl Presence for RedisPresence {
 
     fn maintain_every(&self) -> Duration {
         self.node_ttl / 3
+    }
+
+    fn leave(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
+        Box::pin(async move {
+            // Sessions still open past the grace period go too (compare-and-delete).
+            self.reap(&self.node_id, true).await?;
+            let _: i64 = self.failed(
+                self.redis
+                    .client
+                    .del(format!("node:{}", self.node_id))
+                    .await,
+            )?;
+            Ok(())
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), PresenceError>> {
