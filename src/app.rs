@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::providers::Providers;
-use crate::queue::{Clock, Processors, Queue, SystemClock};
+use crate::queue::{Processors, Queue};
 use crate::redis::Redis;
 use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
+use crate::time::{Clock, SystemClock};
 use crate::{http, mirror, telemetry, webhooks};
 
 #[derive(Debug, thiserror::Error)]

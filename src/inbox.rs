@@ -215,7 +215,7 @@ async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let now = crate::store::now_ms();
+        let now = crate::time::now_ms();
         drain("inbox", |limit| store.delete_expired_inbox(now, limit)).await;
         let before = now.saturating_sub(ttl_ms);
         drain("provider writes", |limit| {

@@ -20,7 +20,8 @@ use crate::bus::NewEvent;
 use crate::providers::ProviderError;
 use crate::queue::{Done, JobError, Processor};
 use crate::state::AppState;
-use crate::store::{Enqueued, Job, NewJob, StoreError, now_ms};
+use crate::store::{Enqueued, Job, NewJob, StoreError};
+use crate::time::now_ms;
 
 pub const KIND: &str = "tool.call";
 

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::inbox::{AppendError, Inbox};
 use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
-use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError, now_ms};
+use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
+use crate::time::now_ms;
 
 /// An event to route; `data` is any JSON object the event type allows.
 #[derive(Debug, Clone)]

@@ -189,7 +189,7 @@ pub async fn jobs(store: &Store, cmd: JobsCmd) -> anyhow::Result<()> {
                 tenant,
                 ..JobFilter::default()
             };
-            print_line(&ops::stats(store, &filter, crate::store::now_ms()).await?)
+            print_line(&ops::stats(store, &filter, crate::time::now_ms()).await?)
         }
     }
 }

@@ -13,9 +13,8 @@ use super::{KeyedLocks, Mentions, api_token, emit, job_source};
 use crate::providers::{ClickUpTask, clickup_id_text};
 use crate::queue::{Done, JobError, Processor};
 use crate::state::AppState;
-use crate::store::{
-    AgentStatus, Job, ProjectMapping, Provider, Source, SourceKind, TaskMapping, now_ms,
-};
+use crate::store::{AgentStatus, Job, ProjectMapping, Provider, Source, SourceKind, TaskMapping};
+use crate::time::now_ms;
 
 /// How long one worker may take to open a task's thread before another may try.
 const THREAD_CLAIM_MS: i64 = 60_000;

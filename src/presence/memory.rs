@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use futures_util::future::BoxFuture;
 
 use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 pub struct MemoryPresence {
     ttl_ms: i64,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nexus_proto::{AgentId, SessionId, TenantId};
 
 use super::*;
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 pub(super) fn entry(
     tenant: TenantId,

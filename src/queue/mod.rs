@@ -5,11 +5,9 @@
 //! be one insert whose dedupe is atomic with everything else in the same database
 //! (SQLite or PostgreSQL), and processors write their mappings in that database too.
 
-mod clock;
 pub mod ops;
 mod worker;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use worker::{EnqueueError, JobOutcome, Queue};
 
 use std::collections::HashMap;

@@ -55,7 +55,7 @@ pub async fn replay(
     filter: &JobFilter,
     id: Option<Uuid>,
 ) -> Result<u64, StoreError> {
-    let now = queue.map_or_else(crate::store::now_ms, |q| q.clock().now_ms());
+    let now = queue.map_or_else(crate::time::now_ms, |q| q.clock().now_ms());
     let n = store.replay_jobs(filter, id, now).await?;
     if let Some(q) = queue.filter(|_| n > 0) {
         q.wake_all();

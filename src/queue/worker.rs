@@ -10,10 +10,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{Clock, Done, JobError};
+use super::{Done, JobError};
 use crate::config::QueueOpts;
 use crate::state::AppState;
 use crate::store::{Enqueued, Job, JobStatus, NewJob, Store, StoreError};
+use crate::time::Clock;
 
 /// What happened to a job after one attempt; published for tests and live views.
 #[derive(Debug, Clone, PartialEq, Eq)]

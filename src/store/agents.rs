@@ -4,7 +4,8 @@ use nexus_proto::{AgentId, Seq, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Cursor, Result, Store, StoreError, now_ms, on_pool, on_writer};
+use super::{Cursor, Result, Store, StoreError, on_pool, on_writer};
+use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -142,7 +142,7 @@ impl Store {
         agents: &[(AgentId, u64)],
         retention: Retention,
     ) -> Result<Vec<InboxEvent>> {
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         let out: Vec<InboxEvent> = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut last = HashMap::with_capacity(agents.len());

@@ -5,7 +5,8 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, now_ms, on_pool, on_writer};
+use super::{Result, Store, StoreError, on_pool, on_writer};
+use crate::time::now_ms;
 
 /// The SaaS whose users and objects Nexus mirrors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]

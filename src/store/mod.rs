@@ -288,8 +288,3 @@ impl Store {
         on_writer!(self, p => p.close().await)
     }
 }
-
-/// Milliseconds since the Unix epoch, the unit of every stored time.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}

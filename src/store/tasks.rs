@@ -6,7 +6,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::mappings::{ProjectMapping, Provider};
-use super::{Result, Store, now_ms, on_pool, on_writer};
+use super::{Result, Store, on_pool, on_writer};
+use crate::time::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskMapping {

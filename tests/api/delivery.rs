@@ -330,7 +330,7 @@ async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
         emit(&app, a.agent.id, i).await;
     }
     // The retention sweep, as it would run two minutes from now.
-    let later = nexus::store::now_ms() + 120_000;
+    let later = nexus::time::now_ms() + 120_000;
     assert_eq!(
         app.state
             .store

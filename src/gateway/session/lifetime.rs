@@ -8,7 +8,7 @@ use nexus_proto::{ErrorCode, ServerMsg, TokenExpiring, close};
 use tokio::time::Instant;
 
 use super::{End, Session};
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 impl Session {
     pub(super) async fn on_refresh(

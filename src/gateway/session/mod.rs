@@ -27,7 +27,8 @@ use tokio::time::{Instant, Sleep};
 use crate::bus::{Attached, Hub, Push, SessionCtl};
 use crate::presence::Update;
 use crate::state::AppState;
-use crate::store::{Cursor, InboxEvent, now_ms};
+use crate::store::{Cursor, InboxEvent};
+use crate::time::now_ms;
 
 /// Events read from the inbox per round trip during replay.
 const REPLAY_PAGE: u32 = 256;

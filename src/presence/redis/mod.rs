@@ -26,7 +26,7 @@ pub use read::online_in;
 
 use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
 use crate::redis::Redis;
-use crate::store::now_ms;
+use crate::time::now_ms;
 use read::{agent_key, socket_key, tenant_key};
 
 /// Sessions renewed per script call.

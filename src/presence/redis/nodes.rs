@@ -7,7 +7,7 @@ use fred::prelude::*;
 
 use super::{NODES, RedisPresence, scripts};
 use crate::presence::{PresenceChange, PresenceError};
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 impl RedisPresence {
     pub(super) async fn heartbeat(&self) -> Result<(), PresenceError> {

@@ -9,7 +9,7 @@ use nexus_proto::{AgentId, SessionId, TenantId};
 use super::scripts;
 use crate::presence::{PresenceEntry, PresenceError};
 use crate::redis::Redis;
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 pub(super) fn socket_key(s: SessionId) -> String {
     format!("socket:{s}")

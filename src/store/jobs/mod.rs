@@ -166,7 +166,7 @@ impl Store {
     /// (group commit: one durable write for many webhooks). The check is the unique
     /// index itself, so concurrent retries of one webhook make exactly one job.
     pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         let out = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut out = Vec::with_capacity(jobs.len());
