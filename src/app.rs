@@ -1,5 +1,6 @@
 //! Building and running a node: open storage, bind, serve until told to stop.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,20 +9,23 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, JwtKeys};
+use crate::auth::{Authenticator, JwtKeys, OperatorKeys};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
-use crate::cache::TtlCache;
 use crate::config::Config;
+use crate::context::Context;
+use crate::gateway::Gateway;
 use crate::inbox::Inbox;
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
+use crate::processors::Processors;
 use crate::providers::Providers;
-use crate::queue::{Processors, Queue};
+use crate::queue::{Processor, Queue};
 use crate::redis::Redis;
 use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
 use crate::time::{Clock, SystemClock};
-use crate::{http, mirror, telemetry, webhooks};
+use crate::tools::Tools;
+use crate::{routes, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -62,15 +66,16 @@ pub async fn jwt_keys(
 pub struct Extras {
     /// The job queue's time (tests move a `ManualClock` by hand).
     pub clock: Arc<dyn Clock>,
-    /// Processors for more job kinds (they win over built-in ones of the same kind).
-    pub processors: Processors,
+    /// Processors for job kinds Nexus does not make (an embedder's or a test's own),
+    /// by kind.
+    pub other_jobs: HashMap<String, Arc<dyn Processor>>,
 }
 
 impl Default for Extras {
     fn default() -> Extras {
         Extras {
             clock: Arc::new(SystemClock),
-            processors: Processors::default(),
+            other_jobs: HashMap::new(),
         }
     }
 }
@@ -91,10 +96,7 @@ impl Application {
 
     /// As [`Application::build`], with a different clock or more processors (tests).
     pub async fn build_with(config: Config, extras: Extras) -> Result<Application, AppError> {
-        let Extras {
-            clock,
-            processors: extra,
-        } = extras;
+        let Extras { clock, other_jobs } = extras;
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let store = Store::connect(&config.database_url).await?;
@@ -149,32 +151,43 @@ impl Application {
         let hub = Arc::new(Hub::new(inbox, upkeep));
         let queue = Arc::new(Queue::new(
             store.clone(),
-            clock,
+            clock.clone(),
             config.serve.queue.clone(),
             node_id.clone(),
         ));
+        let ctx = Arc::new(Context::new(
+            store.clone(),
+            hub.clone(),
+            providers,
+            config.serve.cache_ttl,
+        ));
+        let shutdown = CancellationToken::new();
+        let gateway = Arc::new(Gateway {
+            hub: hub.clone(),
+            store: store.clone(),
+            keys: keys.clone(),
+            ws: config.serve.ws.clone(),
+            tools: Arc::new(Tools::new(queue.clone(), hub.clone())),
+            shutdown: shutdown.clone(),
+            sessions: TaskTracker::new(),
+        });
+        let processors = Arc::new(Processors::new(ctx.clone(), other_jobs));
+        queue.start(processors, &background, stop_background.clone());
         let state = AppState(Arc::new(Shared {
-            auth: Authenticator::new(store.clone(), keys),
+            auth: Arc::new(Authenticator::new(store.clone(), keys)),
+            operator_keys: Arc::new(OperatorKeys::new(store.clone(), config.serve.cache_ttl)),
             store,
             hub,
-            tools: mirror::tools::registry(),
-            queue: queue.clone(),
-            processors: webhooks::processors()
-                .merged(mirror::processors())
-                .merged(extra),
-            providers,
-            agents: TtlCache::new(config.serve.cache_ttl),
-            operator_keys: TtlCache::new(config.serve.cache_ttl),
-            sources: TtlCache::new(config.serve.cache_ttl),
-            mappings: TtlCache::new(config.serve.cache_ttl),
+            ctx,
+            gateway,
+            queue,
+            clock,
             metrics: telemetry::metrics_handle(),
             node_id,
             redis,
             config,
-            shutdown: CancellationToken::new(),
-            sessions_tracker: TaskTracker::new(),
+            shutdown,
         }));
-        queue.start(state.clone(), &background, stop_background.clone());
         Ok(Application {
             listener,
             state,
@@ -212,17 +225,15 @@ impl Application {
             backend = ?state.store.backend(),
             "nexus listening"
         );
-        let app = http::router(state.clone());
+        let app = routes::router(state.clone());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
         // Sessions saw the same signal and are closing with 1012.
         let grace = Duration::from_secs(state.config.serve.shutdown_grace_s);
-        state.sessions_tracker.close();
-        if tokio::time::timeout(grace, state.sessions_tracker.wait())
-            .await
-            .is_err()
-        {
+        let sessions = &state.gateway.sessions;
+        sessions.close();
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
             tracing::warn!(
                 open = state.hub.sessions().len(),
                 "sessions still open after the grace period"

@@ -1,33 +1,41 @@
 //! Nexus: a real-time coordination hub for AI agents.
 //!
-//! # Layout
+//! # Layers
 //!
-//! Read top-down; each layer knows only the ones below it.
+//! Read top-down. A module uses only modules of the layers below its own, never one
+//! above it or beside it, so there are no cycles (`tests/layers.rs` checks every
+//! `crate::` path in `src/` against this list):
 //!
-//! - [`cli`] and [`app`]: the `nexus` command line, and building/running a node
-//!   ([`app::Application`] binds port 0 in tests and reports the real address).
-//! - [`config`]: flags with environment fallbacks (the README's configuration table).
-//! - [`http`]: the axum router, the `{"error":{"code","message"}}` envelope, probes, metrics.
-//! - [`auth`]: `POST /auth/token` (OAuth2 client credentials → HS256 JWT), secret
-//!   hashing, throttling, and the operator-key extractor.
-//! - [`gateway`]: `GET /agents` — token check, protocol negotiation, then one
-//!   session task per socket (replay, live delivery, acks, keepalive, limits).
-//! - [`webhooks`]: `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
-//! - [`queue`]: job workers with leases, retries, dead letters; processors by job kind.
-//! - [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
-//! - [`providers`]: Slack Web API and ClickUp API clients; failures classified for retry.
-//! - [`api`]: the operator REST API under `/api`.
-//! - [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions,
-//!   what a session talks to, and routing commits to the nodes holding the agents.
-//! - [`inbox`]: the batching writer in front of the durable inbox; acks; retention.
-//! - [`presence`]: who is online (trait; in-process and Redis implementations).
-//! - [`broker`]: messages between nodes (trait; in-process and Redis pub/sub).
-//! - [`redis`]: the cluster profile's Redis connections.
-//! - [`tools`]: agents' tool requests as queue jobs, answered with `tool_result` through the inbox.
-//! - [`admin`]: operator actions as plain functions, shared by the CLI and the API.
-//! - [`store`]: durable state on SQLite or PostgreSQL behind one API; migrations.
-//! - [`state`], [`cache`], [`telemetry`], [`time`]: shared handles, read-through caches,
-//!   logs and metrics, time formats.
+//! 1. [`cli`]: the `nexus` command line.
+//! 2. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
+//!    and reports the real address).
+//! 3. [`routes`]: the router — every endpoint and the layers around them; probes, metrics.
+//! 4. [`api`], [`webhooks`]: the operator REST API under `/api`;
+//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
+//! 5. [`state`]: what handlers reach (each extracts only its part where it can).
+//! 6. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session
+//!    task per socket (replay, live delivery, acks, keepalive, limits).
+//! 7. [`admin`]: operator actions as plain functions, shared by the CLI and the API.
+//! 8. [`auth`]: `POST /auth/token` (OAuth2 client credentials → HS256 JWT), secret
+//!    hashing, throttling, and the operator-key extractor.
+//! 9. [`http`]: the `{"error":{"code","message"}}` envelope and the extractors using it.
+//! 10. [`processors`]: the node's one job processor — each job kind to its code.
+//! 11. [`tools`]: agents' tool requests as queue jobs, answered with `tool_result`
+//!     through the inbox.
+//! 12. [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
+//! 13. [`context`]: what processors and tools reach (store, hub, providers, caches).
+//! 14. [`queue`], [`providers`]: job workers with leases, retries and dead letters;
+//!     Slack Web API and ClickUp API clients, failures classified for retry.
+//! 15. [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions,
+//!     what a session talks to, and routing commits to the nodes holding the agents.
+//! 16. [`inbox`], [`presence`], [`broker`]: the batching writer in front of the durable
+//!     inbox; who is online; messages between nodes (each a trait with an in-process
+//!     and a Redis implementation, where it has two).
+//! 17. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
+//!     migrations; the cluster profile's Redis connections.
+//! 18. [`telemetry`]: logs and metrics.
+//! 19. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
+//!     configuration table), read-through caches, time and clocks.
 //!
 //! Wire types shared with agents and the load test live in the `nexus-proto` crate
 //! (`proto-events/`).
@@ -41,14 +49,17 @@ pub mod bus;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod gateway;
 pub mod http;
 pub mod inbox;
 pub mod mirror;
 pub mod presence;
+pub mod processors;
 pub mod providers;
 pub mod queue;
 pub mod redis;
+pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;

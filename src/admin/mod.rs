@@ -9,7 +9,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::auth::{IssuedToken, JwtKeys, secrets};
-use crate::http::ApiError;
 use crate::presence::PresenceEntry;
 use crate::store::{
     Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
@@ -22,15 +21,6 @@ pub enum AdminError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> ApiError {
-        match e {
-            AdminError::Invalid(msg) => ApiError::bad_request(msg),
-            AdminError::Store(e) => e.into(),
-        }
-    }
 }
 
 /// An online agent as operators see it (API and CLI): its presence entry and name.

@@ -75,7 +75,7 @@ impl From<EmitError> for ApiError {
 
 /// The agent, if this operator may see it.
 async fn visible_agent(state: &AppState, op: &Operator, id: AgentId) -> Result<Agent, ApiError> {
-    let agent = state.agent(id).await?;
+    let agent = state.ctx.agent(id).await?;
     op.tenant(agent.tenant_id)?;
     Ok(agent)
 }

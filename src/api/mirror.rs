@@ -82,7 +82,7 @@ pub async fn remove_mapping(
         return Err(ApiError::not_found("mapping"));
     }
     state.store.remove_mapping(id).await?;
-    state.mappings.clear();
+    state.ctx.forget_mappings();
     Ok(StatusCode::NO_CONTENT)
 }
 

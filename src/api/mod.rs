@@ -8,7 +8,18 @@ mod mirror;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+use crate::admin::AdminError;
+use crate::http::ApiError;
 use crate::state::AppState;
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::Invalid(msg) => ApiError::bad_request(msg),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -8,7 +8,7 @@ mod throttle;
 
 pub use jwt::{Claims, IssuedToken, JwtKeys, TokenError};
 pub use oauth::token_endpoint;
-pub use operator::Operator;
+pub use operator::{Operator, OperatorKeys};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

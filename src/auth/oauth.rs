@@ -12,8 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ClientAuthError;
-use crate::state::AppState;
+use std::sync::Arc;
+
+use super::{Authenticator, ClientAuthError};
 
 /// Unknown parameters (such as `scope`: an agent has exactly one) are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -110,17 +111,21 @@ impl From<ClientAuthError> for OAuthError {
 }
 
 pub async fn token_endpoint(
-    State(state): State<AppState>,
+    State(auth): State<Arc<Authenticator>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match issue(&state, &headers, &body).await {
+    match issue(&auth, &headers, &body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn issue(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+async fn issue(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
     let req = parse_body(headers, body)?;
     match req.grant_type.as_deref() {
         None => return Err(OAuthError::invalid_request("grant_type is required")),
@@ -144,7 +149,7 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
         (None, Some(id), Some(secret)) => (id, secret),
         (None, _, _) => return Err(OAuthError::invalid_client()),
     };
-    let token = state.auth.issue_for_client(&client_id, &secret).await?;
+    let token = auth.issue_for_client(&client_id, &secret).await?;
     let body = json!({
         "access_token": token.access_token,
         "token_type": "Bearer",

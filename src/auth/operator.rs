@@ -1,14 +1,38 @@
 //! Operator authentication: `Authorization: Bearer <operator key>` as an extractor.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use nexus_proto::TenantId;
 
 use super::secrets::hash_operator_key;
+use crate::cache::TtlCache;
 use crate::http::ApiError;
-use crate::state::AppState;
-use crate::store::{OperatorKey, Scope};
+use crate::store::{OperatorKey, Scope, Store, StoreError};
+
+/// Operator keys by hash, read on every operator API request.
+pub struct OperatorKeys {
+    store: Store,
+    cache: TtlCache<String, OperatorKey>,
+}
+
+impl OperatorKeys {
+    pub fn new(store: Store, cache_ttl: Duration) -> OperatorKeys {
+        OperatorKeys {
+            store,
+            cache: TtlCache::new(cache_ttl),
+        }
+    }
+
+    async fn find(&self, key: &str) -> Result<Option<OperatorKey>, StoreError> {
+        let hash = hash_operator_key(key);
+        let load = self.store.operator_key_by_hash(&hash);
+        self.cache.get_or_load(&hash, load).await
+    }
+}
 
 /// An authenticated operator. Handlers call [`Operator::require`] with the scope the
 /// action needs and [`Operator::tenant`] for every tenant they touch.
@@ -37,10 +61,14 @@ impl Operator {
     }
 }
 
-impl FromRequestParts<AppState> for Operator {
+impl<S> FromRequestParts<S> for Operator
+where
+    S: Send + Sync,
+    Arc<OperatorKeys>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let key = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -53,11 +81,7 @@ impl FromRequestParts<AppState> for Operator {
             .ok_or_else(|| {
                 ApiError::unauthorized("an operator key is required (Authorization: Bearer …)")
             })?;
-        let hash = hash_operator_key(key);
-        let found = state
-            .operator_keys
-            .get_or_load(&hash, state.store.operator_key_by_hash(&hash))
-            .await?;
+        let found = Arc::<OperatorKeys>::from_ref(state).find(key).await?;
         found
             .map(Operator)
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked operator key"))

@@ -5,6 +5,8 @@
 
 mod session;
 
+use std::sync::Arc;
+
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,12 +14,31 @@ use axum::response::Response;
 use nexus_proto::{PROTOCOL_V1, Seq};
 use serde::Deserialize;
 
-use crate::auth::TokenError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{JwtKeys, TokenError};
+use crate::bus::Hub;
+use crate::config::WsOpts;
 use crate::http::ApiError;
-use crate::state::AppState;
-use crate::store::{AgentStatus, StoreError};
+use crate::store::{AgentStatus, Store, StoreError};
+use crate::tools::Tools;
 
 pub use session::SessionInit;
+
+/// What the gateway and its sessions reach: the hub is the sessions' one counterpart
+/// for the inbox, acks and presence.
+pub struct Gateway {
+    pub hub: Arc<Hub>,
+    pub store: Store,
+    pub keys: JwtKeys,
+    pub ws: WsOpts,
+    pub tools: Arc<Tools>,
+    /// Cancelled when the node starts shutting down: sessions close with 1012.
+    pub shutdown: CancellationToken,
+    /// Agent sessions, so shutdown can wait for them to say goodbye.
+    pub sessions: TaskTracker,
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct ConnectParams {
@@ -27,14 +48,14 @@ struct ConnectParams {
 }
 
 pub async fn agents_ws(
-    State(state): State<AppState>,
+    State(gw): State<Arc<Gateway>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let params: ConnectParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))?;
-    let init = match authorize(&state, &params, &headers).await {
+    let init = match authorize(&gw, &params, &headers).await {
         Ok(init) => init,
         Err(e) => {
             if e.status == StatusCode::UNAUTHORIZED {
@@ -50,7 +71,7 @@ pub async fn agents_ws(
             "GET /agents must be a WebSocket upgrade",
         )
     })?;
-    let ws = &state.config.serve.ws;
+    let ws = &gw.ws;
     let upgrade = upgrade
         .protocols([PROTOCOL_V1])
         .read_buffer_size(ws.read_buffer_bytes)
@@ -60,19 +81,19 @@ pub async fn agents_ws(
         // Frames a little over the message limit are still read whole (then refused with
         // 1009), so no unread bytes turn the close into a connection reset.
         .max_frame_size(ws.max_message_bytes.saturating_mul(16));
-    let tracker = state.sessions_tracker.clone();
-    Ok(upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, state, init))))
+    let tracker = gw.sessions.clone();
+    Ok(upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, gw, init))))
 }
 
 async fn authorize(
-    state: &AppState,
+    gw: &Gateway,
     params: &ConnectParams,
     headers: &HeaderMap,
 ) -> Result<SessionInit, ApiError> {
     let token = bearer(headers).or(params.token.as_deref()).ok_or_else(|| {
         ApiError::unauthorized("an access token is required (Authorization: Bearer, or ?token=)")
     })?;
-    let claims = state.auth.keys().verify(token).map_err(|e| match e {
+    let claims = gw.keys.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "token_expired",
@@ -92,7 +113,7 @@ async fn authorize(
         .map(|s| s.trim().parse::<Seq>())
         .transpose()
         .map_err(|_| ApiError::bad_request("after_seq must be a non-negative integer"))?;
-    let (agent, cursor) = match state.store.agent_with_cursor(claims.sub).await {
+    let (agent, cursor) = match gw.store.agent_with_cursor(claims.sub).await {
         Ok(found) => found,
         Err(StoreError::NotFound(_)) => return Err(ApiError::unauthorized("unknown agent")),
         Err(e) => return Err(e.into()),

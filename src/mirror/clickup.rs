@@ -3,64 +3,18 @@
 
 use std::sync::Arc;
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use nexus_proto::{AgentId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::{KeyedLocks, Mentions, api_token, emit, job_source};
-use crate::providers::{ClickUpTask, clickup_id_text};
-use crate::queue::{Done, JobError, Processor};
-use crate::state::AppState;
+use crate::context::Context;
+use crate::providers::ClickUpTask;
+use crate::providers::events::{ClickUpWebhook, HistoryItem};
+use crate::queue::{Done, JobError};
 use crate::store::{AgentStatus, Job, ProjectMapping, Provider, Source, SourceKind, TaskMapping};
 use crate::time::now_ms;
 
 /// How long one worker may take to open a task's thread before another may try.
 const THREAD_CLAIM_MS: i64 = 60_000;
-
-#[derive(Default)]
-pub struct Mirror {
-    locks: Arc<KeyedLocks>,
-}
-
-impl Processor for Mirror {
-    fn process(&self, state: AppState, job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
-        process(state, job, self.locks.clone()).boxed()
-    }
-}
-
-#[derive(Deserialize)]
-struct Payload {
-    event: String,
-    task_id: Option<String>,
-    #[serde(default)]
-    history_items: Vec<HistoryItem>,
-}
-
-#[derive(Deserialize, Default)]
-struct HistoryItem {
-    #[serde(default)]
-    user: Option<User>,
-    #[serde(default)]
-    comment: Option<Comment>,
-}
-
-#[derive(Deserialize)]
-struct User {
-    id: Value,
-    #[serde(default)]
-    username: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Comment {
-    id: Value,
-    #[serde(default)]
-    text_content: Option<String>,
-    #[serde(default)]
-    comment_text: Option<String>,
-}
 
 /// The change an event stands for, as agents see it in `change`.
 fn change_of(event: &str) -> &'static str {
@@ -74,8 +28,9 @@ fn change_of(event: &str) -> &'static str {
     }
 }
 
-async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Done, JobError> {
-    let payload: Payload = serde_json::from_str(&job.payload)
+/// Runs a `clickup.event` job; `locks` serialises the jobs about one task on this node.
+pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Result<Done, JobError> {
+    let payload: ClickUpWebhook = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a ClickUp payload: {e}")))?;
     let Some(task_id) = payload.task_id.clone().filter(|t| !t.is_empty()) else {
         // List, folder and space events: nothing for agents.
@@ -84,15 +39,18 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
     if !payload.event.starts_with("task") {
         return Done::because("ignored");
     }
-    let source = job_source(&state, &job).await?;
-    if own_change(&state, &source, &payload.history_items).await? {
+    let source = job_source(ctx, job).await?;
+    if own_change(ctx, &source, &payload.history_items).await? {
         return Done::because("own_change");
     }
-    let _serial = locks.lock(format!("{}:{task_id}", source.tenant_id)).await;
+    let _serial = locks
+        .clone()
+        .lock(format!("{}:{task_id}", source.tenant_id))
+        .await;
     let trace = job.trace_id.as_deref();
     let change = change_of(&payload.event);
     if change == "deleted" {
-        return deleted(&state, &source, &task_id, &job).await;
+        return deleted(ctx, &source, &task_id, job).await;
     }
     let token = source.api_token.clone().ok_or_else(|| {
         JobError::permanent(
@@ -100,19 +58,19 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
             "the ClickUp source has no API token to read tasks with (nexus source add --api-token)",
         )
     })?;
-    let task = state.providers.clickup.get_task(&token, &task_id).await?;
-    let Some(mapping) = state
+    let task = ctx.providers.clickup.get_task(&token, &task_id).await?;
+    let Some(mapping) = ctx
         .mapping_for_list(source.tenant_id, &task.list_id)
         .await?
     else {
         return Done::because("unmapped");
     };
-    let (before, mut tm) = state
+    let (before, mut tm) = ctx
         .store
         .upsert_task(&mapping, &task.id, &task.name, &task.status)
         .await?;
     if mapping.open_threads && tm.slack_thread_ts.is_none() {
-        open_thread(&state, &mapping, &mut tm, &task).await?;
+        open_thread(ctx, &mapping, &mut tm, &task).await?;
     }
 
     let comment = payload
@@ -122,8 +80,8 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
     let comment_text = comment
         .and_then(|c| c.text_content.clone().or_else(|| c.comment_text.clone()))
         .unwrap_or_default();
-    let wanted = recipients(&state, &source, &mapping, &task, &comment_text).await?;
-    let known = state.store.task_agents(tm.id).await?;
+    let wanted = recipients(ctx, &source, &mapping, &task, &comment_text).await?;
+    let known = ctx.store.task_agents(tm.id).await?;
     let new: Vec<AgentId> = wanted.into_iter().filter(|a| !known.contains(a)).collect();
     let task_ref = TaskRef {
         id: task.id.clone(),
@@ -141,8 +99,8 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
             },
             change: change.to_owned(),
         };
-        emit(&state, &new, &assigned, &format!("assign:{}", tm.id), trace).await?;
-        state.store.add_task_agents(tm.id, &new).await?;
+        emit(ctx, &new, &assigned, &format!("assign:{}", tm.id), trace).await?;
+        ctx.store.add_task_agents(tm.id, &new).await?;
     }
 
     // Agents who had the task already hear what changed, unless it is nothing they
@@ -167,7 +125,7 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
         .history_items
         .iter()
         .find_map(|h| h.user.as_ref())
-        .map(|u| u.username.clone().unwrap_or_else(|| clickup_id_text(&u.id)));
+        .map(|u| u.username.clone().unwrap_or_else(|| u.id.clone()));
     let update = ContextUpdate {
         task_id: Some(task.id.clone()),
         source: "clickup".into(),
@@ -178,21 +136,14 @@ async fn process(state: AppState, job: Job, locks: Arc<KeyedLocks>) -> Result<Do
         change: Some(change.to_owned()),
         task: Some(task_ref),
     };
-    emit(
-        &state,
-        &known,
-        &update,
-        &format!("clickup:{}", job.id),
-        trace,
-    )
-    .await?;
+    emit(ctx, &known, &update, &format!("clickup:{}", job.id), trace).await?;
     Ok(Done::default())
 }
 
 /// Changes Nexus made itself come back as webhooks: by its own ClickUp user, or a
 /// comment whose id its API call returned.
 async fn own_change(
-    state: &AppState,
+    ctx: &Context,
     source: &Source,
     items: &[HistoryItem],
 ) -> Result<bool, JobError> {
@@ -201,14 +152,13 @@ async fn own_change(
     }
     for item in items {
         let by_us = match (&item.user, &source.bot_user) {
-            (Some(u), Some(me)) => clickup_id_text(&u.id) == *me,
+            (Some(u), Some(me)) => u.id == *me,
             _ => false,
         };
         let ours = match &item.comment {
             Some(c) => {
-                state
-                    .store
-                    .is_own_write(source.tenant_id, Provider::Clickup, &clickup_id_text(&c.id))
+                ctx.store
+                    .is_own_write(source.tenant_id, Provider::Clickup, &c.id)
                     .await?
             }
             None => false,
@@ -223,14 +173,14 @@ async fn own_change(
 /// Assignees (through identities) and `@alias` mentions; the mapping's defaults when
 /// the task names nobody.
 async fn recipients(
-    state: &AppState,
+    ctx: &Context,
     source: &Source,
     mapping: &ProjectMapping,
     task: &ClickUpTask,
     comment: &str,
 ) -> Result<Vec<AgentId>, JobError> {
     let tenant = source.tenant_id;
-    let mut agents = state
+    let mut agents = ctx
         .store
         .agents_by_identity(tenant, Provider::Clickup, &task.assignees)
         .await?;
@@ -240,14 +190,14 @@ async fn recipients(
     mentions.slack_users.clear();
     agents.extend(
         mentions
-            .agents(&state.store, tenant)
+            .agents(&ctx.store, tenant)
             .await?
             .into_iter()
             .map(|(a, _)| a),
     );
     if agents.is_empty() {
         for agent in &mapping.default_agents {
-            if state.agent(*agent).await?.status == AgentStatus::Active {
+            if ctx.agent(*agent).await?.status == AgentStatus::Active {
                 agents.push(*agent);
             }
         }
@@ -260,12 +210,12 @@ async fn recipients(
 /// Posts the task in the mapped channel; that message becomes the task's thread.
 /// Without a Slack token, or when Slack refuses for good, the task goes out threadless.
 async fn open_thread(
-    state: &AppState,
+    ctx: &Context,
     mapping: &ProjectMapping,
     tm: &mut TaskMapping,
     task: &ClickUpTask,
 ) -> Result<(), JobError> {
-    let store = &state.store;
+    let store = &ctx.store;
     let now = now_ms();
     if !store
         .claim_thread(tm.id, now, now + THREAD_CLAIM_MS)
@@ -293,13 +243,13 @@ async fn open_thread(
     let posted = match posted {
         Some(p) => p,
         None => {
-            let Some(token) = api_token(state, tm.tenant_id, SourceKind::Slack).await? else {
+            let Some(token) = api_token(ctx, tm.tenant_id, SourceKind::Slack).await? else {
                 tracing::warn!(task_id = %task.id, "no Slack bot token for this tenant: the task's thread was not opened");
                 store.set_thread(tm.id, None).await?;
                 return Ok(());
             };
             let text = format!("<{}|{}>", task.url, slack_escape(&task.name));
-            match state
+            match ctx
                 .providers
                 .slack
                 .post_message(&token, &mapping.slack_channel_id, &text, None)
@@ -344,19 +294,19 @@ fn slack_escape(s: &str) -> String {
 
 /// A deleted task: its agents hear so; there is nothing to fetch.
 async fn deleted(
-    state: &AppState,
+    ctx: &Context,
     source: &Source,
     task_id: &str,
     job: &Job,
 ) -> Result<Done, JobError> {
-    let Some(tm) = state
+    let Some(tm) = ctx
         .store
         .task_by_clickup_id(source.tenant_id, task_id)
         .await?
     else {
         return Done::because("unmapped");
     };
-    let agents = state.store.task_agents(tm.id).await?;
+    let agents = ctx.store.task_agents(tm.id).await?;
     let update = ContextUpdate {
         task_id: Some(task_id.to_owned()),
         source: "clickup".into(),
@@ -365,7 +315,7 @@ async fn deleted(
         ..ContextUpdate::default()
     };
     emit(
-        state,
+        ctx,
         &agents,
         &update,
         &format!("clickup:{}", job.id),

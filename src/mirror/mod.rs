@@ -1,9 +1,9 @@
 //! The mirror (DESIGN §12): ClickUp and Slack webhook jobs become agent events, and
 //! agents' tool requests become Slack posts and ClickUp comments.
 
-mod clickup;
+pub mod clickup;
 mod mentions;
-mod slack;
+pub mod slack;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -13,38 +13,27 @@ use nexus_proto::{AgentId, EventData, TenantId};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::bus::NewEvent;
-use crate::queue::{JobError, Processors};
-use crate::state::AppState;
+use crate::context::Context;
+use crate::queue::JobError;
 use crate::store::{Job, Secret, Source, SourceKind};
 
 pub use mentions::Mentions;
 
-pub fn processors() -> Processors {
-    let mut p = Processors::default();
-    p.register(
-        crate::webhooks::CLICKUP_KIND,
-        Arc::new(clickup::Mirror::default()),
-    );
-    p.register(crate::webhooks::SLACK_KIND, Arc::new(slack::Mirror));
-    p.register(crate::tools::KIND, Arc::new(crate::tools::Runner));
-    p
-}
-
 /// The webhook source a job came in through.
-async fn job_source(state: &AppState, job: &Job) -> Result<Source, JobError> {
+pub async fn job_source(ctx: &Context, job: &Job) -> Result<Source, JobError> {
     let id = job
         .source_id
         .ok_or_else(|| JobError::permanent("unknown_source", "the job's source was removed"))?;
-    Ok(state.source(id).await?)
+    Ok(ctx.source(id).await?)
 }
 
 /// The tenant's API token for `kind` (the first source of that kind holding one).
 pub async fn api_token(
-    state: &AppState,
+    ctx: &Context,
     tenant: TenantId,
     kind: SourceKind,
 ) -> Result<Option<Secret>, crate::store::StoreError> {
-    Ok(state
+    Ok(ctx
         .store
         .list_sources(Some(kind), Some(tenant))
         .await?
@@ -55,7 +44,7 @@ pub async fn api_token(
 /// Sends `data` to each agent once: `key` makes a retried job (or the second of two
 /// webhooks about one thing) find the earlier event instead of adding another.
 async fn emit<T: EventData>(
-    state: &AppState,
+    ctx: &Context,
     agents: &[AgentId],
     data: &T,
     key: &str,
@@ -69,8 +58,7 @@ async fn emit<T: EventData>(
         trace_id: trace_id.map(str::to_owned),
         idempotency_key: Some(key.to_owned()),
     };
-    state
-        .hub
+    ctx.hub
         .emit_once(agents, event)
         .await
         .map_err(|e| JobError::transient(e.to_string()))
@@ -79,7 +67,7 @@ async fn emit<T: EventData>(
 /// One lock per key (a task), so two webhooks about one task are processed one after
 /// the other on this node; entries are dropped when nobody holds or waits for them.
 #[derive(Default)]
-struct KeyedLocks {
+pub struct KeyedLocks {
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 

@@ -1,54 +1,31 @@
 //! `slack.event` jobs: a reply in a task's thread → `context_update` to the task's
 //! agents; a message naming an alias or an agent's Slack user → `wake_up`.
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use nexus_proto::{AgentId, ContextUpdate, WakeUp};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Mentions, emit, job_source};
-use crate::queue::{Done, JobError, Processor};
-use crate::state::AppState;
+use crate::context::Context;
+use crate::providers::events::SlackEnvelope;
+use crate::queue::{Done, JobError};
 use crate::store::Job;
-
-pub struct Mirror;
-
-impl Processor for Mirror {
-    fn process(&self, state: AppState, job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
-        process(state, job).boxed()
-    }
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    event: Event,
-}
-
-#[derive(Deserialize)]
-struct Event {
-    #[serde(rename = "type")]
-    kind: String,
-    subtype: Option<String>,
-    /// A channel id for messages; an object `{id, name}` for `channel_created`.
-    channel: Option<Value>,
-    user: Option<String>,
-    bot_id: Option<String>,
-    #[serde(default)]
-    text: String,
-    ts: Option<String>,
-    thread_ts: Option<String>,
-}
 
 /// Message subtypes that are people talking; edits, deletes, joins and bot posts are not.
 fn is_conversation(subtype: Option<&str>) -> bool {
     matches!(subtype, None | Some("thread_broadcast" | "file_share"))
 }
 
-async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
-    let Envelope { event } = serde_json::from_str(&job.payload)
+/// Runs a `slack.event` job.
+pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
+    let envelope: SlackEnvelope = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a Slack event: {e}")))?;
-    let source = job_source(&state, &job).await?;
+    let Some(event) = envelope.event else {
+        return Err(JobError::permanent(
+            "unparseable",
+            "not a Slack event: no `event`",
+        ));
+    };
+    let source = job_source(ctx, job).await?;
     let tenant = source.tenant_id;
     match event.kind.as_str() {
         "channel_created" => {
@@ -59,7 +36,7 @@ async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
                     "channel_created without id and name",
                 ));
             };
-            state.store.record_channel(tenant, id, name).await?;
+            ctx.store.record_channel(tenant, id, name).await?;
             return Done::because("channel_recorded");
         }
         "message" | "app_mention" => {}
@@ -83,9 +60,9 @@ async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
 
     let thread_ts = event.thread_ts.filter(|t| *t != ts);
     if let Some(thread) = &thread_ts
-        && let Some(task) = state.store.task_by_thread(tenant, &channel, thread).await?
+        && let Some(task) = ctx.store.task_by_thread(tenant, &channel, thread).await?
     {
-        let agents = state.store.task_agents(task.id).await?;
+        let agents = ctx.store.task_agents(task.id).await?;
         let update = ContextUpdate {
             task_id: Some(task.clickup_task_id.clone()),
             source: "slack".into(),
@@ -95,12 +72,12 @@ async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
             ts: Some(ts.clone()),
             ..ContextUpdate::default()
         };
-        emit(&state, &agents, &update, &key, trace).await?;
+        emit(ctx, &agents, &update, &key, trace).await?;
         reached += agents.len();
     }
 
     let woken = Mentions::parse(&event.text)
-        .agents(&state.store, tenant)
+        .agents(&ctx.store, tenant)
         .await?;
     for (agent, reason) in &woken {
         let wake = WakeUp {
@@ -112,14 +89,7 @@ async fn process(state: AppState, job: Job) -> Result<Done, JobError> {
             reason: Some(reason.clone()),
         };
         let agents: [AgentId; 1] = [*agent];
-        emit(
-            &state,
-            &agents,
-            &wake,
-            &format!("wake:{channel}:{ts}"),
-            trace,
-        )
-        .await?;
+        emit(ctx, &agents, &wake, &format!("wake:{channel}:{ts}"), trace).await?;
     }
     reached += woken.len();
     if reached == 0 {

@@ -3,35 +3,130 @@
 //! one ClickUp comment). Each write is recorded with its result under a step key, so a
 //! retried job skips what already happened, and the webhook echo of it is ignored.
 
-use std::sync::Arc;
-
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use nexus_proto::{TenantId, ToolError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::api_token;
-use crate::providers::Posted;
-use crate::state::AppState;
-use crate::store::{Provider, Secret, SourceKind};
-use crate::tools::{Tool, ToolCall, ToolFailure, ToolRegistry};
+use crate::context::Context;
+use crate::providers::{Posted, ProviderError};
+use crate::queue::JobError;
+use crate::store::{Provider, Secret, SourceKind, StoreError};
 
 /// Longest text posted or commented (Slack's own limit is 40,000 characters).
 const MAX_TEXT: usize = 40_000;
 
-pub fn registry() -> ToolRegistry {
-    let mut r = ToolRegistry::default();
-    r.register("slack.post_message", Arc::new(PostMessage));
-    r.register("clickup.create_comment", Arc::new(CreateComment));
-    r.register("clickup.update_status", Arc::new(UpdateStatus));
-    r.register("task.reply", Arc::new(TaskReply));
-    r
+/// A tool and its arguments, as agents name them in `tool_request` (`tool`, `args`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "tool", content = "args")]
+pub enum ToolCall {
+    #[serde(rename = "slack.post_message")]
+    PostMessage(PostArgs),
+    #[serde(rename = "clickup.create_comment")]
+    CreateComment(CommentArgs),
+    #[serde(rename = "clickup.update_status")]
+    UpdateStatus(StatusArgs),
+    /// One post in the task's Slack thread and one ClickUp comment.
+    #[serde(rename = "task.reply")]
+    TaskReply(CommentArgs),
 }
 
-fn args<T: DeserializeOwned>(call: &ToolCall) -> Result<T, ToolFailure> {
-    serde_json::from_value(call.args.clone())
-        .map_err(|e| ToolFailure::fail("invalid_args", format!("invalid args: {e}")))
+/// Every tool's name, for telling an unknown tool from bad arguments.
+const NAMES: [&str; 4] = [
+    "slack.post_message",
+    "clickup.create_comment",
+    "clickup.update_status",
+    "task.reply",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostArgs {
+    channel: String,
+    text: String,
+    thread_ts: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommentArgs {
+    task_id: String,
+    text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusArgs {
+    task_id: String,
+    status: String,
+}
+
+/// Who asked, and the job that names the request's steps (`tool:{job}:slack`), so a
+/// retry skips the finished ones.
+pub struct Step {
+    pub tenant: TenantId,
+    pub job_id: Uuid,
+}
+
+/// Why a tool did not answer: try again later, or answer the agent with this error.
+#[derive(Debug)]
+pub enum ToolFailure {
+    Retry(JobError),
+    Fail(ToolError),
+}
+
+impl ToolFailure {
+    pub fn fail(code: &str, message: impl Into<String>) -> ToolFailure {
+        ToolFailure::Fail(ToolError {
+            code: code.to_owned(),
+            message: message.into(),
+        })
+    }
+}
+
+impl From<ProviderError> for ToolFailure {
+    fn from(e: ProviderError) -> ToolFailure {
+        match e {
+            ProviderError::Permanent { .. } => ToolFailure::fail("provider_error", e.to_string()),
+            transient => ToolFailure::Retry(transient.into()),
+        }
+    }
+}
+
+impl From<StoreError> for ToolFailure {
+    fn from(e: StoreError) -> ToolFailure {
+        ToolFailure::Retry(e.into())
+    }
+}
+
+impl ToolCall {
+    /// The call an agent asked for: `unknown_tool` or `invalid_args` when it is not one.
+    pub fn parse(tool: &str, args: Value) -> Result<ToolCall, ToolError> {
+        let refuse = |code: &str, message: String| ToolError {
+            code: code.to_owned(),
+            message,
+        };
+        if !NAMES.contains(&tool) {
+            let shown: String = tool.chars().take(64).collect();
+            return Err(refuse("unknown_tool", format!("no tool named {shown:?}")));
+        }
+        serde_json::from_value(json!({ "tool": tool, "args": args }))
+            .map_err(|e| refuse("invalid_args", format!("invalid args: {e}")))
+    }
+
+    pub async fn run(self, ctx: &Context, step: &Step) -> Result<Value, ToolFailure> {
+        match self {
+            ToolCall::PostMessage(a) => {
+                let thread = a.thread_ts.as_deref();
+                let posted = post_once(ctx, step, &a.channel, text(&a.text)?, thread).await?;
+                Ok(json!({ "channel": posted.channel, "ts": posted.ts }))
+            }
+            ToolCall::CreateComment(a) => {
+                let id = comment_once(ctx, step, &a.task_id, text(&a.text)?).await?;
+                Ok(json!({ "task_id": a.task_id, "comment_id": id }))
+            }
+            ToolCall::UpdateStatus(a) => update_status(ctx, step, a).await,
+            ToolCall::TaskReply(a) => task_reply(ctx, step, a).await,
+        }
+    }
 }
 
 fn text(t: &str) -> Result<&str, ToolFailure> {
@@ -45,8 +140,8 @@ fn text(t: &str) -> Result<&str, ToolFailure> {
     Ok(t)
 }
 
-async fn token(state: &AppState, call: &ToolCall, kind: SourceKind) -> Result<Secret, ToolFailure> {
-    api_token(state, call.tenant, kind).await?.ok_or_else(|| {
+async fn token(ctx: &Context, step: &Step, kind: SourceKind) -> Result<Secret, ToolFailure> {
+    api_token(ctx, step.tenant, kind).await?.ok_or_else(|| {
         let (code, how) = match kind {
             SourceKind::Slack => ("slack_not_configured", "a Slack source with --bot-token"),
             _ => (
@@ -61,31 +156,77 @@ async fn token(state: &AppState, call: &ToolCall, kind: SourceKind) -> Result<Se
     })
 }
 
+async fn update_status(ctx: &Context, step: &Step, a: StatusArgs) -> Result<Value, ToolFailure> {
+    if a.status.trim().is_empty() {
+        return Err(ToolFailure::fail(
+            "invalid_args",
+            "status must not be empty",
+        ));
+    }
+    let token = token(ctx, step, SourceKind::Clickup).await?;
+    // Setting a status twice is harmless: no step record needed.
+    let task = ctx
+        .providers
+        .clickup
+        .update_status(&token, &a.task_id, &a.status)
+        .await?;
+    // Agents already know: the webhook echo of this change is no news.
+    if let Some(tm) = ctx.store.task_by_clickup_id(step.tenant, &task.id).await? {
+        ctx.store.set_task_status(tm.id, &task.status).await?;
+    }
+    Ok(json!({ "task_id": task.id, "status": task.status }))
+}
+
+async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value, ToolFailure> {
+    let body = text(&a.text)?;
+    let Some(tm) = ctx
+        .store
+        .task_by_clickup_id(step.tenant, &a.task_id)
+        .await?
+    else {
+        return Err(ToolFailure::fail(
+            "unknown_task",
+            format!("task {:?} is not in a mapped list", a.task_id),
+        ));
+    };
+    let thread = tm.slack_thread_ts.as_deref();
+    let posted = post_once(ctx, step, &tm.slack_channel_id, body, thread).await?;
+    // A task without a thread gets one: this reply starts it.
+    if tm.slack_thread_ts.is_none() {
+        ctx.store.set_thread(tm.id, Some(&posted.ts)).await?;
+    }
+    let comment = comment_once(ctx, step, &tm.clickup_task_id, body).await?;
+    Ok(json!({
+        "task_id": tm.clickup_task_id,
+        "slack": { "channel": posted.channel, "ts": posted.ts },
+        "clickup": { "comment_id": comment },
+    }))
+}
+
 /// Posts once per (job, step): a retry returns the message the first attempt posted.
 async fn post_once(
-    state: &AppState,
-    call: &ToolCall,
+    ctx: &Context,
+    step: &Step,
     channel: &str,
     text: &str,
     thread_ts: Option<&str>,
 ) -> Result<Posted, ToolFailure> {
-    let op_key = format!("tool:{}:slack", call.job_id);
-    if let Some(done) = state.store.write_result(&op_key).await?
+    let op_key = format!("tool:{}:slack", step.job_id);
+    if let Some(done) = ctx.store.write_result(&op_key).await?
         && let Ok(posted) = serde_json::from_str(&done)
     {
         return Ok(posted);
     }
-    let token = token(state, call, SourceKind::Slack).await?;
-    let posted = state
+    let token = token(ctx, step, SourceKind::Slack).await?;
+    let posted = ctx
         .providers
         .slack
         .post_message(&token, channel, text, thread_ts)
         .await?;
     let result = serde_json::to_string(&posted).unwrap_or_default();
-    state
-        .store
+    ctx.store
         .record_write(
-            call.tenant,
+            step.tenant,
             Provider::Slack,
             &format!("{}:{}", posted.channel, posted.ts),
             Some(&op_key),
@@ -97,165 +238,23 @@ async fn post_once(
 
 /// Comments once per (job, step); returns the comment's id.
 async fn comment_once(
-    state: &AppState,
-    call: &ToolCall,
+    ctx: &Context,
+    step: &Step,
     task_id: &str,
     text: &str,
 ) -> Result<String, ToolFailure> {
-    let op_key = format!("tool:{}:clickup", call.job_id);
-    if let Some(id) = state.store.write_result(&op_key).await? {
+    let op_key = format!("tool:{}:clickup", step.job_id);
+    if let Some(id) = ctx.store.write_result(&op_key).await? {
         return Ok(id);
     }
-    let token = token(state, call, SourceKind::Clickup).await?;
-    let id = state
+    let token = token(ctx, step, SourceKind::Clickup).await?;
+    let id = ctx
         .providers
         .clickup
         .create_comment(&token, task_id, text)
         .await?;
-    state
-        .store
-        .record_write(call.tenant, Provider::Clickup, &id, Some(&op_key), &id)
+    ctx.store
+        .record_write(step.tenant, Provider::Clickup, &id, Some(&op_key), &id)
         .await?;
     Ok(id)
-}
-
-struct PostMessage;
-
-#[derive(Deserialize)]
-struct PostArgs {
-    channel: String,
-    text: String,
-    thread_ts: Option<String>,
-}
-
-impl Tool for PostMessage {
-    fn call(
-        &self,
-        state: AppState,
-        call: ToolCall,
-    ) -> BoxFuture<'static, Result<Value, ToolFailure>> {
-        async move {
-            let a: PostArgs = args(&call)?;
-            let posted = post_once(
-                &state,
-                &call,
-                &a.channel,
-                text(&a.text)?,
-                a.thread_ts.as_deref(),
-            )
-            .await?;
-            Ok(json!({ "channel": posted.channel, "ts": posted.ts }))
-        }
-        .boxed()
-    }
-}
-
-struct CreateComment;
-
-#[derive(Deserialize)]
-struct CommentArgs {
-    task_id: String,
-    text: String,
-}
-
-impl Tool for CreateComment {
-    fn call(
-        &self,
-        state: AppState,
-        call: ToolCall,
-    ) -> BoxFuture<'static, Result<Value, ToolFailure>> {
-        async move {
-            let a: CommentArgs = args(&call)?;
-            let id = comment_once(&state, &call, &a.task_id, text(&a.text)?).await?;
-            Ok(json!({ "task_id": a.task_id, "comment_id": id }))
-        }
-        .boxed()
-    }
-}
-
-struct UpdateStatus;
-
-#[derive(Deserialize)]
-struct StatusArgs {
-    task_id: String,
-    status: String,
-}
-
-impl Tool for UpdateStatus {
-    fn call(
-        &self,
-        state: AppState,
-        call: ToolCall,
-    ) -> BoxFuture<'static, Result<Value, ToolFailure>> {
-        async move {
-            let a: StatusArgs = args(&call)?;
-            if a.status.trim().is_empty() {
-                return Err(ToolFailure::fail(
-                    "invalid_args",
-                    "status must not be empty",
-                ));
-            }
-            let token = token(&state, &call, SourceKind::Clickup).await?;
-            // Setting a status twice is harmless: no step record needed.
-            let task = state
-                .providers
-                .clickup
-                .update_status(&token, &a.task_id, &a.status)
-                .await?;
-            // Agents already know: the webhook echo of this change is no news.
-            if let Some(tm) = state
-                .store
-                .task_by_clickup_id(call.tenant, &task.id)
-                .await?
-            {
-                state.store.set_task_status(tm.id, &task.status).await?;
-            }
-            Ok(json!({ "task_id": task.id, "status": task.status }))
-        }
-        .boxed()
-    }
-}
-
-struct TaskReply;
-
-impl Tool for TaskReply {
-    fn call(
-        &self,
-        state: AppState,
-        call: ToolCall,
-    ) -> BoxFuture<'static, Result<Value, ToolFailure>> {
-        async move {
-            let a: CommentArgs = args(&call)?;
-            let body = text(&a.text)?;
-            let Some(tm) = state
-                .store
-                .task_by_clickup_id(call.tenant, &a.task_id)
-                .await?
-            else {
-                return Err(ToolFailure::fail(
-                    "unknown_task",
-                    format!("task {:?} is not in a mapped list", a.task_id),
-                ));
-            };
-            let posted = post_once(
-                &state,
-                &call,
-                &tm.slack_channel_id,
-                body,
-                tm.slack_thread_ts.as_deref(),
-            )
-            .await?;
-            // A task without a thread gets one: this reply starts it.
-            if tm.slack_thread_ts.is_none() {
-                state.store.set_thread(tm.id, Some(&posted.ts)).await?;
-            }
-            let comment = comment_once(&state, &call, &tm.clickup_task_id, body).await?;
-            Ok(json!({
-                "task_id": tm.clickup_task_id,
-                "slack": { "channel": posted.channel, "ts": posted.ts },
-                "clickup": { "comment_id": comment },
-            }))
-        }
-        .boxed()
-    }
 }

@@ -2,6 +2,7 @@
 //! call. Every failure is classified once, here, as worth retrying or not.
 
 mod clickup;
+pub mod events;
 mod slack;
 
 pub use clickup::{ClickUpApi, ClickUpTask, id_text as clickup_id_text};
@@ -13,7 +14,6 @@ use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
 
 use crate::config::ProviderOpts;
-use crate::queue::JobError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -30,20 +30,6 @@ pub enum ProviderError {
         provider: &'static str,
         message: String,
     },
-}
-
-impl From<ProviderError> for JobError {
-    fn from(e: ProviderError) -> JobError {
-        match e {
-            ProviderError::Transient { retry_after_ms, .. } => JobError::Transient {
-                message: e.to_string(),
-                retry_after_ms,
-            },
-            ProviderError::Permanent { .. } => {
-                JobError::permanent("provider_rejected", e.to_string())
-            }
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,8 @@ mod worker;
 
 pub use worker::{EnqueueError, JobOutcome, Queue};
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use futures_util::future::BoxFuture;
 
-use crate::state::AppState;
 use crate::store::Job;
 
 /// What a processor says about a job it could not finish.
@@ -78,28 +74,44 @@ impl Done {
     }
 }
 
+/// Runs jobs. The node has one, which picks the work by [`JobKind`]; the queue only
+/// leases, retries and records.
 pub trait Processor: Send + Sync + 'static {
-    fn process(&self, state: AppState, job: Job) -> BoxFuture<'static, Result<Done, JobError>>;
+    fn process(&self, job: Job) -> BoxFuture<'static, Result<Done, JobError>>;
 }
 
-/// Processors by job kind. A kind with none completes with reason `no_processor`.
-#[derive(Default, Clone)]
-pub struct Processors {
-    by_kind: HashMap<String, Arc<dyn Processor>>,
+/// The kinds of job Nexus makes; the `kind` column holds [`JobKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// A ClickUp webhook (`clickup.event`).
+    ClickUpEvent,
+    /// A Slack Events API callback (`slack.event`).
+    SlackEvent,
+    /// A generic webhook delivered by its source's rule (`ingest.deliver`).
+    IngestDeliver,
+    /// An agent's `tool_request` (`tool.call`).
+    ToolCall,
 }
 
-impl Processors {
-    pub fn register(&mut self, kind: &str, p: Arc<dyn Processor>) {
-        self.by_kind.insert(kind.to_owned(), p);
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ClickUpEvent => "clickup.event",
+            JobKind::SlackEvent => "slack.event",
+            JobKind::IngestDeliver => "ingest.deliver",
+            JobKind::ToolCall => "tool.call",
+        }
     }
 
-    /// These processors plus `other`'s; `other` wins for a kind both have.
-    pub fn merged(mut self, other: Processors) -> Processors {
-        self.by_kind.extend(other.by_kind);
-        self
-    }
-
-    pub fn get(&self, kind: &str) -> Option<Arc<dyn Processor>> {
-        self.by_kind.get(kind).cloned()
+    /// `None` for a kind this version does not make (an embedder's own, or a newer one).
+    pub fn parse(kind: &str) -> Option<JobKind> {
+        [
+            JobKind::ClickUpEvent,
+            JobKind::SlackEvent,
+            JobKind::IngestDeliver,
+            JobKind::ToolCall,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
     }
 }

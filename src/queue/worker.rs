@@ -10,9 +10,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{Done, JobError};
+use super::{JobError, Processor};
 use crate::config::QueueOpts;
-use crate::state::AppState;
 use crate::store::{Enqueued, Job, JobStatus, NewJob, Store, StoreError};
 use crate::time::Clock;
 
@@ -153,7 +152,7 @@ impl Queue {
     /// each running job after finishing.
     pub fn start(
         self: &Arc<Self>,
-        state: AppState,
+        processor: Arc<dyn Processor>,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) {
@@ -161,7 +160,7 @@ impl Queue {
         if let Some(rx) = accept_rx {
             tracker.spawn(self.clone().write_accepts(rx, stop.clone()));
         }
-        tracker.spawn(self.clone().claim(state, tracker.clone(), stop.clone()));
+        tracker.spawn(self.clone().claim(processor, tracker.clone(), stop.clone()));
         tracker.spawn(self.clone().sweep(stop.clone()));
         tracker.spawn(self.clone().gauges(stop));
     }
@@ -171,7 +170,7 @@ impl Queue {
     /// per webhook at low rates, on SQLite's single writer.)
     async fn claim(
         self: Arc<Self>,
-        state: AppState,
+        processor: Arc<dyn Processor>,
         tracker: TaskTracker,
         stop: CancellationToken,
     ) {
@@ -214,10 +213,10 @@ impl Queue {
                     attempt = job.attempts,
                     trace_id = job.trace_id.as_deref().unwrap_or("-"),
                 );
-                let (queue, state, owner) = (self.clone(), state.clone(), owner.clone());
+                let (queue, processor, owner) = (self.clone(), processor.clone(), owner.clone());
                 tracker.spawn(
                     async move {
-                        queue.run(&state, &owner, job).await;
+                        queue.run(&*processor, &owner, job).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -235,21 +234,14 @@ impl Queue {
         }
     }
 
-    async fn run(&self, state: &AppState, owner: &str, job: Job) {
+    async fn run(&self, processor: &dyn Processor, owner: &str, job: Job) {
         let started = std::time::Instant::now();
-        let result = match state.processors.get(&job.kind) {
-            None => Ok(Done {
-                reason: Some("no_processor"),
-            }),
-            Some(p) => {
-                // Its own task, so a panicking processor costs one attempt, not a worker.
-                let task = tokio::spawn(p.process(state.clone(), job.clone()));
-                let renew = self.renew_lease(job.id, owner);
-                tokio::select! {
-                    joined = task => joined.unwrap_or_else(|e| Err(JobError::transient(format!("processor failed: {e}")))),
-                    () = renew => Err(JobError::transient("lease lost to another worker")),
-                }
-            }
+        // Its own task, so a panicking processor costs one attempt, not a worker.
+        let task = tokio::spawn(processor.process(job.clone()));
+        let renew = self.renew_lease(job.id, owner);
+        let result = tokio::select! {
+            joined = task => joined.unwrap_or_else(|e| Err(JobError::transient(format!("processor failed: {e}")))),
+            () = renew => Err(JobError::transient("lease lost to another worker")),
         };
         metrics::histogram!("nexus_job_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());

@@ -1,105 +1,59 @@
 //! `POST /webhooks/clickup[/{id}]`: ClickUp webhooks, signed with `X-Signature`.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
-use serde::Deserialize;
-
 use super::signature::verify_hex;
-use super::{Rejection, accept, answer, body, sha256_hex, source_by_id, trace_id};
-use crate::http::{ApiError, ApiJson, ApiPath};
-use crate::state::AppState;
-use crate::store::SourceKind;
+use super::{Rejection, Request, Route, Sender, sha256_hex};
+use crate::providers::events::ClickUpWebhook;
+use crate::queue::JobKind;
+use crate::store::{Source, SourceKind, Store};
 
-pub const KIND: &str = "clickup.event";
+pub struct ClickUp;
 
-#[derive(Deserialize)]
-struct Payload {
-    event: String,
-    task_id: Option<String>,
-    webhook_id: String,
-    #[serde(default)]
-    history_items: Vec<HistoryItem>,
-}
+impl Sender for ClickUp {
+    const NAME: &'static str = "clickup";
+    const SOURCE: SourceKind = SourceKind::Clickup;
+    type Body = ClickUpWebhook;
+    const WHAT: &'static str = "a ClickUp webhook payload";
+    const UNKNOWN: &'static str = "no ClickUp source is registered for this webhook_id";
 
-#[derive(Deserialize)]
-struct HistoryItem {
-    id: serde_json::Value,
-}
-
-pub async fn receive(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    answer("clickup", handle(&state, None, &headers, raw).await)
-}
-
-pub async fn receive_for(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    answer("clickup", handle(&state, Some(&id), &headers, raw).await)
-}
-
-fn parse(raw: &[u8]) -> Result<Payload, Rejection> {
-    serde_json::from_slice(raw)
-        .map_err(|e| Rejection::Malformed(format!("not a ClickUp webhook payload: {e}")))
-}
-
-async fn handle(
-    state: &AppState,
-    path_id: Option<&str>,
-    headers: &HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<ApiJson<serde_json::Value>, Rejection> {
-    let raw = body(raw)?;
-    let signature = headers
-        .get("x-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Rejection::Signature("missing X-Signature".into()))?;
-    let source = match path_id {
-        Some(id) => source_by_id(state, id, SourceKind::Clickup).await?,
-        None => {
-            let webhook_id = parse(&raw)?.webhook_id;
-            state
-                .store
-                .find_source(SourceKind::Clickup, &webhook_id)
-                .await?
-                .ok_or_else(|| {
-                    Rejection::UnknownSource(
-                        "no ClickUp source is registered for this webhook_id".into(),
-                    )
-                })?
-        }
-    };
-    if !verify_hex(source.secret.expose(), &[&raw], signature) {
-        return Err(Rejection::Signature("the signature does not match".into()));
+    async fn candidates(store: &Store, body: &ClickUpWebhook) -> Result<Vec<Source>, Rejection> {
+        let found = store
+            .find_source(SourceKind::Clickup, &body.webhook_id)
+            .await?;
+        Ok(found.into_iter().collect())
     }
-    let payload = parse(&raw)?;
-    // ClickUp retries resend the same history items: they identify the delivery.
-    let mut items: Vec<String> = payload
-        .history_items
-        .iter()
-        .map(|h| match &h.id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+
+    fn verify(source: &Source, req: &Request<'_>) -> Result<(), Rejection> {
+        let signature = req
+            .header("x-signature")
+            .ok_or_else(|| Rejection::Signature("missing X-Signature".into()))?;
+        if !verify_hex(source.secret.expose(), &[req.raw], signature) {
+            return Err(Rejection::Signature("the signature does not match".into()));
+        }
+        Ok(())
+    }
+
+    fn route(payload: ClickUpWebhook, _: &Source, req: &Request<'_>) -> Result<Route, Rejection> {
+        // ClickUp retries resend the same history items: they identify the delivery.
+        let mut items: Vec<&str> = payload
+            .history_items
+            .iter()
+            .map(|h| h.id.as_str())
+            .collect();
+        items.sort_unstable();
+        let dedupe_key = if items.is_empty() {
+            format!(
+                "{}:{}:{}:{}",
+                payload.webhook_id,
+                payload.event,
+                payload.task_id.as_deref().unwrap_or_default(),
+                sha256_hex(req.raw)
+            )
+        } else {
+            format!("{}:{}", payload.webhook_id, items.join(","))
+        };
+        Ok(Route::Job {
+            kind: JobKind::ClickUpEvent,
+            dedupe_key,
         })
-        .collect();
-    items.sort_unstable();
-    let dedupe_key = if items.is_empty() {
-        format!(
-            "{}:{}:{}:{}",
-            payload.webhook_id,
-            payload.event,
-            payload.task_id.unwrap_or_default(),
-            sha256_hex(&raw)
-        )
-    } else {
-        format!("{}:{}", payload.webhook_id, items.join(","))
-    };
-    accept(state, &source, KIND, dedupe_key, &raw, trace_id(headers)).await
+    }
 }

@@ -10,44 +10,179 @@ mod ingest;
 mod signature;
 mod slack;
 
-pub use clickup::KIND as CLICKUP_KIND;
 pub use signature::{hmac_hex, verify_slack};
-pub use slack::KIND as SLACK_KIND;
 
-use std::sync::Arc;
+use clickup::ClickUp;
+use ingest::Ingest;
+use slack::Slack;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use serde_json::json;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::http::{ApiError, ApiJson};
-use crate::queue::Processors;
+use crate::http::{ApiError, ApiJson, ApiPath};
+use crate::queue::JobKind;
 use crate::state::AppState;
-use crate::store::{Enqueued, NewJob, Source, StoreError};
+use crate::store::{Enqueued, NewJob, Source, SourceKind, Store, StoreError};
 
 /// Slack and ClickUp payloads are small; 1 MiB leaves room and bounds memory.
 const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/slack", post(slack::receive))
-        .route("/slack/{id}", post(slack::receive_for))
-        .route("/clickup", post(clickup::receive))
-        .route("/clickup/{id}", post(clickup::receive_for))
-        .route("/ingest/{id}", post(ingest::receive))
+        .route("/slack", post(receive::<Slack>))
+        .route("/slack/{id}", post(receive_for::<Slack>))
+        .route("/clickup", post(receive::<ClickUp>))
+        .route("/clickup/{id}", post(receive_for::<ClickUp>))
+        .route("/ingest/{id}", post(receive_for::<Ingest>))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
 }
 
-/// The processors this module brings: ingest rules deliver straight to inboxes.
-pub fn processors() -> Processors {
-    let mut p = Processors::default();
-    p.register(ingest::KIND, Arc::new(ingest::Deliver));
-    p
+/// What differs between senders; the receive path around it ([`handle`]) is one.
+trait Sender: Send + Sync + 'static {
+    /// The `source` label of the webhook metrics.
+    const NAME: &'static str;
+    const SOURCE: SourceKind;
+    /// The body's type; parsed once, here, and again by the job from the stored bytes.
+    type Body: DeserializeOwned + Send + Sync;
+    /// What the body is, for "the body is not {WHAT}: …".
+    const WHAT: &'static str;
+    /// Why no source was found for a body that names one.
+    const UNKNOWN: &'static str;
+
+    /// The sources that may have signed `body` when the URL names none.
+    fn candidates(
+        store: &Store,
+        body: &Self::Body,
+    ) -> impl Future<Output = Result<Vec<Source>, Rejection>> + Send;
+
+    /// Whether `source` signed this request.
+    fn verify(source: &Source, req: &Request<'_>) -> Result<(), Rejection>;
+
+    /// The job's kind and dedupe key, or an answer that needs no job.
+    fn route(body: Self::Body, source: &Source, req: &Request<'_>) -> Result<Route, Rejection>;
+}
+
+/// The request as senders see it.
+struct Request<'a> {
+    headers: &'a HeaderMap,
+    raw: &'a [u8],
+    /// Unix seconds, from the node's clock (Slack's timestamp window).
+    now_s: i64,
+}
+
+impl Request<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+enum Route {
+    Job { kind: JobKind, dedupe_key: String },
+    Answer(Received),
+}
+
+/// What a webhook came to: the answer's body, and the `outcome` label of its metric.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Received {
+    Accepted {
+        job_id: Uuid,
+    },
+    /// The sender's retry of a delivery already stored: no second job.
+    Duplicate {
+        job_id: Uuid,
+    },
+    /// Slack's `url_verification`: the challenge echoed.
+    Verified {
+        challenge: String,
+    },
+    /// Acknowledged, nothing to do (`app_rate_limited`, future envelope types).
+    Ignored,
+}
+
+impl Received {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Received::Accepted { .. } => "accepted",
+            Received::Duplicate { .. } => "duplicate",
+            Received::Verified { .. } => "verified",
+            Received::Ignored => "ignored",
+        }
+    }
+}
+
+async fn receive<S: Sender>(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<ApiJson<Received>, ApiError> {
+    answer(S::NAME, handle::<S>(&state, None, &headers, raw).await)
+}
+
+async fn receive_for<S: Sender>(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<ApiJson<Received>, ApiError> {
+    answer(S::NAME, handle::<S>(&state, Some(&id), &headers, raw).await)
+}
+
+/// Body, source (named in the URL, or found from the body), signature, route, commit.
+/// A parse error is reported only once it matters: a signature checked against a source
+/// named in the URL comes first.
+async fn handle<S: Sender>(
+    state: &AppState,
+    path_id: Option<&str>,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Received, Rejection> {
+    let raw = body(raw)?;
+    let parsed: Result<S::Body, String> =
+        serde_json::from_slice(&raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT));
+    let candidates = match path_id {
+        Some(id) => vec![source_by_id(state, id, S::SOURCE).await?],
+        None => {
+            let body = parsed
+                .as_ref()
+                .map_err(|e| Rejection::Malformed(e.clone()))?;
+            S::candidates(&state.store, body).await?
+        }
+    };
+    let req = Request {
+        headers,
+        raw: &raw,
+        now_s: state.clock.now_ms() / 1000,
+    };
+    let mut refused = None;
+    let mut signer = None;
+    for source in candidates {
+        match S::verify(&source, &req) {
+            Ok(()) => {
+                signer = Some(source);
+                break;
+            }
+            Err(e) => refused = Some(e),
+        }
+    }
+    let Some(source) = signer else {
+        return Err(refused.unwrap_or_else(|| Rejection::UnknownSource(S::UNKNOWN.into())));
+    };
+    let body = parsed.map_err(Rejection::Malformed)?;
+    match S::route(body, &source, &req)? {
+        Route::Answer(received) => Ok(received),
+        Route::Job { kind, dedupe_key } => {
+            accept(state, &source, kind, dedupe_key, &raw, trace_id(headers)).await
+        }
+    }
 }
 
 /// Why a webhook was refused; also the `reason` label of the rejection metric.
@@ -130,14 +265,13 @@ impl From<StoreError> for Rejection {
 /// Counts the outcome and shapes the response.
 fn answer(
     source: &'static str,
-    result: Result<ApiJson<serde_json::Value>, Rejection>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    result: Result<Received, Rejection>,
+) -> Result<ApiJson<Received>, ApiError> {
     match result {
-        Ok(body) => {
-            let outcome = body.0["status"].as_str().unwrap_or("accepted").to_owned();
-            metrics::counter!("nexus_webhooks_total", "source" => source, "outcome" => outcome)
+        Ok(received) => {
+            metrics::counter!("nexus_webhooks_total", "source" => source, "outcome" => received.outcome())
                 .increment(1);
-            Ok(body)
+            Ok(ApiJson(received))
         }
         Err(r) => {
             tracing::info!(source, reason = r.reason(), detail = %r, "webhook rejected");
@@ -170,40 +304,35 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 async fn accept(
     state: &AppState,
     source: &Source,
-    kind: &str,
+    kind: JobKind,
     dedupe_key: String,
     payload: &[u8],
     trace_id: Option<String>,
-) -> Result<ApiJson<serde_json::Value>, Rejection> {
+) -> Result<Received, Rejection> {
     let payload = String::from_utf8(payload.to_vec())
         .map_err(|_| Rejection::Malformed("the body is not UTF-8".into()))?;
     let job = NewJob {
         tenant_id: source.tenant_id,
         source_id: Some(source.id),
         source: source.kind.as_str().to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         dedupe_key,
         payload,
         trace_id,
         max_attempts: state.queue.max_attempts(),
         run_at: 0,
     };
-    let (status, id): (&str, Uuid) = match state.queue.enqueue(job).await? {
-        Enqueued::Created(id) => ("accepted", id),
-        Enqueued::Duplicate(id) => ("duplicate", id),
-    };
-    Ok(ApiJson(json!({ "status": status, "job_id": id })))
+    Ok(match state.queue.enqueue(job).await? {
+        Enqueued::Created(job_id) => Received::Accepted { job_id },
+        Enqueued::Duplicate(job_id) => Received::Duplicate { job_id },
+    })
 }
 
 /// A source named in the URL must exist and be of the endpoint's kind.
-async fn source_by_id(
-    state: &AppState,
-    id: &str,
-    kind: crate::store::SourceKind,
-) -> Result<Source, Rejection> {
+async fn source_by_id(state: &AppState, id: &str, kind: SourceKind) -> Result<Source, Rejection> {
     let unknown = || Rejection::UnknownSource(format!("no {} source with this id", kind.as_str()));
     let id: Uuid = id.parse().map_err(|_| unknown())?;
-    match state.source(id).await {
+    match state.ctx.source(id).await {
         Ok(s) if s.kind == kind => Ok(s),
         Ok(_) | Err(StoreError::NotFound(_)) => Err(unknown()),
         Err(e) => Err(e.into()),

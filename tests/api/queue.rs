@@ -1,14 +1,14 @@
 //! The job queue: retries with backoff on an injected clock, dead letters that keep
 //! every error, replay, the lease sweeper, cursor pagination, operator endpoints.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use nexus::app::Extras;
-use nexus::queue::{Done, JobError, JobOutcome, Processor, Processors};
-use nexus::state::AppState;
+use nexus::queue::{Done, JobError, JobOutcome, Processor};
 use nexus::store::{Job, JobStatus, NewJob};
 use nexus::time::{Clock, ManualClock};
 use nexus_proto::TenantId;
@@ -38,7 +38,7 @@ struct Flaky {
 }
 
 impl Processor for Flaky {
-    fn process(&self, _state: AppState, _job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+    fn process(&self, _job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let ok = n > self.fail_first || self.heal.load(Ordering::SeqCst);
         async move {
@@ -57,7 +57,7 @@ impl Processor for Flaky {
 struct Refuses;
 
 impl Processor for Refuses {
-    fn process(&self, _state: AppState, _job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+    fn process(&self, _job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
         async {
             Err(JobError::permanent(
                 "provider_rejected",
@@ -83,12 +83,13 @@ async fn setup(p: Profile, fail_first: u32) -> Option<Setup> {
         fail_first,
         heal: AtomicBool::new(false),
     });
-    let mut processors = Processors::default();
-    processors.register("test.flaky", flaky.clone());
-    processors.register("test.refuses", Arc::new(Refuses));
+    let other_jobs = HashMap::from([
+        ("test.flaky".to_owned(), flaky.clone() as Arc<dyn Processor>),
+        ("test.refuses".to_owned(), Arc::new(Refuses)),
+    ]);
     let extras = Extras {
         clock: Arc::new(clock.clone()),
-        processors,
+        other_jobs,
     };
     let app = TestApp::spawn_full(db, |c| c.serve.queue.workers = 2, extras).await;
     let tenant = app.tenant("acme").await.id;

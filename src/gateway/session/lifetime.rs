@@ -16,9 +16,9 @@ impl Session {
         token: &str,
         reference: Option<String>,
     ) -> Result<(), End> {
-        match self.state.auth.keys().verify(token) {
+        match self.gw.keys.verify(token) {
             Ok(claims) if claims.sub == self.agent => {
-                let ws = &self.state.config.serve.ws;
+                let ws = &self.gw.ws;
                 let now = Instant::now();
                 let left = Duration::from_millis((claims.exp * 1000 - now_ms()).max(0) as u64);
                 self.token_warn_at = Some(
@@ -41,7 +41,7 @@ impl Session {
     /// Keepalive and token deadlines share one timer, armed for the earliest.
     pub(super) async fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        let ws = self.state.config.serve.ws.clone();
+        let ws = self.gw.ws.clone();
         if now >= self.token_close_at {
             return Err(End::Close(close::TOKEN_EXPIRED));
         }

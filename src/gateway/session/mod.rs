@@ -24,9 +24,9 @@ use nexus_proto::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use crate::bus::{Attached, Hub, Push, SessionCtl};
+use super::Gateway;
+use crate::bus::{Attached, Push, SessionCtl};
 use crate::presence::Update;
-use crate::state::AppState;
 use crate::store::{Cursor, InboxEvent};
 use crate::time::now_ms;
 
@@ -57,9 +57,8 @@ struct Session {
     socket: WebSocket,
     rx: mpsc::Receiver<Push>,
     ctl: Arc<SessionCtl>,
-    /// The session's one counterpart for inbox, acks and presence.
-    hub: Arc<Hub>,
-    state: AppState,
+    /// Its hub is the session's one counterpart for inbox, acks and presence.
+    gw: Arc<Gateway>,
     id: SessionId,
     agent: AgentId,
     tenant: TenantId,
@@ -77,9 +76,9 @@ struct Session {
     abuse: DefaultDirectRateLimiter,
 }
 
-pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
-    let ws = &state.config.serve.ws;
-    let hub = state.hub.clone();
+pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
+    let ws = &gw.ws;
+    let hub = gw.hub.clone();
     let Attached {
         session_id: id,
         rx,
@@ -118,8 +117,7 @@ pub async fn run(socket: WebSocket, state: AppState, init: SessionInit) {
         token_close_at: token_expiry + ws.token_grace,
         inbound: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         abuse: RateLimiter::direct(Quota::per_minute(abuse)),
-        hub: hub.clone(),
-        state: state.clone(),
+        gw: gw.clone(),
     };
     let welcome = ServerMsg::Welcome {
         data: Welcome {
@@ -160,7 +158,7 @@ impl Session {
         if let Err(end) = Box::pin(self.catch_up(true)).await {
             return end;
         }
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.gw.shutdown.clone();
         self.arm_timer();
         loop {
             // Inbound before outbound: inbound is rate limited, and an agent's acks
@@ -197,7 +195,7 @@ impl Session {
                 && data.seq > self.acked
             {
                 self.acked = data.seq;
-                self.hub.ack(self.agent, data.seq).await;
+                self.gw.hub.ack(self.agent, data.seq).await;
             }
         }
     }
@@ -225,7 +223,7 @@ impl Session {
     /// no more. Pushed events queued meanwhile are dropped before each read: they
     /// were committed before being pushed, so that read returns them.
     async fn catch_up(&mut self, at_connect: bool) -> Result<(), End> {
-        let hub = self.hub.clone();
+        let hub = self.gw.hub.clone();
         let mut first_page = true;
         loop {
             while self.rx.try_recv().is_ok() {}
@@ -317,7 +315,7 @@ impl Session {
     /// Writes a frame; a socket that cannot take it stops us only until the bus or
     /// shutdown gives up on it.
     async fn write(&mut self, msg: Message, flush: bool) -> Result<(), End> {
-        let (socket, ctl, shutdown) = (&mut self.socket, &self.ctl, &self.state.shutdown);
+        let (socket, ctl, shutdown) = (&mut self.socket, &self.ctl, &self.gw.shutdown);
         let io = async move {
             if flush {
                 socket.send(msg).await
@@ -348,7 +346,7 @@ impl Session {
         };
         // Any frame is a sign of life, pong or not.
         self.pong_deadline = None;
-        self.hub.touch(self.agent, self.id);
+        self.gw.hub.touch(self.agent, self.id);
         match msg {
             Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
@@ -399,7 +397,7 @@ impl Session {
                 let update = Update::Ready {
                     capabilities: data.capabilities,
                 };
-                Box::pin(self.hub.update(self.agent, self.id, update)).await;
+                Box::pin(self.gw.hub.update(self.agent, self.id, update)).await;
                 Ok(())
             }
             ClientMsg::StatusUpdate { data } => {
@@ -407,7 +405,7 @@ impl Session {
                     status: data.status,
                     detail: data.detail,
                 };
-                Box::pin(self.hub.update(self.agent, self.id, update)).await;
+                Box::pin(self.gw.hub.update(self.agent, self.id, update)).await;
                 Ok(())
             }
             ClientMsg::Ack { data } => {
@@ -420,12 +418,12 @@ impl Session {
                 }
                 if data.seq > self.acked {
                     self.acked = data.seq;
-                    self.hub.ack(self.agent, data.seq).await;
+                    self.gw.hub.ack(self.agent, data.seq).await;
                 }
                 Ok(())
             }
             ClientMsg::Resume { data } => {
-                let cursor = Box::pin(self.hub.cursor(self.agent))
+                let cursor = Box::pin(self.gw.hub.cursor(self.agent))
                     .await
                     .map_err(|_| End::Close(close::SERVICE_RESTART))?;
                 self.last_seq_hint = cursor.last_seq;
@@ -435,7 +433,7 @@ impl Session {
             }
             ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,
             ClientMsg::ToolRequest { data } => {
-                crate::tools::dispatch(&self.state, self.agent, self.tenant, data);
+                self.gw.tools.dispatch(self.agent, self.tenant, data);
                 Ok(())
             }
         }

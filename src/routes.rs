@@ -1,8 +1,5 @@
-//! The HTTP surface: router, error envelope, probes and metrics.
-
-mod error;
-
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+//! The router: every endpoint, the layers around them, probes and metrics. It sits
+//! above the handlers (which know only `http`'s envelope and extractors below them).
 
 use std::time::Duration;
 
@@ -16,6 +13,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::http::ApiError;
 use crate::state::AppState;
 use crate::{api, auth, gateway, webhooks};
 

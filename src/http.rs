@@ -1,5 +1,6 @@
-//! The one error envelope every non-OAuth endpoint answers with:
-//! `{"error":{"code","message"}}`. Internal details are logged, never sent.
+//! What every handler answers with and reads through: the one error envelope of
+//! every non-OAuth endpoint (`{"error":{"code","message"}}`; internal details are
+//! logged, never sent) and the extractors whose rejections use it.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

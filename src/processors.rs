@@ -1,0 +1,89 @@
+//! The node's one job processor: each job kind to the code that does it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use crate::bus::NewEvent;
+use crate::context::Context;
+use crate::mirror::{self, KeyedLocks};
+use crate::queue::{Done, JobError, JobKind, Processor};
+use crate::store::Job;
+use crate::tools;
+
+pub struct Processors {
+    ctx: Arc<Context>,
+    /// Serialises the ClickUp jobs about one task on this node.
+    task_locks: Arc<KeyedLocks>,
+    /// Processors for kinds Nexus does not make (an embedder's or a test's own).
+    other: HashMap<String, Arc<dyn Processor>>,
+}
+
+impl Processors {
+    pub fn new(ctx: Arc<Context>, other: HashMap<String, Arc<dyn Processor>>) -> Processors {
+        Processors {
+            ctx,
+            task_locks: Arc::default(),
+            other,
+        }
+    }
+}
+
+impl Processor for Processors {
+    fn process(&self, job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+        let Some(kind) = JobKind::parse(&job.kind) else {
+            return match self.other.get(&job.kind) {
+                Some(other) => other.process(job),
+                None => Box::pin(std::future::ready(Done::because("no_processor"))),
+            };
+        };
+        let (ctx, locks) = (self.ctx.clone(), self.task_locks.clone());
+        async move {
+            match kind {
+                JobKind::ClickUpEvent => mirror::clickup::process(&ctx, &job, &locks).await,
+                JobKind::SlackEvent => mirror::slack::process(&ctx, &job).await,
+                JobKind::IngestDeliver => deliver(&ctx, &job).await,
+                JobKind::ToolCall => tools::run(&ctx, &job).await,
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Delivers an ingest job's payload to the agents its source's rule names.
+async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
+    let payload: Value = serde_json::from_str(&job.payload).map_err(|e| {
+        JobError::permanent("unparseable", format!("stored payload is not JSON: {e}"))
+    })?;
+    let source = mirror::job_source(ctx, job).await?;
+    let rule = source
+        .rule
+        .ok_or_else(|| JobError::permanent("no_rule", "the ingest source has no delivery rule"))?;
+    let mut agents = Vec::new();
+    if let Some(agent) = rule.to_agent {
+        agents.push(agent);
+    }
+    if let Some(alias) = &rule.to_alias {
+        agents.extend(ctx.store.alias_agent_ids(source.tenant_id, alias).await?);
+    }
+    if agents.is_empty() {
+        return Done::because("no_recipients");
+    }
+    for agent in agents {
+        let event = NewEvent {
+            kind: rule.event,
+            data: json!({ "source": source.external_id, "payload": payload }),
+            trace_id: job.trace_id.clone(),
+            // A retried job finds its earlier deliveries instead of repeating them.
+            idempotency_key: Some(format!("job:{}", job.id)),
+        };
+        ctx.hub
+            .emit_to_agent(agent, event)
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+    }
+    Ok(Done::default())
+}
