@@ -73,26 +73,55 @@ impl From<crate::presence::PresenceError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
+/// How a storage error reaches a caller: the one mapping every endpoint uses (the API
+/// envelope, webhooks, the OAuth endpoint). Classifying logs and counts it once.
+pub enum StorageFailure {
+    NotFound(&'static str),
+    Conflict(&'static str),
+    /// Down or contended: worth retrying, so 503.
+    Unavailable,
+    Internal,
+}
+
+impl From<&StoreError> for StorageFailure {
+    fn from(e: &StoreError) -> StorageFailure {
         match e {
-            StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Conflict(what) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{what} already exists"),
-            ),
+            StoreError::NotFound(what) => StorageFailure::NotFound(what),
+            StoreError::Conflict(what) => StorageFailure::Conflict(what),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable or contended");
                 metrics::counter!("nexus_database_errors_total").increment(1);
-                ApiError::unavailable("storage is unavailable; retry later")
+                StorageFailure::Unavailable
             }
             other => {
                 tracing::error!(error = %other, "storage error");
                 metrics::counter!("nexus_database_errors_total").increment(1);
-                ApiError::internal()
+                StorageFailure::Internal
             }
         }
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> ApiError {
+        match StorageFailure::from(e) {
+            StorageFailure::NotFound(what) => ApiError::not_found(what),
+            StorageFailure::Conflict(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            StorageFailure::Unavailable => {
+                ApiError::unavailable("storage is unavailable; retry later")
+            }
+            StorageFailure::Internal => ApiError::internal(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::from(&e)
     }
 }
 

@@ -1,19 +1,20 @@
 //! Batched writes to the durable inbox, and what happens right after a commit.
 //!
-//! Every append goes through one writer task per node: it drains whatever requests
-//! are queued, commits them in one transaction, then hands the stored events to the
-//! [`Deliver`] sink in commit order (so sessions see each agent's seqs in order) and
-//! only then answers the callers. Acks are batched the same way.
+//! Every append goes through one group-commit writer per node: it takes whatever
+//! requests are queued, commits them in one transaction, then hands the stored events to
+//! the [`Deliver`] sink in commit order (so sessions see each agent's seqs in order) and
+//! only then answers the callers. Acks are batched too (the newest per agent wins).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_proto::{AgentId, Seq};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::group_commit::{Commit, GroupCommit, SubmitError};
 use crate::store::{InboxEvent, NewInboxEvent, Retention, Store, StoreError};
 
 /// Where committed events go next: the sessions of this node (and, in a cluster, other nodes).
@@ -25,29 +26,16 @@ pub trait Deliver: Send + Sync + 'static {
 const MAX_BATCH: usize = 2_000;
 const ACK_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-struct AppendRequest {
-    events: Vec<NewInboxEvent>,
-    done: oneshot::Sender<Result<Vec<InboxEvent>, Arc<StoreError>>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    #[error(transparent)]
-    Store(Arc<StoreError>),
-    #[error("the inbox writer has stopped")]
-    Stopped,
-}
-
 /// The handle the rest of the node appends and acks through. Cheap to clone.
 #[derive(Clone)]
 pub struct Inbox {
-    appends: mpsc::Sender<AppendRequest>,
+    appends: GroupCommit<Appends>,
     acks: mpsc::Sender<(AgentId, Seq)>,
 }
 
 impl Inbox {
     /// Starts the writer tasks on `tracker`. When `stop` is cancelled they write what
-    /// is already queued and end; later appends fail with [`AppendError::Stopped`].
+    /// is already queued and end; later appends fail with [`SubmitError::Stopped`].
     pub fn start(
         store: Store,
         retention: Retention,
@@ -55,15 +43,13 @@ impl Inbox {
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Inbox {
-        let (appends, append_rx) = mpsc::channel(4_096);
-        let (acks, ack_rx) = mpsc::channel(16_384);
-        tracker.spawn(write_appends(
-            store.clone(),
+        let appends = Appends {
+            store: store.clone(),
             retention,
             sink,
-            append_rx,
-            stop.clone(),
-        ));
+        };
+        let appends = GroupCommit::start(appends, MAX_BATCH, 4_096, tracker, stop.clone());
+        let (acks, ack_rx) = mpsc::channel(16_384);
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
         tracker.spawn(checkpoint(store.clone(), stop.clone()));
         tracker.spawn(sweep_expired(store, retention.ttl_ms, stop));
@@ -71,16 +57,8 @@ impl Inbox {
     }
 
     /// Appends durably; returns once committed (and handed to the sessions).
-    pub async fn append(&self, events: Vec<NewInboxEvent>) -> Result<Vec<InboxEvent>, AppendError> {
-        let (done, answer) = oneshot::channel();
-        self.appends
-            .send(AppendRequest { events, done })
-            .await
-            .map_err(|_| AppendError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| AppendError::Stopped)?
-            .map_err(AppendError::Store)
+    pub async fn append(&self, events: Vec<NewInboxEvent>) -> Result<Vec<InboxEvent>, SubmitError> {
+        self.appends.submit(events).await
     }
 
     /// Records a cumulative ack; written within ~100 ms. Losing it in a crash only
@@ -90,81 +68,44 @@ impl Inbox {
     }
 }
 
-async fn write_appends(
+/// Appends from every caller on the node, committed together, then handed to the sink
+/// in commit order (before the callers hear back).
+struct Appends {
     store: Store,
     retention: Retention,
     sink: Arc<dyn Deliver>,
-    mut rx: mpsc::Receiver<AppendRequest>,
-    stop: CancellationToken,
-) {
-    let mut batch: Vec<AppendRequest> = Vec::new();
-    loop {
-        let first = tokio::select! {
-            req = rx.recv() => req,
-            // Stopping: take only what is already queued.
-            _ = stop.cancelled() => rx.try_recv().ok(),
+}
+
+impl Commit for Appends {
+    type Item = Vec<NewInboxEvent>;
+    type Output = Vec<InboxEvent>;
+
+    fn rows(events: &Vec<NewInboxEvent>) -> usize {
+        events.len()
+    }
+
+    async fn commit(
+        &self,
+        requests: &[Vec<NewInboxEvent>],
+    ) -> Result<Vec<Vec<InboxEvent>>, StoreError> {
+        let events: Vec<NewInboxEvent> = requests.iter().flatten().cloned().collect();
+        let started = std::time::Instant::now();
+        let stored = match self.store.append_inbox(&events, self.retention).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbox append failed");
+                metrics::counter!("nexus_database_errors_total").increment(1);
+                return Err(e);
+            }
         };
-        let Some(first) = first else { break };
-        let mut rows = first.events.len();
-        batch.push(first);
-        while rows < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(req) => {
-                    rows += req.events.len();
-                    batch.push(req);
-                }
-                Err(_) => break,
-            }
-        }
-        let events: Vec<NewInboxEvent> = batch
+        metrics::histogram!("nexus_inbox_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("nexus_inbox_appended_total").increment(stored.len() as u64);
+        self.sink.deliver(&stored);
+        let mut stored = stored.into_iter();
+        Ok(requests
             .iter()
-            .flat_map(|r| r.events.iter().cloned())
-            .collect();
-        match commit(&store, &events, retention, sink.as_ref()).await {
-            Ok(stored) => answer(batch.drain(..), stored),
-            // One bad request (an agent deleted meanwhile, a racing idempotency key)
-            // must not fail the others that shared its transaction: retry them alone.
-            Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-                for req in batch.drain(..) {
-                    match commit(&store, &req.events, retention, sink.as_ref()).await {
-                        Ok(stored) => answer(std::iter::once(req), stored),
-                        Err(e) => fail(std::iter::once(req), e),
-                    }
-                }
-            }
-            Err(e) => fail(batch.drain(..), e),
-        }
-    }
-}
-
-async fn commit(
-    store: &Store,
-    events: &[NewInboxEvent],
-    retention: Retention,
-    sink: &dyn Deliver,
-) -> Result<Vec<InboxEvent>, StoreError> {
-    let started = std::time::Instant::now();
-    let stored = store.append_inbox(events, retention).await?;
-    metrics::histogram!("nexus_inbox_batch_seconds").record(started.elapsed().as_secs_f64());
-    metrics::counter!("nexus_inbox_appended_total").increment(stored.len() as u64);
-    sink.deliver(&stored);
-    Ok(stored)
-}
-
-fn answer(requests: impl Iterator<Item = AppendRequest>, stored: Vec<InboxEvent>) {
-    let mut stored = stored.into_iter();
-    for req in requests {
-        let mine: Vec<InboxEvent> = stored.by_ref().take(req.events.len()).collect();
-        let _ = req.done.send(Ok(mine));
-    }
-}
-
-fn fail(requests: impl Iterator<Item = AppendRequest>, e: StoreError) {
-    tracing::warn!(error = %e, "inbox append failed");
-    metrics::counter!("nexus_database_errors_total").increment(1);
-    let e = Arc::new(e);
-    for req in requests {
-        let _ = req.done.send(Err(e.clone()));
+            .map(|req| stored.by_ref().take(req.len()).collect())
+            .collect())
     }
 }
 
@@ -229,7 +170,7 @@ async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
 async fn drain<F, Fut>(what: &str, delete: F)
 where
     F: Fn(u32) -> Fut,
-    Fut: Future<Output = Result<u64, crate::store::StoreError>>,
+    Fut: Future<Output = Result<u64, StoreError>>,
 {
     const CHUNK: u32 = 5_000;
     loop {

@@ -31,10 +31,12 @@
 //! 16. [`inbox`], [`presence`], [`broker`]: the batching writer in front of the durable
 //!     inbox; who is online; messages between nodes (each a trait with an in-process
 //!     and a Redis implementation, where it has two).
-//! 17. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
+//! 17. [`group_commit`]: one writer committing whatever requests wait in one
+//!     transaction (inbox appends, job acceptance).
+//! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
-//! 18. [`telemetry`]: logs and metrics.
-//! 19. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
+//! 19. [`telemetry`]: logs and metrics.
+//! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
 //!     configuration table), read-through caches, time and clocks.
 //!
 //! Wire types shared with agents and the load test live in the `nexus-proto` crate
@@ -51,6 +53,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod gateway;
+pub mod group_commit;
 pub mod http;
 pub mod inbox;
 pub mod mirror;

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::auth::Operator;
 use crate::bus::{EmitError, Emitted, NewEvent, TenantEmitted};
+use crate::group_commit::SubmitError;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::inbox::AppendError;
 use crate::state::AppState;
-use crate::store::{Agent, AgentStatus, Scope, StoreError};
+use crate::store::{Agent, AgentStatus, Scope};
 
 #[derive(Debug, Deserialize)]
 pub struct EventBody {
@@ -56,17 +56,8 @@ impl From<EmitError> for ApiError {
     fn from(e: EmitError) -> ApiError {
         match e {
             EmitError::Store(e) => e.into(),
-            EmitError::Append(AppendError::Store(e)) => match &*e {
-                e if e.is_transient() => {
-                    ApiError::unavailable("storage is unavailable; retry later")
-                }
-                StoreError::NotFound(what) => ApiError::not_found(what),
-                other => {
-                    tracing::error!(error = %other, "emit failed");
-                    ApiError::internal()
-                }
-            },
-            EmitError::Append(AppendError::Stopped) => {
+            EmitError::Append(SubmitError::Store(e)) => ApiError::from(&*e),
+            EmitError::Append(SubmitError::Stopped) => {
                 ApiError::unavailable("the node is shutting down")
             }
         }

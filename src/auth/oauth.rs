@@ -15,6 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::{Authenticator, ClientAuthError};
+use crate::http::StorageFailure;
 
 /// Unknown parameters (such as `scope`: an agent has exactly one) are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -90,22 +91,18 @@ impl From<ClientAuthError> for OAuthError {
                     e.to_string(),
                 )
             },
-            ClientAuthError::Store(err) if err.is_transient() => {
-                tracing::warn!(error = %err, "token request: database unavailable");
-                OAuthError::new(
+            ClientAuthError::Store(err) => match StorageFailure::from(&err) {
+                StorageFailure::Unavailable => OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
                     "storage is unavailable",
-                )
-            }
-            ClientAuthError::Store(err) => {
-                tracing::error!(error = %err, "token request: storage error");
-                OAuthError::new(
+                ),
+                _ => OAuthError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
                     "internal error",
-                )
-            }
+                ),
+            },
         }
     }
 }

@@ -18,7 +18,8 @@ use nexus_proto::{AgentId, EventId, EventType, Seq, SessionId, TenantId, close};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::inbox::{AppendError, Inbox};
+use crate::group_commit::SubmitError;
+use crate::inbox::Inbox;
 use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
 use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
 use crate::time::now_ms;
@@ -49,7 +50,7 @@ pub enum EmitError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Append(#[from] AppendError),
+    Append(#[from] SubmitError),
 }
 
 /// A session's end of [`Hub::attach`].
@@ -193,7 +194,7 @@ impl Hub {
                 Ok(Emitted { event_id, seq })
             }
             // Two requests with one key raced past the check: answer with the winner.
-            Err(AppendError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
+            Err(SubmitError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
                 let key = event.idempotency_key.as_deref().unwrap_or_default();
                 let (event_id, seq) = self
                     .store
@@ -227,7 +228,7 @@ impl Hub {
             .collect();
         match self.inbox.append(rows).await {
             Ok(_) => Ok(()),
-            Err(AppendError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
+            Err(SubmitError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
                 for agent in agents {
                     self.emit_to_agent(*agent, event.clone()).await?;
                 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use nexus_proto::{AgentId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
 
-use super::{KeyedLocks, Mentions, api_token, emit, job_source};
+use super::{
+    KeyedLocks, Mentions, SlackPost, api_token, emit, job_source, post_recorded, posted_before,
+};
 use crate::context::Context;
 use crate::providers::ClickUpTask;
 use crate::providers::events::{ClickUpWebhook, HistoryItem};
@@ -235,13 +237,8 @@ async fn open_thread(
         });
     }
     let op_key = format!("thread:{}", tm.id);
-    let posted = match store.write_result(&op_key).await? {
-        // Posted by an attempt that died before recording the thread.
-        Some(earlier) => serde_json::from_str::<crate::providers::Posted>(&earlier).ok(),
-        None => None,
-    };
-    let posted = match posted {
-        Some(p) => p,
+    let posted = match posted_before(ctx, &op_key).await? {
+        Some(posted) => posted,
         None => {
             let Some(token) = api_token(ctx, tm.tenant_id, SourceKind::Slack).await? else {
                 tracing::warn!(task_id = %task.id, "no Slack bot token for this tenant: the task's thread was not opened");
@@ -249,25 +246,14 @@ async fn open_thread(
                 return Ok(());
             };
             let text = format!("<{}|{}>", task.url, slack_escape(&task.name));
-            match ctx
-                .providers
-                .slack
-                .post_message(&token, &mapping.slack_channel_id, &text, None)
-                .await
-            {
-                Ok(p) => {
-                    let result = serde_json::to_string(&p).unwrap_or_default();
-                    store
-                        .record_write(
-                            tm.tenant_id,
-                            Provider::Slack,
-                            &format!("{}:{}", p.channel, p.ts),
-                            Some(&op_key),
-                            &result,
-                        )
-                        .await?;
-                    p
-                }
+            let post = SlackPost {
+                token: &token,
+                channel: &mapping.slack_channel_id,
+                text: &text,
+                thread_ts: None,
+            };
+            match post_recorded(ctx, tm.tenant_id, &op_key, post).await? {
+                Ok(posted) => posted,
                 Err(e) => {
                     store.set_thread(tm.id, None).await?;
                     let e = JobError::from(e);

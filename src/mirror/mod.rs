@@ -14,8 +14,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::bus::NewEvent;
 use crate::context::Context;
+use crate::providers::{Posted, ProviderError};
 use crate::queue::JobError;
-use crate::store::{Job, Secret, Source, SourceKind};
+use crate::store::{Job, Provider, Secret, Source, SourceKind, StoreError};
 
 pub use mentions::Mentions;
 
@@ -32,7 +33,7 @@ pub async fn api_token(
     ctx: &Context,
     tenant: TenantId,
     kind: SourceKind,
-) -> Result<Option<Secret>, crate::store::StoreError> {
+) -> Result<Option<Secret>, StoreError> {
     Ok(ctx
         .store
         .list_sources(Some(kind), Some(tenant))
@@ -62,6 +63,49 @@ async fn emit<T: EventData>(
         .emit_once(agents, event)
         .await
         .map_err(|e| JobError::transient(e.to_string()))
+}
+
+/// A Slack post recorded under `op_key` by an earlier attempt (one that died before it
+/// could record what the post was for), so a retry finds it instead of posting again.
+async fn posted_before(ctx: &Context, op_key: &str) -> Result<Option<Posted>, StoreError> {
+    Ok(ctx
+        .store
+        .write_result(op_key)
+        .await?
+        .and_then(|done| serde_json::from_str(&done).ok()))
+}
+
+/// Posts, then records the post under `op_key` (which also marks its webhook echo as
+/// Nexus's own). With [`posted_before`], this is how a message is posted once. The
+/// outer error is storage's, the inner Slack's: callers treat them differently.
+async fn post_recorded(
+    ctx: &Context,
+    tenant: TenantId,
+    op_key: &str,
+    post: SlackPost<'_>,
+) -> Result<Result<Posted, ProviderError>, StoreError> {
+    let posted = match ctx
+        .providers
+        .slack
+        .post_message(post.token, post.channel, post.text, post.thread_ts)
+        .await
+    {
+        Ok(posted) => posted,
+        Err(e) => return Ok(Err(e)),
+    };
+    let result = serde_json::to_string(&posted).unwrap_or_default();
+    let key = format!("{}:{}", posted.channel, posted.ts);
+    ctx.store
+        .record_write(tenant, Provider::Slack, &key, Some(op_key), &result)
+        .await?;
+    Ok(Ok(posted))
+}
+
+struct SlackPost<'a> {
+    token: &'a Secret,
+    channel: &'a str,
+    text: &'a str,
+    thread_ts: Option<&'a str>,
 }
 
 /// One lock per key (a task), so two webhooks about one task are processed one after

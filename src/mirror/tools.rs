@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::api_token;
+use super::{SlackPost, api_token, post_recorded, posted_before};
 use crate::context::Context;
 use crate::providers::{Posted, ProviderError};
 use crate::queue::JobError;
@@ -212,28 +212,17 @@ async fn post_once(
     thread_ts: Option<&str>,
 ) -> Result<Posted, ToolFailure> {
     let op_key = format!("tool:{}:slack", step.job_id);
-    if let Some(done) = ctx.store.write_result(&op_key).await?
-        && let Ok(posted) = serde_json::from_str(&done)
-    {
+    if let Some(posted) = posted_before(ctx, &op_key).await? {
         return Ok(posted);
     }
     let token = token(ctx, step, SourceKind::Slack).await?;
-    let posted = ctx
-        .providers
-        .slack
-        .post_message(&token, channel, text, thread_ts)
-        .await?;
-    let result = serde_json::to_string(&posted).unwrap_or_default();
-    ctx.store
-        .record_write(
-            step.tenant,
-            Provider::Slack,
-            &format!("{}:{}", posted.channel, posted.ts),
-            Some(&op_key),
-            &result,
-        )
-        .await?;
-    Ok(posted)
+    let post = SlackPost {
+        token: &token,
+        channel,
+        text,
+        thread_ts,
+    };
+    Ok(post_recorded(ctx, step.tenant, &op_key, post).await??)
 }
 
 /// Comments once per (job, step); returns the comment's id.

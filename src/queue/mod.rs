@@ -8,7 +8,7 @@
 pub mod ops;
 mod worker;
 
-pub use worker::{EnqueueError, JobOutcome, Queue};
+pub use worker::{JobOutcome, Queue};
 
 use futures_util::future::BoxFuture;
 

@@ -58,7 +58,7 @@ pub async fn replay(
     let now = queue.map_or_else(crate::time::now_ms, |q| q.clock().now_ms());
     let n = store.replay_jobs(filter, id, now).await?;
     if let Some(q) = queue.filter(|_| n > 0) {
-        q.wake_all();
+        q.wake_claimer();
     }
     Ok(n)
 }

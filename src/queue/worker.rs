@@ -1,10 +1,10 @@
 //! Workers, the lease sweeper and the queue gauges.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{JobError, Processor};
 use crate::config::QueueOpts;
+use crate::group_commit::{Commit, GroupCommit, SubmitError};
 use crate::store::{Enqueued, Job, JobStatus, NewJob, Store, StoreError};
 use crate::time::Clock;
 
@@ -26,8 +27,6 @@ pub struct JobOutcome {
     pub error: Option<String>,
 }
 
-type AcceptRequest = (NewJob, oneshot::Sender<Result<Enqueued, Arc<StoreError>>>);
-
 /// Most jobs committed in one accept transaction.
 const MAX_ACCEPT_BATCH: usize = 512;
 
@@ -36,33 +35,46 @@ pub struct Queue {
     clock: Arc<dyn Clock>,
     opts: QueueOpts,
     node_id: String,
-    wake: Notify,
+    wake: Arc<Notify>,
     outcomes: broadcast::Sender<JobOutcome>,
-    accepts: mpsc::Sender<AcceptRequest>,
-    /// Taken by [`Queue::start`], which runs the accept writer.
-    accept_rx: std::sync::Mutex<Option<mpsc::Receiver<AcceptRequest>>>,
+    /// Set by [`Queue::start`], which runs the accept writer.
+    accepts: OnceLock<GroupCommit<Accepts>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    #[error(transparent)]
-    Store(Arc<StoreError>),
-    #[error("the queue has stopped")]
-    Stopped,
+/// Jobs accepted on the node (webhooks, tool requests), committed together; a new job
+/// wakes the claimer.
+struct Accepts {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+impl Commit for Accepts {
+    type Item = NewJob;
+    type Output = Enqueued;
+
+    fn rows(_: &NewJob) -> usize {
+        1
+    }
+
+    async fn commit(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        let results = self.store.enqueue_batch(jobs.to_vec()).await?;
+        if results.iter().any(|r| matches!(r, Enqueued::Created(_))) {
+            self.wake.notify_one();
+        }
+        Ok(results)
+    }
 }
 
 impl Queue {
     pub fn new(store: Store, clock: Arc<dyn Clock>, opts: QueueOpts, node_id: String) -> Queue {
-        let (accepts, accept_rx) = mpsc::channel(8_192);
         Queue {
             store,
             clock,
             opts,
             node_id,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             outcomes: broadcast::channel(1024).0,
-            accepts,
-            accept_rx: std::sync::Mutex::new(Some(accept_rx)),
+            accepts: OnceLock::new(),
         }
     }
 
@@ -76,71 +88,14 @@ impl Queue {
 
     /// Commits the job (or finds its duplicate) and wakes a worker. Concurrent calls
     /// share one transaction: durability costs one commit per batch, not per webhook.
-    pub async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued, EnqueueError> {
+    pub async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued, SubmitError> {
         job.run_at = job.run_at.max(self.clock.now_ms());
-        let (done, answer) = oneshot::channel();
-        self.accepts
-            .send((job, done))
-            .await
-            .map_err(|_| EnqueueError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| EnqueueError::Stopped)?
-            .map_err(EnqueueError::Store)
-    }
-
-    async fn write_accepts(
-        self: Arc<Self>,
-        mut rx: mpsc::Receiver<AcceptRequest>,
-        stop: CancellationToken,
-    ) {
-        let mut batch: Vec<AcceptRequest> = Vec::new();
-        loop {
-            let first = tokio::select! {
-                req = rx.recv() => req,
-                // Stopping: commit only what is already queued.
-                _ = stop.cancelled() => rx.try_recv().ok(),
-            };
-            let Some(first) = first else { break };
-            batch.push(first);
-            while batch.len() < MAX_ACCEPT_BATCH {
-                match rx.try_recv() {
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
-            }
-            let jobs: Vec<NewJob> = batch.iter().map(|(j, _)| j.clone()).collect();
-            match self.store.enqueue_batch(jobs).await {
-                Ok(results) => {
-                    if results.iter().any(|r| matches!(r, Enqueued::Created(_))) {
-                        self.wake.notify_one();
-                    }
-                    for ((_, done), r) in batch.drain(..).zip(results) {
-                        let _ = done.send(Ok(r));
-                    }
-                }
-                // One bad job must not fail the webhooks that shared its transaction.
-                Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-                    for (job, done) in batch.drain(..) {
-                        let r = self.store.enqueue(job).await.map_err(Arc::new);
-                        if matches!(r, Ok(Enqueued::Created(_))) {
-                            self.wake.notify_one();
-                        }
-                        let _ = done.send(r);
-                    }
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    for (_, done) in batch.drain(..) {
-                        let _ = done.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
+        let accepts = self.accepts.get().ok_or(SubmitError::Stopped)?;
+        accepts.submit(job).await
     }
 
     /// Makes the claimer look for due jobs now (after replay, or a clock change in tests).
-    pub fn wake_all(&self) {
+    pub fn wake_claimer(&self) {
         self.wake.notify_one();
     }
 
@@ -156,10 +111,12 @@ impl Queue {
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) {
-        let accept_rx = self.accept_rx.lock().ok().and_then(|mut rx| rx.take());
-        if let Some(rx) = accept_rx {
-            tracker.spawn(self.clone().write_accepts(rx, stop.clone()));
-        }
+        let accepts = Accepts {
+            store: self.store.clone(),
+            wake: self.wake.clone(),
+        };
+        let writer = GroupCommit::start(accepts, MAX_ACCEPT_BATCH, 8_192, tracker, stop.clone());
+        let _ = self.accepts.set(writer);
         tracker.spawn(self.clone().claim(processor, tracker.clone(), stop.clone()));
         tracker.spawn(self.clone().sweep(stop.clone()));
         tracker.spawn(self.clone().gauges(stop));
@@ -355,7 +312,7 @@ impl Queue {
             Ok(0) => 0,
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs whose worker died mid-lease");
-                self.wake_all();
+                self.wake_claimer();
                 n
             }
             Err(e) => {

@@ -27,7 +27,8 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::http::{ApiError, ApiJson, ApiPath};
+use crate::group_commit::SubmitError;
+use crate::http::{ApiError, ApiJson, ApiPath, StorageFailure};
 use crate::queue::JobKind;
 use crate::state::AppState;
 use crate::store::{Enqueued, NewJob, Source, SourceKind, Store, StoreError};
@@ -227,38 +228,27 @@ impl Rejection {
     }
 }
 
-impl From<crate::queue::EnqueueError> for Rejection {
-    fn from(e: crate::queue::EnqueueError) -> Rejection {
+impl From<SubmitError> for Rejection {
+    fn from(e: SubmitError) -> Rejection {
         match e {
-            crate::queue::EnqueueError::Store(e) => match &*e {
-                e if e.is_transient() => {
-                    tracing::warn!(error = %e, "webhook refused: database unavailable");
-                    metrics::counter!("nexus_database_errors_total").increment(1);
-                    Rejection::Unavailable
-                }
-                other => {
-                    tracing::error!(error = %other, "webhook refused: storage error");
-                    Rejection::Internal
-                }
-            },
-            crate::queue::EnqueueError::Stopped => Rejection::Unavailable,
+            SubmitError::Store(e) => Rejection::from(&*e),
+            SubmitError::Stopped => Rejection::Unavailable,
+        }
+    }
+}
+
+impl From<&StoreError> for Rejection {
+    fn from(e: &StoreError) -> Rejection {
+        match StorageFailure::from(e) {
+            StorageFailure::Unavailable => Rejection::Unavailable,
+            _ => Rejection::Internal,
         }
     }
 }
 
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Rejection {
-        match e {
-            err if err.is_transient() => {
-                tracing::warn!(error = %err, "webhook refused: database unavailable");
-                metrics::counter!("nexus_database_errors_total").increment(1);
-                Rejection::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "webhook refused: storage error");
-                Rejection::Internal
-            }
-        }
+        Rejection::from(&e)
     }
 }
 

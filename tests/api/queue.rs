@@ -160,7 +160,7 @@ async fn transient_failures_retry_with_backoff_then_succeed(p: Profile) {
 
     // Time passes (by hand) and workers look again.
     s.clock.advance_ms(1_000);
-    s.app.state.queue.wake_all();
+    s.app.state.queue.wake_claimer();
     let second = next_outcome(&mut outcomes, id).await;
     assert_eq!(second.status, JobStatus::Queued);
     let (job, _) = s.app.state.store.get_job(id).await.expect("job");
@@ -170,7 +170,7 @@ async fn transient_failures_retry_with_backoff_then_succeed(p: Profile) {
         "the backoff doubles, was {delay} ms"
     );
     s.clock.advance_ms(2_000);
-    s.app.state.queue.wake_all();
+    s.app.state.queue.wake_claimer();
     assert_eq!(
         next_outcome(&mut outcomes, id).await.status,
         JobStatus::Done
@@ -194,7 +194,7 @@ async fn dead_letters_keep_every_error_and_replay_processes_them(p: Profile) {
             JobStatus::Queued
         );
         s.clock.advance_ms(10 * 60_000);
-        s.app.state.queue.wake_all();
+        s.app.state.queue.wake_claimer();
     }
     let dead = next_outcome(&mut outcomes, id).await;
     assert_eq!(
