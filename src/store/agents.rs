@@ -4,7 +4,8 @@ use nexus_proto::{AgentId, Seq, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Cursor, Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Cursor, Result, Store, StoreError};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

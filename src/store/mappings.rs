@@ -5,7 +5,8 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Result, Store, StoreError};
 use crate::time::now_ms;
 
 /// The SaaS whose users and objects Nexus mirrors.

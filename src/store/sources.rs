@@ -9,7 +9,8 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Result, Store, StoreError};
 use crate::time::now_ms;
 
 /// A credential held for verifying or calling: `Debug` shows nothing, no `Serialize`.

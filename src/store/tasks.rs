@@ -5,8 +5,9 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::dialect::{self, on_pool, on_writer};
 use super::mappings::{ProjectMapping, Provider};
-use super::{Result, Store, on_pool, on_writer};
+use super::{Result, Store};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -206,11 +207,11 @@ impl Store {
         // No transaction: a crash between chunks only means a re-run emits again into
         // the same idempotency keys and records the rest.
         on_writer!(self, p => {
-            for chunk in agents.chunks(super::inbox::CHUNK) {
+            for chunk in agents.chunks(dialect::CHUNK) {
                 let sql = format!(
                     "INSERT INTO task_mapping_agents (task_mapping_id, agent_id, assigned_at) VALUES {} \
                      ON CONFLICT DO NOTHING",
-                    super::inbox::values(self.backend(), chunk.len(), 3, "")
+                    dialect::values(self.backend(), chunk.len(), 3, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for agent in chunk {

@@ -10,7 +10,8 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, on_writer};
+use super::dialect::{self, on_writer};
+use super::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -224,11 +225,7 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time: the UPDATE itself is the lock.
-            Backend::Sqlite => "",
-        };
+        let lock = dialect::skip_locked(self.backend());
         // A literal LIMIT, as in `read_inbox`: a bound one recompiles on every call.
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2 \

@@ -7,7 +7,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Attempt, COLS, Job, JobRow, JobStatus, from_row};
-use crate::store::{Result, Store, StoreError, on_pool, on_writer};
+use crate::store::dialect::{on_pool, on_writer};
+use crate::store::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
