@@ -32,30 +32,32 @@ pub struct SlackChannel {
     pub mapped: bool,
 }
 
-type TaskRow = (
-    Uuid,
-    Uuid,
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-);
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    project_mapping_id: Uuid,
+    clickup_task_id: String,
+    slack_channel_id: String,
+    slack_thread_ts: Option<String>,
+    title: String,
+    status: String,
+}
 
 const TASK_COLS: &str = "id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, slack_thread_ts, title, status";
 
-fn task(r: TaskRow) -> TaskMapping {
-    let (id, tenant, mapping, task_id, channel, thread, title, status) = r;
-    TaskMapping {
-        id,
-        tenant_id: TenantId::from_uuid(tenant),
-        project_mapping_id: mapping,
-        clickup_task_id: task_id,
-        slack_channel_id: channel,
-        slack_thread_ts: thread,
-        title,
-        status,
+impl From<TaskRow> for TaskMapping {
+    fn from(r: TaskRow) -> Self {
+        TaskMapping {
+            id: r.id,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            project_mapping_id: r.project_mapping_id,
+            clickup_task_id: r.clickup_task_id,
+            slack_channel_id: r.slack_channel_id,
+            slack_thread_ts: r.slack_thread_ts,
+            title: r.title,
+            status: r.status,
+        }
     }
 }
 
@@ -78,7 +80,7 @@ impl Store {
             }
             q.fetch_optional(p).await
         })?;
-        Ok(row.map(task))
+        Ok(row.map(TaskMapping::from))
     }
 
     pub async fn task_by_clickup_id(
@@ -138,7 +140,7 @@ impl Store {
                 .fetch_one(p)
                 .await
         })?;
-        Ok((before, task(row)))
+        Ok((before, row.into()))
     }
 
     pub async fn set_task_status(&self, task: Uuid, status: &str) -> Result<()> {
