@@ -4,7 +4,8 @@ use nexus_proto::{AgentId, Seq, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Cursor, Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Cursor, Result, Store, StoreError};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,26 +205,22 @@ impl Store {
 
     /// The agent owning `client_id` and its secret hash, for token issuance.
     pub async fn agent_credentials(&self, client_id: &str) -> Result<Option<(Agent, String)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            agent: AgentRow,
+            client_secret_hash: String,
+        }
         let sql =
             format!("SELECT {AGENT_COLS}, client_secret_hash FROM agents WHERE client_id = $1");
-        let row = on_pool!(self, p => {
-            sqlx::query_as::<_, (Uuid, Uuid, String, String, String, i64, String)>(sqlx::AssertSqlSafe(sql))
+        let row: Option<Row> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(client_id)
                 .fetch_optional(p)
                 .await
         })?;
-        let Some((id, tenant_id, name, client_id, status, created_at, hash)) = row else {
-            return Ok(None);
-        };
-        let row = AgentRow {
-            id,
-            tenant_id,
-            name,
-            client_id,
-            status,
-            created_at,
-        };
-        Ok(Some((row.try_into()?, hash)))
+        row.map(|r| Ok((r.agent.try_into()?, r.client_secret_hash)))
+            .transpose()
     }
 
     pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<Agent> {

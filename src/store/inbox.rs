@@ -5,16 +5,13 @@
 //! on different nodes), so an agent's events commit in `seq` order with no holes.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 
 use nexus_proto::{AgentId, EventId, EventType, Seq};
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, on_pool, on_writer, retry_contended};
-
-/// Rows per multi-row statement: keeps bind parameters under SQLite's limit.
-pub(super) const CHUNK: usize = 400;
+use super::dialect::{self, CHUNK, on_pool, on_writer};
+use super::{Result, Store, StoreError, retry_contended};
 
 /// An event to append to one agent's inbox.
 #[derive(Debug, Clone)]
@@ -76,38 +73,6 @@ fn seq_i64(seq: Seq) -> i64 {
     i64::try_from(seq.get()).unwrap_or(i64::MAX)
 }
 
-/// `$1, $2, …` (or `?, ?, …` on SQLite, see [`values`]).
-fn placeholders(backend: Backend, n: usize) -> String {
-    let mut sql = values(backend, 1, n, "");
-    sql.pop();
-    sql.remove(0);
-    sql
-}
-
-/// `($1, $2, 0), ($3, $4, 0), …` — placeholders only, never data. SQLite gets anonymous
-/// `?`s: it looks each named parameter up by a linear scan, which made a 400-row insert
-/// (3,600 `$n`s) quadratic — measured 47 µs per row against 5 µs with `?`.
-pub(super) fn values(backend: Backend, rows: usize, cols: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    let _ = write!(sql, "${}", r * cols + c + 1);
-                }
-            }
-        }
-        sql.push_str(tail);
-        sql.push(')');
-    }
-    sql
-}
-
 impl Store {
     /// Appends `events` in one transaction and returns them with their `seq`, in the
     /// given order. Several events for one agent get consecutive seqs in that order.
@@ -151,7 +116,7 @@ impl Store {
                     "INSERT INTO agent_cursors (agent_id, last_seq, acked_seq) VALUES {} \
                      ON CONFLICT (agent_id) DO UPDATE SET last_seq = agent_cursors.last_seq + excluded.last_seq \
                      RETURNING agent_id, last_seq",
-                    values(self.backend(), chunk.len(), 2, ", 0")
+                    dialect::values(self.backend(), chunk.len(), 2, ", 0")
                 );
                 let mut q = sqlx::query_as::<_, (Uuid, i64)>(sqlx::AssertSqlSafe(sql));
                 for (agent, n) in chunk {
@@ -183,7 +148,7 @@ impl Store {
             for (chunk_events, chunk_new) in out.chunks(CHUNK).zip(events.chunks(CHUNK)) {
                 let sql = format!(
                     "INSERT INTO inbox (agent_id, seq, event_id, type, payload, trace_id, idempotency_key, created_at, expires_at) VALUES {}",
-                    values(self.backend(), chunk_events.len(), 9, "")
+                    dialect::values(self.backend(), chunk_events.len(), 9, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (e, n) in chunk_events.iter().zip(chunk_new) {
@@ -260,7 +225,7 @@ impl Store {
         for chunk in agents.chunks(CHUNK) {
             let sql = format!(
                 "SELECT agent_id, last_seq FROM agent_cursors WHERE agent_id IN ({})",
-                placeholders(self.backend(), chunk.len())
+                dialect::placeholders(self.backend(), chunk.len())
             );
             let rows: Vec<(Uuid, i64)> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -292,16 +257,13 @@ impl Store {
 
     /// One attempt at [`Store::save_acks`], `acks` sorted by agent.
     async fn save_acks_tx(&self, acks: &[(AgentId, Seq)]) -> Result<()> {
-        let max = match self.backend() {
-            Backend::Sqlite => "MAX",
-            Backend::Postgres => "GREATEST",
-        };
+        let max = dialect::greatest(self.backend());
         on_writer!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in acks.chunks(CHUNK) {
                 // An UPDATE … FROM locks rows in whatever order its plan visits them:
                 // lock them first, in agent order.
-                if let Some(sql) = lock_cursors_in_order(self.backend(), chunk.len()) {
+                if let Some(sql) = dialect::lock_cursors_in_order(self.backend(), chunk.len()) {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (agent, _) in chunk {
                         q = q.bind(*agent.as_uuid());
@@ -312,7 +274,7 @@ impl Store {
                     "WITH v (agent_id, seq) AS (VALUES {}) \
                      UPDATE agent_cursors SET acked_seq = {max}(agent_cursors.acked_seq, v.seq) \
                      FROM v WHERE agent_cursors.agent_id = v.agent_id",
-                    values(self.backend(), chunk.len(), 2, "")
+                    dialect::values(self.backend(), chunk.len(), 2, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (agent, seq) in chunk {
@@ -355,21 +317,6 @@ impl Store {
             .map(|r| r.rows_affected())
         })?;
         Ok(n)
-    }
-}
-
-/// Locks the cursor rows of `n` agents in ascending `agent_id` order. PostgreSQL sorts
-/// before it locks (`FOR UPDATE` applies to the `ORDER BY` output), so the order does not
-/// depend on the plan. SQLite needs none: its one writer connection runs a single
-/// write transaction at a time.
-fn lock_cursors_in_order(backend: Backend, n: usize) -> Option<String> {
-    match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(format!(
-            "SELECT agent_id FROM agent_cursors WHERE agent_id IN (VALUES {}) \
-             ORDER BY agent_id FOR UPDATE",
-            values(backend, n, 1, "")
-        )),
     }
 }
 

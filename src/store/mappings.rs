@@ -5,7 +5,8 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Result, Store, StoreError};
 use crate::time::now_ms;
 
 /// The SaaS whose users and objects Nexus mirrors.
@@ -74,14 +75,30 @@ pub struct Identity {
 }
 
 /// A mapping's columns and one of its default agents (none: `NULL`), ordered by mapping.
-type MappingRow = (Uuid, Uuid, String, String, bool, i64, Option<Uuid>);
+#[derive(sqlx::FromRow)]
+struct MappingRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    clickup_list_id: String,
+    slack_channel_id: String,
+    open_threads: bool,
+    created_at: i64,
+    agent_id: Option<Uuid>,
+}
 
 const MAPPING_SELECT: &str = "SELECT m.id, m.tenant_id, m.clickup_list_id, m.slack_channel_id, \
      m.open_threads, m.created_at, d.agent_id FROM project_mappings m \
      LEFT JOIN project_mapping_agents d ON d.mapping_id = m.id";
 
 /// An alias's columns and one of its members, ordered by alias.
-type AliasRow = (Uuid, Uuid, String, i64, Option<Uuid>);
+#[derive(sqlx::FromRow)]
+struct AliasRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    alias: String,
+    created_at: i64,
+    agent_id: Option<Uuid>,
+}
 
 const ALIAS_SELECT: &str = "SELECT a.id, a.tenant_id, a.alias, a.created_at, m.agent_id \
      FROM agent_aliases a LEFT JOIN agent_alias_members m ON m.alias_id = a.id";
@@ -177,17 +194,17 @@ impl Store {
         })?;
         Ok(group(
             rows,
-            |r| r.0,
+            |r| r.id,
             |r| ProjectMapping {
-                id: r.0,
-                tenant_id: TenantId::from_uuid(r.1),
-                clickup_list_id: r.2.clone(),
-                slack_channel_id: r.3.clone(),
-                open_threads: r.4,
+                id: r.id,
+                tenant_id: TenantId::from_uuid(r.tenant_id),
+                clickup_list_id: r.clickup_list_id.clone(),
+                slack_channel_id: r.slack_channel_id.clone(),
+                open_threads: r.open_threads,
                 default_agents: Vec::new(),
-                created_at: r.5,
+                created_at: r.created_at,
             },
-            |m, r| m.default_agents.extend(r.6.map(AgentId::from_uuid)),
+            |m, r| m.default_agents.extend(r.agent_id.map(AgentId::from_uuid)),
         ))
     }
 
@@ -291,15 +308,15 @@ impl Store {
         })?;
         Ok(group(
             rows,
-            |r| r.0,
+            |r| r.id,
             |r| Alias {
-                id: r.0,
-                tenant_id: TenantId::from_uuid(r.1),
-                alias: r.2.clone(),
+                id: r.id,
+                tenant_id: TenantId::from_uuid(r.tenant_id),
+                alias: r.alias.clone(),
                 agents: Vec::new(),
-                created_at: r.3,
+                created_at: r.created_at,
             },
-            |a, r| a.agents.extend(r.4.map(AgentId::from_uuid)),
+            |a, r| a.agents.extend(r.agent_id.map(AgentId::from_uuid)),
         ))
     }
 

@@ -1,15 +1,14 @@
 //! Durable state on SQLite (embedded profile) or PostgreSQL (cluster profile).
 //!
-//! The rest of the code sees one [`Store`]. Each query is written once with `$n`
-//! placeholders (sqlx's SQLite driver binds `$n` by number) and [`on_pool!`] expands
-//! it for both pools, so each backend keeps its native column types (`uuid` and
-//! `bigint` in PostgreSQL, `blob` and `integer` in SQLite). Where the dialects
-//! differ, the owning module writes both statements side by side.
+//! The rest of the code sees one [`Store`]. Each query is written once and expanded for
+//! both pools by [`dialect::on_pool!`], so each backend keeps its native column types;
+//! the few places where the dialects differ are gathered in [`dialect`].
 //!
 //! Times are stored as Unix milliseconds (`BIGINT`) in both backends: they compare
 //! and sort the same everywhere and cost nothing to convert.
 
 mod agents;
+mod dialect;
 mod inbox;
 mod jobs;
 mod mappings;
@@ -20,6 +19,7 @@ mod tasks;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
+pub use dialect::Backend;
 pub use inbox::{Cursor, InboxEvent, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping, Provider};
@@ -28,41 +28,9 @@ pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::Tenant;
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Expands `$body` once per backend with `$pool` bound to the concrete pool.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
-            $crate::store::Pool::Sqlite($pool) => $body,
-            $crate::store::Pool::Postgres($pool) => $body,
-        }
-    };
-}
-pub(crate) use on_pool;
-
-/// As [`on_pool!`], for statements that write. SQLite has one writer at a time; giving
-/// writes a single connection makes them queue in process instead of sleeping in
-/// SQLite's busy handler (which backs off in steps of up to 100 ms).
-macro_rules! on_writer {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.writer {
-            $crate::store::Pool::Sqlite($pool) => $body,
-            $crate::store::Pool::Postgres($pool) => $body,
-        }
-    };
-}
-pub(crate) use on_writer;
+use dialect::{Pool, on_pool, on_writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -157,22 +125,10 @@ pub(crate) fn conflict_as(what: &'static str) -> impl Fn(sqlx::Error) -> StoreEr
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-#[derive(Clone)]
-pub(crate) enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
-    /// The same database; for SQLite a pool of one connection (see [`on_writer!`]).
+    /// The same database; for SQLite a pool of one connection (see [`dialect::on_writer!`]).
     pub(crate) writer: Pool,
 }
 
@@ -180,78 +136,24 @@ impl Store {
     /// Opens the database named by `url` (`sqlite://path` or `postgres://…`).
     /// A SQLite file is created when missing and runs in WAL mode with foreign keys on.
     pub async fn connect(url: &str) -> Result<Store> {
-        let acquire = Duration::from_secs(5);
-        if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5));
-            // The writer connects first: it creates the file and switches it to WAL.
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(acquire)
-                .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
-                .await?;
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(acquire)
-                .connect_with(opts)
-                .await?;
-            Ok(Store {
-                pool: Pool::Sqlite(pool),
-                writer: Pool::Sqlite(writer),
-            })
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(acquire)
-                .connect_with(opts)
-                .await?;
-            Ok(Store {
-                writer: Pool::Postgres(pool.clone()),
-                pool: Pool::Postgres(pool),
-            })
-        } else {
-            Err(StoreError::InvalidUrl(
-                "expected a sqlite:// or postgres:// url".into(),
-            ))
-        }
+        let (pool, writer) = dialect::connect(url).await?;
+        Ok(Store { pool, writer })
     }
 
     /// Copies committed WAL pages into the database file (SQLite; a no-op on
     /// PostgreSQL). Runs on a reader connection, so the fsync it ends with never
     /// stalls the writer the way SQLite's automatic checkpoint (run inside a commit) does.
     pub async fn checkpoint(&self) -> Result<()> {
-        if let Pool::Sqlite(p) = &self.pool {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(p)
-                .await?;
-        }
-        Ok(())
+        dialect::checkpoint(&self.pool).await
     }
 
     pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
-    }
-
-    fn migrator(&self) -> &'static Migrator {
-        match self.pool {
-            Pool::Sqlite(_) => &SQLITE_MIGRATIONS,
-            Pool::Postgres(_) => &POSTGRES_MIGRATIONS,
-        }
+        self.pool.backend()
     }
 
     /// Applies every pending migration; safe to run on every start and from several nodes.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = self.migrator();
+        let migrator = dialect::migrator(self.backend());
         on_writer!(self, p => migrator.run(p).await)?;
         Ok(())
     }
@@ -268,8 +170,7 @@ impl Store {
             sqlx::Error::Database(_) => Ok(Vec::new()),
             _ => Err(e),
         })?;
-        Ok(self
-            .migrator()
+        Ok(dialect::migrator(self.backend())
             .iter()
             .filter(|m| !applied.contains(&m.version))
             .count())

@@ -1,6 +1,7 @@
 //! Node-wide settings the database keeps so every node (and every restart) agrees.
 
-use super::{Result, Store, StoreError, on_writer};
+use super::dialect::on_writer;
+use super::{Result, Store, StoreError};
 
 impl Store {
     /// Returns the setting `name`, storing `init()` first if it has none.

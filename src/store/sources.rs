@@ -9,7 +9,8 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Result, Store, StoreError};
 use crate::time::now_ms;
 
 /// A credential held for verifying or calling: `Debug` shows nothing, no `Serialize`.
@@ -97,61 +98,53 @@ pub struct NewSource {
     pub rule: Option<IngestRule>,
 }
 
-type SourceRow = (
-    Uuid,
-    Uuid,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<Uuid>,
-    Option<String>,
-    Option<String>,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    kind: String,
+    external_id: String,
+    secret: String,
+    api_token: Option<String>,
+    bot_user: Option<String>,
+    rule_agent: Option<Uuid>,
+    rule_alias: Option<String>,
+    rule_event: Option<String>,
+    created_at: i64,
+}
 
 const COLS: &str = "id, tenant_id, kind, external_id, secret, api_token, bot_user, rule_agent, rule_alias, rule_event, created_at";
 
-fn from_row(r: SourceRow) -> Result<Source> {
-    let (
-        id,
-        tenant,
-        kind,
-        external_id,
-        secret,
-        api_token,
-        bot_user,
-        rule_agent,
-        rule_alias,
-        rule_event,
-        created_at,
-    ) = r;
-    let kind = SourceKind::parse(&kind)?;
-    let rule = match kind {
-        SourceKind::Ingest => Some(IngestRule {
-            to_agent: rule_agent.map(AgentId::from_uuid),
-            to_alias: rule_alias,
-            event: rule_event
-                .as_deref()
-                .unwrap_or("wake_up")
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("rule event {rule_event:?}")))?,
-        }),
-        _ => None,
-    };
-    Ok(Source {
-        url_path: format!("/webhooks/{}/{id}", kind.as_str()),
-        id,
-        tenant_id: TenantId::from_uuid(tenant),
-        kind,
-        external_id,
-        secret: Secret(secret),
-        api_token: api_token.map(Secret),
-        bot_user,
-        rule,
-        created_at,
-    })
+impl TryFrom<SourceRow> for Source {
+    type Error = StoreError;
+    fn try_from(r: SourceRow) -> Result<Source> {
+        let kind = SourceKind::parse(&r.kind)?;
+        let rule = match kind {
+            SourceKind::Ingest => Some(IngestRule {
+                to_agent: r.rule_agent.map(AgentId::from_uuid),
+                to_alias: r.rule_alias,
+                event: r
+                    .rule_event
+                    .as_deref()
+                    .unwrap_or("wake_up")
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("rule event {:?}", r.rule_event)))?,
+            }),
+            _ => None,
+        };
+        Ok(Source {
+            url_path: format!("/webhooks/{}/{}", kind.as_str(), r.id),
+            id: r.id,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            kind,
+            external_id: r.external_id,
+            secret: Secret(r.secret),
+            api_token: r.api_token.map(Secret),
+            bot_user: r.bot_user,
+            rule,
+            created_at: r.created_at,
+        })
+    }
 }
 
 impl Store {
@@ -191,7 +184,7 @@ impl Store {
         let row: Option<SourceRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await
         })?;
-        from_row(row.ok_or(StoreError::NotFound("source"))?)
+        row.ok_or(StoreError::NotFound("source"))?.try_into()
     }
 
     /// The source of `kind` known by its external id (team id, webhook id).
@@ -204,7 +197,7 @@ impl Store {
                 .fetch_optional(p)
                 .await
         })?;
-        row.map(from_row).transpose()
+        row.map(Source::try_from).transpose()
     }
 
     /// Every source of `kind`, optionally of one tenant.
@@ -223,7 +216,7 @@ impl Store {
                 .fetch_all(p)
                 .await
         })?;
-        rows.into_iter().map(from_row).collect()
+        rows.into_iter().map(Source::try_from).collect()
     }
 
     pub async fn remove_source(&self, id: Uuid) -> Result<()> {

@@ -5,8 +5,9 @@ use nexus_proto::{AgentId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::dialect::{self, on_pool, on_writer};
 use super::mappings::{ProjectMapping, Provider};
-use super::{Result, Store, on_pool, on_writer};
+use super::{Result, Store};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,30 +32,32 @@ pub struct SlackChannel {
     pub mapped: bool,
 }
 
-type TaskRow = (
-    Uuid,
-    Uuid,
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-);
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    project_mapping_id: Uuid,
+    clickup_task_id: String,
+    slack_channel_id: String,
+    slack_thread_ts: Option<String>,
+    title: String,
+    status: String,
+}
 
 const TASK_COLS: &str = "id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, slack_thread_ts, title, status";
 
-fn task(r: TaskRow) -> TaskMapping {
-    let (id, tenant, mapping, task_id, channel, thread, title, status) = r;
-    TaskMapping {
-        id,
-        tenant_id: TenantId::from_uuid(tenant),
-        project_mapping_id: mapping,
-        clickup_task_id: task_id,
-        slack_channel_id: channel,
-        slack_thread_ts: thread,
-        title,
-        status,
+impl From<TaskRow> for TaskMapping {
+    fn from(r: TaskRow) -> Self {
+        TaskMapping {
+            id: r.id,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            project_mapping_id: r.project_mapping_id,
+            clickup_task_id: r.clickup_task_id,
+            slack_channel_id: r.slack_channel_id,
+            slack_thread_ts: r.slack_thread_ts,
+            title: r.title,
+            status: r.status,
+        }
     }
 }
 
@@ -77,7 +80,7 @@ impl Store {
             }
             q.fetch_optional(p).await
         })?;
-        Ok(row.map(task))
+        Ok(row.map(TaskMapping::from))
     }
 
     pub async fn task_by_clickup_id(
@@ -137,7 +140,7 @@ impl Store {
                 .fetch_one(p)
                 .await
         })?;
-        Ok((before, task(row)))
+        Ok((before, row.into()))
     }
 
     pub async fn set_task_status(&self, task: Uuid, status: &str) -> Result<()> {
@@ -206,11 +209,11 @@ impl Store {
         // No transaction: a crash between chunks only means a re-run emits again into
         // the same idempotency keys and records the rest.
         on_writer!(self, p => {
-            for chunk in agents.chunks(super::inbox::CHUNK) {
+            for chunk in agents.chunks(dialect::CHUNK) {
                 let sql = format!(
                     "INSERT INTO task_mapping_agents (task_mapping_id, agent_id, assigned_at) VALUES {} \
                      ON CONFLICT DO NOTHING",
-                    super::inbox::values(self.backend(), chunk.len(), 3, "")
+                    dialect::values(self.backend(), chunk.len(), 3, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for agent in chunk {

@@ -4,7 +4,8 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, conflict_as, on_pool, on_writer};
+use super::dialect::{on_pool, on_writer};
+use super::{Result, Store, StoreError, conflict_as};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -18,6 +18,7 @@ mod probes;
 mod proxy;
 mod queue;
 mod routing_api;
+mod schema;
 mod serve;
 mod webhook_support;
 mod webhooks;

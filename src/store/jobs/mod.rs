@@ -10,7 +10,8 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, on_writer};
+use super::dialect::{self, on_writer};
+use super::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -99,66 +100,52 @@ pub struct Attempt {
     pub at: i64,
 }
 
-/// Filters for listing and bulk replay; `None` matches everything.
-type JobRow = (
-    Uuid,
-    Uuid,
-    Option<Uuid>,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-);
+/// A `jobs` row as read by [`COLS`]; counts are `BIGINT` in both backends.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    source_id: Option<Uuid>,
+    source: String,
+    kind: String,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    dedupe_key: String,
+    created_at: i64,
+    run_at: i64,
+    last_error: Option<String>,
+    reason_code: Option<String>,
+    trace_id: Option<String>,
+    payload: String,
+    lease_owner: Option<String>,
+}
 
 const COLS: &str = "id, tenant_id, source_id, source, kind, status, attempts, max_attempts, dedupe_key, \
                     created_at, run_at, last_error, reason_code, trace_id, payload, lease_owner";
 
-fn from_row(r: JobRow) -> Result<Job> {
-    let (
-        id,
-        tenant,
-        source_id,
-        source,
-        kind,
-        status,
-        attempts,
-        max_attempts,
-        dedupe_key,
-        created_at,
-        run_at,
-        last_error,
-        reason_code,
-        trace_id,
-        payload,
-        lease_owner,
-    ) = r;
-    Ok(Job {
-        id,
-        tenant_id: TenantId::from_uuid(tenant),
-        source_id,
-        source,
-        kind,
-        status: JobStatus::parse(&status)?,
-        attempts: attempts.max(0) as u32,
-        max_attempts: max_attempts.max(0) as u32,
-        dedupe_key,
-        created_at,
-        run_at,
-        last_error,
-        reason_code,
-        trace_id,
-        payload,
-        lease_owner,
-    })
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Job> {
+        Ok(Job {
+            id: r.id,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            source_id: r.source_id,
+            source: r.source,
+            kind: r.kind,
+            status: JobStatus::parse(&r.status)?,
+            attempts: r.attempts.max(0) as u32,
+            max_attempts: r.max_attempts.max(0) as u32,
+            dedupe_key: r.dedupe_key,
+            created_at: r.created_at,
+            run_at: r.run_at,
+            last_error: r.last_error,
+            reason_code: r.reason_code,
+            trace_id: r.trace_id,
+            payload: r.payload,
+            lease_owner: r.lease_owner,
+        })
+    }
 }
 
 impl Store {
@@ -224,11 +211,7 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time: the UPDATE itself is the lock.
-            Backend::Sqlite => "",
-        };
+        let lock = dialect::skip_locked(self.backend());
         // A literal LIMIT, as in `read_inbox`: a bound one recompiles on every call.
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2 \
@@ -244,7 +227,10 @@ impl Store {
                 .fetch_all(p)
                 .await
         })?;
-        let mut jobs = rows.into_iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        let mut jobs = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|j| (j.run_at, j.id));
         Ok(jobs)
     }

@@ -6,9 +6,11 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Attempt, COLS, Job, JobRow, JobStatus, from_row};
-use crate::store::{Result, Store, StoreError, on_pool, on_writer};
+use super::{Attempt, COLS, Job, JobRow, JobStatus};
+use crate::store::dialect::{on_pool, on_writer};
+use crate::store::{Result, Store, StoreError};
 
+/// Filters for listing and bulk replay; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub status: Option<JobStatus>,
@@ -45,7 +47,7 @@ impl Store {
         let row: Option<JobRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await
         })?;
-        let job = from_row(row.ok_or(StoreError::NotFound("job"))?)?;
+        let job = Job::try_from(row.ok_or(StoreError::NotFound("job"))?)?;
         let attempts: Vec<(i64, String, i64)> = on_pool!(self, p => {
             sqlx::query_as("SELECT attempt, error, at FROM job_attempts WHERE job_id = $1 ORDER BY attempt")
                 .bind(id)
@@ -86,7 +88,7 @@ impl Store {
                 .fetch_all(p)
                 .await
         })?;
-        rows.into_iter().map(from_row).collect()
+        rows.into_iter().map(Job::try_from).collect()
     }
 
     /// Puts finished (dead or done) jobs matching `filter` (and `id`, if given) back in
