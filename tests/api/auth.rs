@@ -32,9 +32,7 @@ async fn assert_token_ok(resp: reqwest::Response) -> String {
 }
 
 async fn token_by_basic_form_and_json(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");
@@ -78,9 +76,7 @@ async fn token_by_basic_form_and_json(p: Profile) {
 }
 
 async fn claims_and_expiry_decode(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let resp = app
@@ -124,9 +120,7 @@ async fn expect_invalid_client(resp: reqwest::Response) {
 }
 
 async fn bad_credentials_are_invalid_client(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");
@@ -174,9 +168,7 @@ async fn bad_credentials_are_invalid_client(p: Profile) {
 }
 
 async fn unsupported_grant_and_bad_requests(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");
@@ -233,9 +225,7 @@ async fn unsupported_grant_and_bad_requests(p: Profile) {
 }
 
 async fn repeated_failures_are_throttled(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");

@@ -32,9 +32,7 @@ async fn seqs(agent: &mut Agent, n: usize) -> Vec<u64> {
 }
 
 async fn replay_then_live_with_and_without_after_seq(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -105,9 +103,7 @@ impl Rng {
 }
 
 async fn random_drops_lose_nothing_and_never_repeat_within_a_session(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let app = Arc::new(app);
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
@@ -181,9 +177,7 @@ async fn random_drops_lose_nothing_and_never_repeat_within_a_session(p: Profile)
 }
 
 async fn live_switch_under_concurrent_emits(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let app = Arc::new(app);
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
@@ -212,9 +206,7 @@ async fn live_switch_under_concurrent_emits(p: Profile) {
 }
 
 async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| c.serve.ws.outbound_queue = 16).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(p, |c| c.serve.ws.outbound_queue = 16).await;
     let t = app.tenant("acme").await;
     let slow = app.agent(t.id, "slow").await;
     let fast = app.agent(t.id, "fast").await;
@@ -266,9 +258,7 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
 }
 
 async fn graceful_shutdown_then_resume_after_restart(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -297,9 +287,7 @@ async fn graceful_shutdown_then_resume_after_restart(p: Profile) {
 }
 
 async fn gap_reported_when_retention_dropped_events(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| c.serve.inbox.cap = 5).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(p, |c| c.serve.inbox.cap = 5).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=12 {
@@ -317,13 +305,10 @@ async fn gap_reported_when_retention_dropped_events(p: Profile) {
 }
 
 async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| {
+    let app = TestApp::spawn_with(p, |c| {
         c.serve.inbox.ttl = std::time::Duration::from_secs(60)
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=3 {
@@ -354,9 +339,7 @@ async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
 /// Acks are flushed for many agents in one statement: each agent gets its own seq, an
 /// older ack never lowers a cursor, and agents not named keep theirs.
 async fn acks_of_many_agents_saved_at_once_never_move_back(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let mut agents = Vec::new();
     for name in ["a", "b", "c"] {

@@ -54,13 +54,13 @@ struct Mirror {
     outcomes: broadcast::Receiver<JobOutcome>,
 }
 
-async fn setup(p: Profile) -> Option<Mirror> {
+async fn setup(p: Profile) -> Mirror {
     setup_with(p, true).await
 }
 
 /// A tenant with Slack and ClickUp sources (`tokens`: with API tokens), list L1 mapped
 /// to channel C1, three agents and an alias.
-async fn setup_with(p: Profile, tokens: bool) -> Option<Mirror> {
+async fn setup_with(p: Profile, tokens: bool) -> Mirror {
     let fake = FakeProviders::start().await;
     let (slack_url, clickup_url) = (fake.slack_url(), fake.clickup_url());
     let app = TestApp::spawn_with(p, |c| {
@@ -69,7 +69,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Option<Mirror> {
         c.serve.queue.backoff_base = Duration::from_millis(20);
         c.serve.queue.backoff_max = Duration::from_millis(100);
     })
-    .await?;
+    .await;
     let store = &app.state.store;
     let tenant = app.tenant("acme").await.id;
     let spec = |name: &str, clickup: Option<&str>, slack: Option<&str>| AgentSpec {
@@ -140,7 +140,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Option<Mirror> {
         .await
         .expect("alias");
     let outcomes = app.state.queue.subscribe();
-    Some(Mirror {
+    Mirror {
         app,
         fake,
         tenant,
@@ -148,7 +148,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Option<Mirror> {
         bob,
         carol,
         outcomes,
-    })
+    }
 }
 
 impl Mirror {
@@ -305,7 +305,7 @@ fn kinds(inbox: &[(String, Value)]) -> Vec<&str> {
 }
 
 async fn a_new_task_reaches_its_assignee_once_and_opens_one_thread(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     let thread = m.task_created().await;
     // ClickUp follows taskCreated with the status it was created in.
@@ -352,7 +352,7 @@ async fn a_new_task_reaches_its_assignee_once_and_opens_one_thread(p: Profile) {
 }
 
 async fn later_status_changes_and_comments_become_context_updates(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     m.task_created().await;
     m.fake
         .put_task(task_json("T1", "Fix login", "review", "L1", &[111]));
@@ -428,7 +428,7 @@ async fn later_status_changes_and_comments_become_context_updates(p: Profile) {
 }
 
 async fn a_thread_reply_feeds_the_task_agents_once(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let thread = m.task_created().await;
     let reply = json!({"type": "message", "channel": "C1", "user": "U2", "text": "any update?",
                        "ts": "1700000100.000200", "thread_ts": thread});
@@ -454,7 +454,7 @@ async fn a_thread_reply_feeds_the_task_agents_once(p: Profile) {
 }
 
 async fn an_alias_mention_wakes_each_member_once(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let mut bob = m.app.online(&m.bob, m.tenant).await;
     let text = "<!subteam^S0614TZR7|@ai_squad> can someone look at the build?";
     let msg = json!({"type": "message", "channel": "C7", "user": "U2", "text": text, "ts": "1700000300.000100"});
@@ -489,7 +489,7 @@ async fn an_alias_mention_wakes_each_member_once(p: Profile) {
 }
 
 async fn bots_edits_and_our_own_messages_are_ignored(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let base = json!({"type": "message", "channel": "C7", "user": "U2", "text": "@AI_Squad hi", "ts": "1700000500.000100"});
     let mut bot = base.clone();
     bot["subtype"] = json!("bot_message");
@@ -513,7 +513,7 @@ async fn bots_edits_and_our_own_messages_are_ignored(p: Profile) {
 }
 
 async fn task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let thread = m.task_created().await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     event(&alice.recv().await); // its task_assigned
@@ -576,7 +576,7 @@ async fn task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored(p: 
 }
 
 async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     m.fake
         .fail_next("/slack/chat.postMessage", 500, json!({"ok": false}));
@@ -606,7 +606,7 @@ async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
 }
 
 async fn a_provider_429_is_retried_after_its_retry_after(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     m.fake.fail_next_with(
         "/slack/chat.postMessage",
@@ -647,7 +647,7 @@ async fn a_provider_429_is_retried_after_its_retry_after(p: Profile) {
 }
 
 async fn a_provider_400_is_a_tool_error_without_retry(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     m.task_created().await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     event(&alice.recv().await);
@@ -691,7 +691,7 @@ async fn a_provider_400_is_a_tool_error_without_retry(p: Profile) {
 }
 
 async fn a_tool_past_its_timeout_answers_timeout(p: Profile) {
-    let Some(m) = setup(p).await else { return };
+    let m = setup(p).await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     m.fake.hold("/slack/chat.postMessage");
     let result = m
@@ -709,9 +709,7 @@ async fn a_tool_past_its_timeout_answers_timeout(p: Profile) {
 }
 
 async fn a_tenant_without_tokens_gets_a_clear_tool_error(p: Profile) {
-    let Some(mut m) = setup_with(p, false).await else {
-        return;
-    };
+    let mut m = setup_with(p, false).await;
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     let slack = m
         .tool(
@@ -745,7 +743,7 @@ async fn a_tenant_without_tokens_gets_a_clear_tool_error(p: Profile) {
 }
 
 async fn unmapped_lists_are_counted_as_unmapped(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     m.fake
         .put_task(task_json("T9", "Elsewhere", "open", "L9", &[111]));
     let done = m
@@ -764,7 +762,7 @@ async fn unmapped_lists_are_counted_as_unmapped(p: Profile) {
 /// Mappings are cached for the ClickUp path; removing one through this node's API must
 /// still apply to the very next webhook.
 async fn a_mapping_removed_through_the_api_applies_to_the_next_webhook(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     m.task_created().await;
     let mapping = m
         .app
@@ -797,7 +795,7 @@ async fn a_mapping_removed_through_the_api_applies_to_the_next_webhook(p: Profil
 }
 
 async fn created_channels_are_recorded_for_operators(p: Profile) {
-    let Some(mut m) = setup(p).await else { return };
+    let mut m = setup(p).await;
     let created = json!({"type": "channel_created",
                          "channel": {"id": "C42", "name": "proj-apollo", "created": 1_700_000_000, "creator": "U2"}});
     let done = m.slack("EvC1", created).await;
@@ -820,7 +818,7 @@ async fn created_channels_are_recorded_for_operators(p: Profile) {
 }
 
 async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
-    let Some(m) = setup(p).await else { return };
+    let m = setup(p).await;
     let store = &m.app.state.store;
     let slack = nexus::store::Provider::Slack;
     store

@@ -28,9 +28,7 @@ async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, Value) {
 }
 
 async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let key = app.operator_key("write", None).await;
@@ -63,9 +61,7 @@ async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
 }
 
 async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let other_tenant = app.tenant("other").await;
     let a = app.agent(t.id, "a").await;
@@ -129,9 +125,7 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
 }
 
 async fn inbox_pages_with_a_cursor(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=5 {
@@ -176,9 +170,7 @@ async fn inbox_pages_with_a_cursor(p: Profile) {
 }
 
 async fn every_route_enforces_tenant_and_scope(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let mine = app.tenant("mine").await;
     let theirs = app.tenant("theirs").await;
     let their_agent = app.agent(theirs.id, "x").await;
@@ -254,9 +246,7 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
 }
 
 async fn bad_event_bodies_are_400(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let key = app.operator_key("write", None).await;
