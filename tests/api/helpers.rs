@@ -254,6 +254,11 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `POST /auth/token` with these client credentials (see [`request_token`]).
+    pub async fn token_response(&self, client_id: &str, secret: &str) -> reqwest::Response {
+        request_token(&self.http, &self.addr.to_string(), client_id, secret).await
+    }
+
     /// Stops the node gracefully and hands back its database for a restart.
     pub async fn stop(mut self) -> TestDb {
         self.shutdown.cancel();
@@ -334,6 +339,23 @@ impl TestApp {
         let key = self.operator_key("read", None).await;
         self.get_json("/api/queue/stats", &key).await
     }
+}
+
+/// `POST /auth/token` to the node at `addr` (`host:port`): a client-credentials grant
+/// with the credentials in a Basic header, as a standard OAuth2 client sends it. The
+/// answer, success or not, is the caller's to check.
+pub async fn request_token(
+    http: &reqwest::Client,
+    addr: &str,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::Response {
+    http.post(format!("http://{addr}/auth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("send")
 }
 
 impl Drop for TestApp {

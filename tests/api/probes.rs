@@ -54,13 +54,8 @@ async fn metrics_count_tokens_and_failures(p: Profile) {
     let before = scrape(&app).await;
     let issued_before = counter(&before, "nexus_tokens_issued_total");
     let resp = app
-        .http
-        .post(app.url("/auth/token"))
-        .basic_auth(&a.agent.client_id, Some(&a.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let after = scrape(&app).await;
     // Other tests in this process may issue tokens too: ours is at least counted.
