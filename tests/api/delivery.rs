@@ -50,16 +50,8 @@ async fn replay_then_live_with_and_without_after_seq(p: Profile) {
 
     // Without after_seq the replay starts after the last ack (acks are saved
     // asynchronously: poll the stored cursor, which is what the next connect reads).
-    while app
-        .state
-        .store
-        .cursor(a.agent.id)
-        .await
-        .expect("cursor")
-        .acked_seq
-        .get()
-        < 4
-    {
+    let key = app.operator_key("read", None).await;
+    while app.cursor(a.agent.id, &key).await.acked_seq < 4 {
         tokio::task::yield_now().await;
     }
     let mut agent = app.connect(&token, "").await.expect("connects");
@@ -253,8 +245,8 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
     assert_eq!(seqs(&mut fast_ws, 50).await, (1..=50).collect::<Vec<_>>());
     assert_eq!(slow_ws.closed().await, close::SLOW_CONSUMER);
     // Nothing was lost: the slow agent's events wait in its inbox.
-    let cursor = app.state.store.cursor(slow.agent.id).await.expect("cursor");
-    assert!(cursor.last_seq.get() > 16);
+    let key = app.operator_key("read", None).await;
+    assert!(app.cursor(slow.agent.id, &key).await.last_seq > 16);
 }
 
 async fn graceful_shutdown_then_resume_after_restart(p: Profile) {

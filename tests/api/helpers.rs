@@ -339,6 +339,25 @@ impl TestApp {
         let key = self.operator_key("read", None).await;
         self.get_json("/api/queue/stats", &key).await
     }
+
+    /// The agent's inbox cursor as `GET /api/agents/{id}/inbox` reports it to this
+    /// operator key.
+    pub async fn cursor(&self, agent: nexus_proto::AgentId, key: &str) -> Cursor {
+        let v = self
+            .get_json(&format!("/api/agents/{agent}/inbox?limit=1"), key)
+            .await;
+        Cursor {
+            last_seq: v["last_seq"].as_u64().unwrap_or_else(|| panic!("{v}")),
+            acked_seq: v["acked_seq"].as_u64().unwrap_or_else(|| panic!("{v}")),
+        }
+    }
+}
+
+/// An agent's inbox: the last seq appended, the last its agent acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_seq: u64,
+    pub acked_seq: u64,
 }
 
 /// `POST /auth/token` to the node at `addr` (`host:port`): a client-credentials grant

@@ -148,10 +148,9 @@ async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
     }
 
     // Every last ack reaches the database, whichever transaction lost a lock race.
-    let store = &nodes[0].state.store;
     for id in &ids {
         let saved = tokio::time::timeout(PATIENCE, async {
-            while store.cursor(*id).await.expect("cursor").acked_seq.get() < total {
+            while nodes[0].cursor(*id, &key).await.acked_seq < total {
                 tokio::task::yield_now().await;
             }
         })
@@ -242,10 +241,10 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
     other.commit().await.expect("commit");
 
     assert_eq!(emit.await.expect("emit"), StatusCode::ACCEPTED);
+    let reader = app.operator_key("read", None).await;
     for id in &ids {
-        let cursor = app.state.store.cursor(*id).await.expect("cursor");
         assert_eq!(
-            cursor.last_seq.get(),
+            app.cursor(*id, &reader).await.last_seq,
             2,
             "the retried fan-out appended once"
         );

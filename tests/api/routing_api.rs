@@ -94,34 +94,10 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
     );
     assert_eq!(data["note"], "all hands");
     // b was offline: the event waits in its inbox. The disabled agent and the other tenant got nothing.
-    let store = &app.state.store;
-    assert_eq!(
-        store
-            .cursor(b.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        1
-    );
-    assert_eq!(
-        store
-            .cursor(off.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        0
-    );
-    assert_eq!(
-        store
-            .cursor(outsider.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        0
-    );
+    let reader = app.operator_key("read", None).await;
+    assert_eq!(app.cursor(b.agent.id, &reader).await.last_seq, 1);
+    assert_eq!(app.cursor(off.agent.id, &reader).await.last_seq, 0);
+    assert_eq!(app.cursor(outsider.agent.id, &reader).await.last_seq, 0);
 }
 
 async fn inbox_pages_with_a_cursor(p: Profile) {
@@ -198,13 +174,7 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
     }
     // Nothing was written for the other tenant.
     assert_eq!(
-        app.state
-            .store
-            .cursor(their_agent.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
+        app.cursor(their_agent.agent.id, &read_only).await.last_seq,
         0
     );
 

@@ -162,14 +162,11 @@ async fn unmapped_lists_are_counted_as_unmapped(p: Profile) {
 async fn a_mapping_removed_through_the_api_applies_to_the_next_webhook(p: Profile) {
     let mut m = setup(p).await;
     m.task_created().await;
-    let mapping = m
+    let mappings = m
         .app
-        .state
-        .store
-        .list_mappings(m.tenant)
-        .await
-        .expect("list")[0]
-        .id;
+        .get_json(&format!("/api/tenants/{}/mappings", m.tenant), &m.reader)
+        .await;
+    let mapping = mappings["mappings"][0]["id"].as_str().expect("mapping id");
     let key = m.app.operator_key("write", None).await;
     let path = format!("/api/tenants/{}/mappings/{mapping}", m.tenant);
     let removed = m

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nexus::admin::{AgentSpec, AgentWithSecret, MappingSpec, SourceSpec};
 use nexus::queue::JobOutcome;
 use nexus::store::{JobStatus, SourceKind};
-use nexus_proto::{Seq, TenantId};
+use nexus_proto::TenantId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -38,6 +38,8 @@ struct Mirror {
     bob: AgentWithSecret,
     carol: AgentWithSecret,
     outcomes: broadcast::Receiver<JobOutcome>,
+    /// An operator key that reads every tenant.
+    reader: String,
 }
 
 async fn setup(p: Profile) -> Mirror {
@@ -126,6 +128,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Mirror {
         .await
         .expect("alias");
     let outcomes = app.state.queue.subscribe();
+    let reader = app.operator_key("read", None).await;
     Mirror {
         app,
         fake,
@@ -134,6 +137,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Mirror {
         bob,
         carol,
         outcomes,
+        reader,
     }
 }
 
@@ -198,17 +202,16 @@ impl Mirror {
 
     /// What the agent has been sent so far: (type, data) per inbox event.
     async fn inbox(&self, agent: &AgentWithSecret) -> Vec<(String, Value)> {
-        self.app
-            .state
-            .store
-            .read_inbox(agent.agent.id, Seq::ZERO, 100)
-            .await
-            .expect("inbox")
-            .into_iter()
+        let path = format!("/api/agents/{}/inbox", agent.agent.id);
+        let page = self.app.get_json(&path, &self.reader).await;
+        page["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
             .map(|e| {
                 (
-                    e.kind.as_str().to_owned(),
-                    serde_json::from_str(&e.data).expect("json"),
+                    e["type"].as_str().expect("type").to_owned(),
+                    e["data"].clone(),
                 )
             })
             .collect()

@@ -104,9 +104,16 @@ async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
     assert_eq!(posts.len(), 2, "the failed attempt and the retry");
     assert_eq!(posts[0].body, posts[1].body);
     let done = m.finished(|o| o.kind == "tool.call").await;
-    let (job, attempts) = m.app.state.store.get_job(done.job_id).await.expect("job");
-    assert_eq!((job.status, job.attempts), (JobStatus::Done, 2));
-    assert!(attempts[0].error.contains("HTTP 500"), "{attempts:?}");
+    let job = m
+        .app
+        .get_json(&format!("/api/jobs/{}", done.job_id), &m.reader)
+        .await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_u64()),
+        (Some("done"), Some(2))
+    );
+    let first_error = job["attempts_log"][0]["error"].as_str().unwrap_or_default();
+    assert!(first_error.contains("HTTP 500"), "{job}");
     assert_eq!(
         kinds(&m.inbox(&m.alice).await),
         ["tool_result"],
