@@ -32,9 +32,7 @@ async fn assert_token_ok(resp: reqwest::Response) -> String {
 }
 
 async fn token_by_basic_form_and_json(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");
@@ -78,19 +76,12 @@ async fn token_by_basic_form_and_json(p: Profile) {
 }
 
 async fn claims_and_expiry_decode(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let resp = app
-        .http
-        .post(app.url("/auth/token"))
-        .header("authorization", basic(&a.agent.client_id, &a.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
     let token = assert_token_ok(resp).await;
 
     // Decode independently of the server's own code.
@@ -124,35 +115,22 @@ async fn expect_invalid_client(resp: reqwest::Response) {
 }
 
 async fn bad_credentials_are_invalid_client(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let url = app.url("/auth/token");
-    let grant = [("grant_type", "client_credentials")];
-
-    let wrong_secret = app
-        .http
-        .post(&url)
-        .header("authorization", basic(&a.agent.client_id, "nxs_wrong"))
-        .form(&grant)
-        .send()
-        .await
-        .expect("send");
+    let wrong_secret = app.token_response(&a.agent.client_id, "nxs_wrong").await;
     expect_invalid_client(wrong_secret).await;
 
-    let unknown = app
+    let unknown = app.token_response("nxc_nobody", &a.client_secret).await;
+    expect_invalid_client(unknown).await;
+
+    let no_credentials = app
         .http
-        .post(&url)
-        .header("authorization", basic("nxc_nobody", &a.client_secret))
-        .form(&grant)
+        .post(app.url("/auth/token"))
+        .form(&[("grant_type", "client_credentials")])
         .send()
         .await
         .expect("send");
-    expect_invalid_client(unknown).await;
-
-    let no_credentials = app.http.post(&url).form(&grant).send().await.expect("send");
     expect_invalid_client(no_credentials).await;
 
     nexus::admin::set_agent_status(
@@ -163,20 +141,13 @@ async fn bad_credentials_are_invalid_client(p: Profile) {
     .await
     .expect("disable");
     let disabled = app
-        .http
-        .post(&url)
-        .header("authorization", basic(&a.agent.client_id, &a.client_secret))
-        .form(&grant)
-        .send()
-        .await
-        .expect("send");
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
     expect_invalid_client(disabled).await;
 }
 
 async fn unsupported_grant_and_bad_requests(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let url = app.url("/auth/token");
@@ -233,33 +204,17 @@ async fn unsupported_grant_and_bad_requests(p: Profile) {
 }
 
 async fn repeated_failures_are_throttled(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
-    let url = app.url("/auth/token");
-    let grant = [("grant_type", "client_credentials")];
     for _ in 0..5 {
-        let r = app
-            .http
-            .post(&url)
-            .header("authorization", basic(&a.agent.client_id, "nxs_wrong"))
-            .form(&grant)
-            .send()
-            .await
-            .expect("send");
+        let r = app.token_response(&a.agent.client_id, "nxs_wrong").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     // Now even the right secret is refused until the window passes.
     let throttled = app
-        .http
-        .post(&url)
-        .header("authorization", basic(&a.agent.client_id, &a.client_secret))
-        .form(&grant)
-        .send()
-        .await
-        .expect("send");
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = throttled.headers()["retry-after"]
         .to_str()
@@ -271,12 +226,7 @@ async fn repeated_failures_are_throttled(p: Profile) {
     // Another client is unaffected.
     let b = app.agent(t.id, "other").await;
     let ok = app
-        .http
-        .post(&url)
-        .header("authorization", basic(&b.agent.client_id, &b.client_secret))
-        .form(&grant)
-        .send()
-        .await
-        .expect("send");
+        .token_response(&b.agent.client_id, &b.client_secret)
+        .await;
     assert_eq!(ok.status(), StatusCode::OK);
 }

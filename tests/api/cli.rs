@@ -43,9 +43,7 @@ fn one(out: &Output) -> Value {
 }
 
 async fn create_list_and_token_round_trip(p: Profile) {
-    let Some(db) = TestDb::new(p).await else {
-        return;
-    };
+    let db = TestDb::new(p).await;
     assert_eq!(one(&nexus(&db, &["migrate"]))["migrated"], true);
 
     let tenant = one(&nexus(&db, &["tenant", "create", "--name", "acme"]));
@@ -144,9 +142,7 @@ async fn create_list_and_token_round_trip(p: Profile) {
 }
 
 async fn bulk_create_prints_one_line_per_agent(p: Profile) {
-    let Some(db) = TestDb::new(p).await else {
-        return;
-    };
+    let db = TestDb::new(p).await;
     let tenant = one(&nexus(&db, &["tenant", "create", "--name", "load"]));
     let tenant_id = tenant["id"].as_str().expect("id");
     let out = nexus(
@@ -184,9 +180,7 @@ async fn bulk_create_prints_one_line_per_agent(p: Profile) {
 }
 
 async fn errors_go_to_stderr_with_nonzero_exit(p: Profile) {
-    let Some(db) = TestDb::new(p).await else {
-        return;
-    };
+    let db = TestDb::new(p).await;
     let missing_tenant = nexus(
         &db,
         &[
@@ -219,9 +213,7 @@ async fn errors_go_to_stderr_with_nonzero_exit(p: Profile) {
 }
 
 async fn sources_and_jobs_commands(p: Profile) {
-    let Some(db) = TestDb::new(p).await else {
-        return;
-    };
+    let db = TestDb::new(p).await;
     let tenant = one(&nexus(&db, &["tenant", "create", "--name", "acme"]));
     let t = tenant["id"].as_str().expect("id");
     let slack = one(&nexus(

@@ -11,21 +11,17 @@ use serde_json::{Value, json};
 
 use crate::agent_client::{Agent, event};
 use crate::cli::{json_lines, nexus};
+use crate::cluster_profile;
 use crate::helpers::{Profile, TestApp, TestDb};
 
-/// `NEXUS_TEST_REDIS_URL`; `None` (skip) only when it is unset and `CI` is not.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("NEXUS_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but NEXUS_TEST_REDIS_URL is not: cluster tests must run in CI")
-        }
-        Err(_) => {
-            eprintln!("skipped: NEXUS_TEST_REDIS_URL is unset (set it to run the cluster tests)");
-            None
-        }
-    }
-}
+cluster_profile!(
+    events_cross_nodes_both_ways_in_order,
+    tenant_fan_out_reaches_agents_on_every_node,
+    every_node_lists_the_same_online_agents,
+    a_newer_session_on_another_node_supersedes_the_older,
+    redis_keys_follow_the_documented_layout,
+    a_node_stopped_gracefully_leaves_nothing_in_redis,
+);
 
 pub struct Cluster {
     pub nodes: Vec<TestApp>,
@@ -34,26 +30,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `n` nodes on a fresh PostgreSQL schema and the test Redis.
-    pub async fn start(n: usize) -> Option<Cluster> {
+    /// `n` nodes on a fresh PostgreSQL schema and the test Redis (the tests run under
+    /// `cluster_profile!`, which checks both are configured).
+    pub async fn start(n: usize) -> Cluster {
         Self::start_with(n, |_, _| {}).await
     }
 
     pub async fn start_with(
         n: usize,
         tweak: impl Fn(usize, &mut nexus::config::Config),
-    ) -> Option<Cluster> {
-        let redis_url = redis_url()?;
-        let db = TestDb::new(Profile::Postgres).await?;
+    ) -> Cluster {
+        let redis_url = crate::helpers::redis_url();
+        let db = TestDb::new(Profile::Postgres).await;
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             nodes.push(Cluster::node(&db, &redis_url, i, &tweak).await);
         }
-        Some(Cluster {
+        Cluster {
             nodes,
             db,
             redis_url,
-        })
+        }
     }
 
     pub async fn node(
@@ -187,11 +184,8 @@ pub fn listed(set: &std::collections::BTreeSet<(String, String)>, agent: AgentId
     set.iter().any(|(a, _)| *a == agent.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_cross_nodes_both_ways_in_order() {
-    let Some(c) = Cluster::start(2).await else {
-        return;
-    };
+    let c = Cluster::start(2).await;
     let mut p = Crossed::new(&c).await;
     for i in 0..40 {
         p.emit_across(&c, i).await;
@@ -201,11 +195,8 @@ async fn events_cross_nodes_both_ways_in_order() {
     assert_eq!(expect_in_order(&mut p.on_1, 1, 40).await, want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_fan_out_reaches_agents_on_every_node() {
-    let Some(c) = Cluster::start(3).await else {
-        return;
-    };
+    let c = Cluster::start(3).await;
     let t = c.nodes[0].tenant("acme").await;
     let mut sockets = Vec::new();
     for i in 0..6 {
@@ -225,11 +216,8 @@ async fn tenant_fan_out_reaches_agents_on_every_node() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_lists_the_same_online_agents() {
-    let Some(c) = Cluster::start(2).await else {
-        return;
-    };
+    let c = Cluster::start(2).await;
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let t = a.tenant("acme").await;
     let key = a.operator_key("read", None).await;
@@ -303,11 +291,8 @@ async fn every_node_lists_the_same_online_agents() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_session_on_another_node_supersedes_the_older() {
-    let Some(c) = Cluster::start(2).await else {
-        return;
-    };
+    let c = Cluster::start(2).await;
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let t = a.tenant("acme").await;
     let x = a.agent(t.id, "x").await;
@@ -330,11 +315,8 @@ async fn a_newer_session_on_another_node_supersedes_the_older() {
     assert_eq!(holder, Some(session.to_string()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keys_follow_the_documented_layout() {
-    let Some(c) = Cluster::start(1).await else {
-        return;
-    };
+    let c = Cluster::start(1).await;
     let a = &c.nodes[0];
     let t = a.tenant("acme").await;
     let x = a.agent(t.id, "x").await;
@@ -402,11 +384,8 @@ async fn redis_keys_follow_the_documented_layout() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_gracefully_leaves_nothing_in_redis() {
-    let Some(mut c) = Cluster::start(2).await else {
-        return;
-    };
+    let mut c = Cluster::start(2).await;
     let leaving = c.nodes.pop().expect("two nodes");
     let t = leaving.tenant("acme").await;
     let x = leaving.agent(t.id, "x").await;

@@ -9,9 +9,17 @@ use serde_json::{Value, json};
 
 use crate::agent_client::{Agent, connect_at};
 use crate::cluster::{Cluster, Crossed, eventually, expect_in_order, listed, online, wake};
+use crate::cluster_profile;
 use crate::crash::spawn_serve;
 use crate::helpers::TestApp;
 use crate::proxy::Proxy;
+
+cluster_profile!(
+    a_killed_nodes_agents_go_offline_and_catch_up_elsewhere,
+    a_node_restarting_under_its_id_leaves_no_ghosts,
+    killed_redis_connections_lose_nothing,
+    a_redis_outage_keeps_sockets_and_loses_nothing,
+);
 
 const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -36,11 +44,8 @@ async fn process_node(
     (child, ws)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_agents_go_offline_and_catch_up_elsewhere() {
-    let Some(c) = Cluster::start(1).await else {
-        return;
-    };
+    let c = Cluster::start(1).await;
     let b = &c.nodes[0];
     let t = b.tenant("acme").await;
     let x = b.agent(t.id, "x").await;
@@ -78,11 +83,8 @@ async fn a_killed_nodes_agents_go_offline_and_catch_up_elsewhere() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarting_under_its_id_leaves_no_ghosts() {
-    let Some(c) = Cluster::start(1).await else {
-        return;
-    };
+    let c = Cluster::start(1).await;
     let b = &c.nodes[0];
     let t = b.tenant("acme").await;
     let x = b.agent(t.id, "x").await;
@@ -149,11 +151,8 @@ fn redis_names(app: &TestApp) -> Vec<String> {
         .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_connections_lose_nothing() {
-    let Some(c) = Cluster::start(2).await else {
-        return;
-    };
+    let c = Cluster::start(2).await;
     let mut p = Crossed::new(&c).await;
     let redis = c.redis().await;
     let mut names = redis_names(&c.nodes[0]);
@@ -174,11 +173,8 @@ async fn killed_redis_connections_lose_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_keeps_sockets_and_loses_nothing() {
-    let Some(redis_url) = crate::cluster::redis_url() else {
-        return;
-    };
+    let redis_url = crate::helpers::redis_url();
     let upstream = redis_url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -187,15 +183,12 @@ async fn a_redis_outage_keeps_sockets_and_loses_nothing() {
     let proxy = Proxy::start(upstream).await;
     let via_proxy = format!("redis://{}", proxy.addr);
     // Node 0 reaches Redis through the proxy; node 1 directly.
-    let Some(c) = Cluster::start_with(2, |i, cfg| {
+    let c = Cluster::start_with(2, |i, cfg| {
         if i == 0 {
             cfg.serve.redis_url = Some(via_proxy.clone());
         }
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let mut p = Crossed::new(&c).await;
     let (t, x, y, key) = (p.tenant, p.x, p.y, p.key.as_str());

@@ -18,9 +18,7 @@ both_profiles!(sigkill_loses_no_acknowledged_webhook);
 const TOKEN: &str = "crash-test-ingest-token";
 
 async fn sigkill_loses_no_acknowledged_webhook(p: Profile) {
-    let Some(db) = TestDb::new(p).await else {
-        return;
-    };
+    let db = TestDb::new(p).await;
     let tenant = json_lines(&nexus(&db, &["tenant", "create", "--name", "acme"]))[0]["id"]
         .as_str()
         .expect("id")

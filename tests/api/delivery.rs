@@ -32,9 +32,7 @@ async fn seqs(agent: &mut Agent, n: usize) -> Vec<u64> {
 }
 
 async fn replay_then_live_with_and_without_after_seq(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -52,16 +50,8 @@ async fn replay_then_live_with_and_without_after_seq(p: Profile) {
 
     // Without after_seq the replay starts after the last ack (acks are saved
     // asynchronously: poll the stored cursor, which is what the next connect reads).
-    while app
-        .state
-        .store
-        .cursor(a.agent.id)
-        .await
-        .expect("cursor")
-        .acked_seq
-        .get()
-        < 4
-    {
+    let key = app.operator_key("read", None).await;
+    while app.cursor(a.agent.id, &key).await.acked_seq < 4 {
         tokio::task::yield_now().await;
     }
     let mut agent = app.connect(&token, "").await.expect("connects");
@@ -105,9 +95,7 @@ impl Rng {
 }
 
 async fn random_drops_lose_nothing_and_never_repeat_within_a_session(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let app = Arc::new(app);
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
@@ -181,9 +169,7 @@ async fn random_drops_lose_nothing_and_never_repeat_within_a_session(p: Profile)
 }
 
 async fn live_switch_under_concurrent_emits(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let app = Arc::new(app);
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
@@ -212,9 +198,7 @@ async fn live_switch_under_concurrent_emits(p: Profile) {
 }
 
 async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| c.serve.ws.outbound_queue = 16).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(p, |c| c.serve.ws.outbound_queue = 16).await;
     let t = app.tenant("acme").await;
     let slow = app.agent(t.id, "slow").await;
     let fast = app.agent(t.id, "fast").await;
@@ -261,14 +245,12 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
     assert_eq!(seqs(&mut fast_ws, 50).await, (1..=50).collect::<Vec<_>>());
     assert_eq!(slow_ws.closed().await, close::SLOW_CONSUMER);
     // Nothing was lost: the slow agent's events wait in its inbox.
-    let cursor = app.state.store.cursor(slow.agent.id).await.expect("cursor");
-    assert!(cursor.last_seq.get() > 16);
+    let key = app.operator_key("read", None).await;
+    assert!(app.cursor(slow.agent.id, &key).await.last_seq > 16);
 }
 
 async fn graceful_shutdown_then_resume_after_restart(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -297,9 +279,7 @@ async fn graceful_shutdown_then_resume_after_restart(p: Profile) {
 }
 
 async fn gap_reported_when_retention_dropped_events(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| c.serve.inbox.cap = 5).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(p, |c| c.serve.inbox.cap = 5).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=12 {
@@ -317,13 +297,10 @@ async fn gap_reported_when_retention_dropped_events(p: Profile) {
 }
 
 async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| {
+    let app = TestApp::spawn_with(p, |c| {
         c.serve.inbox.ttl = std::time::Duration::from_secs(60)
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=3 {
@@ -354,9 +331,7 @@ async fn expired_events_are_swept_and_reported_as_a_gap(p: Profile) {
 /// Acks are flushed for many agents in one statement: each agent gets its own seq, an
 /// older ack never lowers a cursor, and agents not named keep theirs.
 async fn acks_of_many_agents_saved_at_once_never_move_back(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let mut agents = Vec::new();
     for name in ["a", "b", "c"] {

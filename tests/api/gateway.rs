@@ -55,9 +55,7 @@ fn forge(claims: Value, secret: &[u8]) -> String {
 const TEST_SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
 
 async fn bad_tokens_are_refused_before_upgrade(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let now = chrono::Utc::now().timestamp();
@@ -118,9 +116,7 @@ async fn bad_tokens_are_refused_before_upgrade(p: Profile) {
 }
 
 async fn welcome_carries_the_session_facts(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app
@@ -136,9 +132,7 @@ async fn welcome_carries_the_session_facts(p: Profile) {
 }
 
 async fn protocol_negotiation(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -166,14 +160,11 @@ async fn protocol_negotiation(p: Profile) {
 }
 
 async fn silent_client_is_closed_after_ping_timeout(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| {
+    let app = TestApp::spawn_with(p, |c| {
         c.serve.ws.ping_interval = Duration::from_millis(100);
         c.serve.ws.pong_timeout = Duration::from_millis(200);
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut changes = app.state.hub.presence().subscribe();
@@ -193,9 +184,7 @@ async fn silent_client_is_closed_after_ping_timeout(p: Profile) {
 }
 
 async fn newer_session_supersedes_older(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let token = app.token_for(a.agent.id, t.id);
@@ -209,9 +198,7 @@ async fn newer_session_supersedes_older(p: Profile) {
 }
 
 async fn oversize_frame_closes_with_1009(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app.online(&a, t.id).await;
@@ -235,9 +222,7 @@ async fn expect_error(agent: &mut crate::agent_client::Agent, code: &str) -> Val
 }
 
 async fn malformed_frames_get_errors_and_the_socket_stays_open(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app.online(&a, t.id).await;
@@ -276,9 +261,7 @@ async fn malformed_frames_get_errors_and_the_socket_stays_open(p: Profile) {
 use futures_util::SinkExt;
 
 async fn persistent_abuse_closes_with_1008(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app.online(&a, t.id).await;
@@ -294,14 +277,11 @@ async fn persistent_abuse_closes_with_1008(p: Profile) {
 
 async fn token_expiry_warns_then_closes_unless_refreshed(p: Profile) {
     // Margins of seconds: the test must hold on a loaded 2-core CI machine.
-    let Some(app) = TestApp::spawn_with(p, |c| {
+    let app = TestApp::spawn_with(p, |c| {
         c.serve.ws.token_warning = Duration::from_millis(3_500);
         c.serve.ws.token_grace = Duration::from_millis(300);
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let now = chrono::Utc::now().timestamp();
@@ -343,9 +323,7 @@ async fn token_expiry_warns_then_closes_unless_refreshed(p: Profile) {
 }
 
 async fn unknown_tool_gets_a_tool_result_error(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app.online(&a, t.id).await;
@@ -360,9 +338,7 @@ async fn unknown_tool_gets_a_tool_result_error(p: Profile) {
 }
 
 async fn presence_tracks_ready_status_and_disconnect(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let key = app.operator_key("read", Some(t.id)).await;
@@ -418,9 +394,7 @@ async fn presence_tracks_ready_status_and_disconnect(p: Profile) {
 }
 
 async fn inbound_rate_limit_drops_excess_frames_only(p: Profile) {
-    let Some(app) = TestApp::spawn_with(p, |c| c.serve.ws.inbound_rate = 5).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(p, |c| c.serve.ws.inbound_rate = 5).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let mut agent = app.online(&a, t.id).await;

@@ -15,6 +15,8 @@ pub enum Profile {
 }
 
 /// Generates `mod NAME { sqlite, postgres }` tests calling `async fn NAME(Profile)`.
+/// The `postgres` test skips (or, in CI, fails) when PostgreSQL is not configured, so
+/// the test itself gets its fixtures without a skip of its own.
 #[macro_export]
 macro_rules! both_profiles {
     ($($name:ident),* $(,)?) => {$(
@@ -25,10 +27,85 @@ macro_rules! both_profiles {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$name($crate::helpers::Profile::Postgres).await
+                if $crate::helpers::postgres_configured() {
+                    super::$name($crate::helpers::Profile::Postgres).await
+                }
             }
         }
     )*};
+}
+
+/// Generates `mod NAME { postgres }` tests calling `async fn NAME()`, for tests only
+/// PostgreSQL can run; skipped (or, in CI, failed) as `both_profiles!`'s `postgres`.
+#[macro_export]
+macro_rules! postgres_profile {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_configured() {
+                    super::$name().await
+                }
+            }
+        }
+    )*};
+}
+
+/// Generates `mod NAME { cluster }` tests calling `async fn NAME()`, for the cluster
+/// profile: skipped (or, in CI, failed) unless both Redis and PostgreSQL are configured.
+#[macro_export]
+macro_rules! cluster_profile {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                if $crate::helpers::redis_configured() && $crate::helpers::postgres_configured() {
+                    super::$name().await
+                }
+            }
+        }
+    )*};
+}
+
+const DATABASE_VAR: &str = "NEXUS_TEST_DATABASE_URL";
+const REDIS_VAR: &str = "NEXUS_TEST_REDIS_URL";
+
+/// Whether a test needing the service `var` points at runs. Unset, it is skipped with a
+/// note on stderr, except in CI (`CI` set), where it fails: a skip there would pass a
+/// test that never ran.
+fn configured(var: &str, what: &str) -> bool {
+    if std::env::var(var).is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but {var} is not: {what} tests must run in CI"
+    );
+    eprintln!("skipped: {var} is unset (set it to run the {what} tests)");
+    false
+}
+
+pub fn postgres_configured() -> bool {
+    configured(DATABASE_VAR, "PostgreSQL")
+}
+
+pub fn redis_configured() -> bool {
+    configured(REDIS_VAR, "cluster")
+}
+
+/// The URL in `var`; only tests under the macros above, which check it first, ask.
+fn service_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is unset: a test needing it runs under both_profiles!, \
+             postgres_profile! or cluster_profile!, which skip it"
+        )
+    })
+}
+
+/// `NEXUS_TEST_REDIS_URL`, for cluster tests.
+pub fn redis_url() -> String {
+    service_url(REDIS_VAR)
 }
 
 /// A fresh database: a temp SQLite file, or a fresh schema in the test PostgreSQL.
@@ -40,31 +117,21 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// `None` (with a note on stderr) when PostgreSQL is asked for but not configured.
-    /// Configured but unreachable is a failure, not a skip; so is unconfigured in CI
-    /// (`CI` set), where a skip would pass a PostgreSQL test without running it.
-    pub async fn new(profile: Profile) -> Option<TestDb> {
+    /// A fresh database of `profile`. PostgreSQL must be configured (the test macros
+    /// check) and reachable: anything else is a failure.
+    pub async fn new(profile: Profile) -> TestDb {
         match profile {
             Profile::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let url = format!("sqlite://{}", dir.path().join("nexus.db").display());
-                Some(TestDb {
+                TestDb {
                     url,
                     _dir: Some(dir),
                     pg: None,
-                })
+                }
             }
             Profile::Postgres => {
-                let Ok(admin) = std::env::var("NEXUS_TEST_DATABASE_URL") else {
-                    assert!(
-                        std::env::var_os("CI").is_none(),
-                        "CI is set but NEXUS_TEST_DATABASE_URL is not: PostgreSQL tests must run in CI"
-                    );
-                    eprintln!(
-                        "skipped: NEXUS_TEST_DATABASE_URL is unset (set it to run against PostgreSQL)"
-                    );
-                    return None;
-                };
+                let admin = service_url(DATABASE_VAR);
                 let schema = format!("nx_{}", uuid::Uuid::new_v4().simple());
                 let pool = sqlx::PgPool::connect(&admin)
                     .await
@@ -76,11 +143,11 @@ impl TestDb {
                 pool.close().await;
                 let sep = if admin.contains('?') { '&' } else { '?' };
                 let url = format!("{admin}{sep}options[search_path]={schema}");
-                Some(TestDb {
+                TestDb {
                     url,
                     _dir: None,
                     pg: Some((admin, schema)),
-                })
+                }
             }
         }
     }
@@ -140,13 +207,13 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(profile: Profile) -> Option<TestApp> {
+    pub async fn spawn(profile: Profile) -> TestApp {
         Self::spawn_with(profile, |_| {}).await
     }
 
-    pub async fn spawn_with(profile: Profile, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
-        let db = TestDb::new(profile).await?;
-        Some(Self::spawn_on(db, tweak).await)
+    pub async fn spawn_with(profile: Profile, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new(profile).await;
+        Self::spawn_on(db, tweak).await
     }
 
     pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
@@ -185,6 +252,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `POST /auth/token` with these client credentials (see [`request_token`]).
+    pub async fn token_response(&self, client_id: &str, secret: &str) -> reqwest::Response {
+        request_token(&self.http, &self.addr.to_string(), client_id, secret).await
     }
 
     /// Stops the node gracefully and hands back its database for a restart.
@@ -267,6 +339,42 @@ impl TestApp {
         let key = self.operator_key("read", None).await;
         self.get_json("/api/queue/stats", &key).await
     }
+
+    /// The agent's inbox cursor as `GET /api/agents/{id}/inbox` reports it to this
+    /// operator key.
+    pub async fn cursor(&self, agent: nexus_proto::AgentId, key: &str) -> Cursor {
+        let v = self
+            .get_json(&format!("/api/agents/{agent}/inbox?limit=1"), key)
+            .await;
+        Cursor {
+            last_seq: v["last_seq"].as_u64().unwrap_or_else(|| panic!("{v}")),
+            acked_seq: v["acked_seq"].as_u64().unwrap_or_else(|| panic!("{v}")),
+        }
+    }
+}
+
+/// An agent's inbox: the last seq appended, the last its agent acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_seq: u64,
+    pub acked_seq: u64,
+}
+
+/// `POST /auth/token` to the node at `addr` (`host:port`): a client-credentials grant
+/// with the credentials in a Basic header, as a standard OAuth2 client sends it. The
+/// answer, success or not, is the caller's to check.
+pub async fn request_token(
+    http: &reqwest::Client,
+    addr: &str,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::Response {
+    http.post(format!("http://{addr}/auth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("send")
 }
 
 impl Drop for TestApp {

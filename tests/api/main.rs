@@ -1,5 +1,8 @@
 //! Integration tests: a real node on an ephemeral port, real clients, both storage
-//! profiles (PostgreSQL when `NEXUS_TEST_DATABASE_URL` is set).
+//! profiles (PostgreSQL when `NEXUS_TEST_DATABASE_URL` is set) and the cluster profile
+//! (also `NEXUS_TEST_REDIS_URL`). Tests name their profiles through `both_profiles!`,
+//! `postgres_profile!` or `cluster_profile!`, which skip what is not configured (fail,
+//! in CI): `cargo test --test api postgres` runs one profile.
 
 mod agent_client;
 mod auth;

@@ -14,6 +14,12 @@ use serde_json::json;
 
 use crate::agent_client::{Agent, event};
 use crate::helpers::{Profile, TestApp, TestDb};
+use crate::postgres_profile;
+
+postgres_profile!(
+    two_nodes_emitting_and_acking_the_same_agents_never_fail,
+    an_emit_chosen_as_deadlock_victim_is_retried,
+);
 
 const AGENTS: usize = 20;
 /// Rounds of emits: each sends one event to every agent, half through each node, and
@@ -68,12 +74,8 @@ async fn read_and_ack(mut agent: Agent, last: u64) -> Vec<u64> {
     ns
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
-    // Unconfigured PostgreSQL skips here, except in CI, where it panics.
-    let Some(db) = TestDb::new(Profile::Postgres).await else {
-        return;
-    };
+    let db = TestDb::new(Profile::Postgres).await;
     let url = db.url.clone();
     let nodes = [
         Arc::new(TestApp::spawn_on(db, tweak).await),
@@ -146,10 +148,9 @@ async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
     }
 
     // Every last ack reaches the database, whichever transaction lost a lock race.
-    let store = &nodes[0].state.store;
     for id in &ids {
         let saved = tokio::time::timeout(PATIENCE, async {
-            while store.cursor(*id).await.expect("cursor").acked_seq.get() < total {
+            while nodes[0].cursor(*id, &key).await.acked_seq < total {
                 tokio::task::yield_now().await;
             }
         })
@@ -171,11 +172,8 @@ async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
 /// cursor rows while a fan-out, holding the first, waits for it, then asks for the
 /// first. The fan-out waited longer, so PostgreSQL aborts it; it must be run again,
 /// not answered with a 500.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emit_chosen_as_deadlock_victim_is_retried() {
-    let Some(app) = TestApp::spawn(Profile::Postgres).await else {
-        return;
-    };
+    let app = TestApp::spawn(Profile::Postgres).await;
     let t = app.tenant("acme").await;
     let key = app.operator_key("write", None).await;
     let mut ids = agents_without_secrets(&app, t.id, 2).await;
@@ -243,10 +241,10 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
     other.commit().await.expect("commit");
 
     assert_eq!(emit.await.expect("emit"), StatusCode::ACCEPTED);
+    let reader = app.operator_key("read", None).await;
     for id in &ids {
-        let cursor = app.state.store.cursor(*id).await.expect("cursor");
         assert_eq!(
-            cursor.last_seq.get(),
+            app.cursor(*id, &reader).await.last_seq,
             2,
             "the retried fan-out appended once"
         );

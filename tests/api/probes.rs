@@ -15,9 +15,7 @@ both_profiles!(
 );
 
 async fn health_and_ready(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let health = app.http.get(app.url("/health")).send().await.expect("send");
     assert_eq!(health.status(), StatusCode::OK);
     assert!(health.headers().contains_key("x-request-id"));
@@ -32,9 +30,7 @@ async fn health_and_ready(p: Profile) {
 }
 
 async fn ready_is_503_when_the_database_is_gone(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     app.state.store.close().await;
     let ready = app.http.get(app.url("/ready")).send().await.expect("send");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -52,21 +48,14 @@ async fn ready_is_503_when_the_database_is_gone(p: Profile) {
 }
 
 async fn metrics_count_tokens_and_failures(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let before = scrape(&app).await;
     let issued_before = counter(&before, "nexus_tokens_issued_total");
     let resp = app
-        .http
-        .post(app.url("/auth/token"))
-        .basic_auth(&a.agent.client_id, Some(&a.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let after = scrape(&app).await;
     // Other tests in this process may issue tokens too: ours is at least counted.
@@ -98,9 +87,7 @@ fn counter(text: &str, name: &str) -> f64 {
 }
 
 async fn errors_use_the_envelope(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let missing = app
         .http
         .get(app.url("/no/such/thing"))
@@ -134,9 +121,7 @@ async fn errors_use_the_envelope(p: Profile) {
 }
 
 async fn migrations_are_idempotent(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     // The node migrated at start; migrating again (a second node, `nexus migrate`) is a no-op.
     app.state.store.migrate().await.expect("second migrate");

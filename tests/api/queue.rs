@@ -75,8 +75,8 @@ struct Setup {
     flaky: Arc<Flaky>,
 }
 
-async fn setup(p: Profile, fail_first: u32) -> Option<Setup> {
-    let db = TestDb::new(p).await?;
+async fn setup(p: Profile, fail_first: u32) -> Setup {
+    let db = TestDb::new(p).await;
     let clock = ManualClock::starting_now();
     let flaky = Arc::new(Flaky {
         calls: AtomicU32::new(0),
@@ -93,12 +93,12 @@ async fn setup(p: Profile, fail_first: u32) -> Option<Setup> {
     };
     let app = TestApp::spawn_full(db, |c| c.serve.queue.workers = 2, extras).await;
     let tenant = app.tenant("acme").await.id;
-    Some(Setup {
+    Setup {
         app,
         clock,
         tenant,
         flaky,
-    })
+    }
 }
 
 fn job(tenant: TenantId, kind: &str, key: &str) -> NewJob {
@@ -142,7 +142,7 @@ async fn next_outcome(rx: &mut broadcast::Receiver<JobOutcome>, id: Uuid) -> Job
 }
 
 async fn transient_failures_retry_with_backoff_then_succeed(p: Profile) {
-    let Some(s) = setup(p, 2).await else { return };
+    let s = setup(p, 2).await;
     let mut outcomes = s.app.state.queue.subscribe();
     let id = enqueue(&s, "test.flaky", "k1").await;
     let first = next_outcome(&mut outcomes, id).await;
@@ -183,9 +183,7 @@ async fn transient_failures_retry_with_backoff_then_succeed(p: Profile) {
 }
 
 async fn dead_letters_keep_every_error_and_replay_processes_them(p: Profile) {
-    let Some(s) = setup(p, u32::MAX).await else {
-        return;
-    };
+    let s = setup(p, u32::MAX).await;
     let mut outcomes = s.app.state.queue.subscribe();
     let id = enqueue(&s, "test.flaky", "k2").await;
     for _ in 0..2 {
@@ -247,7 +245,7 @@ async fn dead_letters_keep_every_error_and_replay_processes_them(p: Profile) {
 }
 
 async fn permanent_errors_go_straight_to_dead(p: Profile) {
-    let Some(s) = setup(p, 0).await else { return };
+    let s = setup(p, 0).await;
     let mut outcomes = s.app.state.queue.subscribe();
     let id = enqueue(&s, "test.refuses", "k3").await;
     let o = next_outcome(&mut outcomes, id).await;
@@ -261,7 +259,7 @@ async fn permanent_errors_go_straight_to_dead(p: Profile) {
 }
 
 async fn sweeper_recovers_a_job_whose_worker_died(p: Profile) {
-    let Some(s) = setup(p, 0).await else { return };
+    let s = setup(p, 0).await;
     let store = &s.app.state.store;
     let mut outcomes = s.app.state.queue.subscribe();
     // Due in an hour, so the live workers leave it alone; a "worker" claims it then
@@ -295,7 +293,7 @@ async fn sweeper_recovers_a_job_whose_worker_died(p: Profile) {
 }
 
 async fn cursor_pagination_is_stable_under_inserts(p: Profile) {
-    let Some(s) = setup(p, 0).await else { return };
+    let s = setup(p, 0).await;
     let store = &s.app.state.store;
     let filter = nexus::store::JobFilter {
         kind: Some("test.page".into()),
@@ -337,7 +335,7 @@ async fn cursor_pagination_is_stable_under_inserts(p: Profile) {
 }
 
 async fn unknown_kinds_complete_as_no_processor_in_stats(p: Profile) {
-    let Some(s) = setup(p, 0).await else { return };
+    let s = setup(p, 0).await;
     let mut outcomes = s.app.state.queue.subscribe();
     let id = enqueue(&s, "test.nobody", "k5").await;
     let o = next_outcome(&mut outcomes, id).await;
@@ -353,7 +351,7 @@ async fn unknown_kinds_complete_as_no_processor_in_stats(p: Profile) {
 }
 
 async fn jobs_api_respects_tenants_and_scopes(p: Profile) {
-    let Some(s) = setup(p, 0).await else { return };
+    let s = setup(p, 0).await;
     let other = s.app.tenant("other").await.id;
     let mut theirs = job(other, "test.page", "theirs");
     theirs.run_at = i64::MAX / 2;

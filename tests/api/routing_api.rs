@@ -28,9 +28,7 @@ async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, Value) {
 }
 
 async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let key = app.operator_key("write", None).await;
@@ -63,9 +61,7 @@ async fn emit_to_agent_is_durable_and_idempotent(p: Profile) {
 }
 
 async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let other_tenant = app.tenant("other").await;
     let a = app.agent(t.id, "a").await;
@@ -98,40 +94,14 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
     );
     assert_eq!(data["note"], "all hands");
     // b was offline: the event waits in its inbox. The disabled agent and the other tenant got nothing.
-    let store = &app.state.store;
-    assert_eq!(
-        store
-            .cursor(b.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        1
-    );
-    assert_eq!(
-        store
-            .cursor(off.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        0
-    );
-    assert_eq!(
-        store
-            .cursor(outsider.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
-        0
-    );
+    let reader = app.operator_key("read", None).await;
+    assert_eq!(app.cursor(b.agent.id, &reader).await.last_seq, 1);
+    assert_eq!(app.cursor(off.agent.id, &reader).await.last_seq, 0);
+    assert_eq!(app.cursor(outsider.agent.id, &reader).await.last_seq, 0);
 }
 
 async fn inbox_pages_with_a_cursor(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     for i in 1..=5 {
@@ -176,9 +146,7 @@ async fn inbox_pages_with_a_cursor(p: Profile) {
 }
 
 async fn every_route_enforces_tenant_and_scope(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let mine = app.tenant("mine").await;
     let theirs = app.tenant("theirs").await;
     let their_agent = app.agent(theirs.id, "x").await;
@@ -206,13 +174,7 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
     }
     // Nothing was written for the other tenant.
     assert_eq!(
-        app.state
-            .store
-            .cursor(their_agent.agent.id)
-            .await
-            .expect("cursor")
-            .last_seq
-            .get(),
+        app.cursor(their_agent.agent.id, &read_only).await.last_seq,
         0
     );
 
@@ -254,9 +216,7 @@ async fn every_route_enforces_tenant_and_scope(p: Profile) {
 }
 
 async fn bad_event_bodies_are_400(p: Profile) {
-    let Some(app) = TestApp::spawn(p).await else {
-        return;
-    };
+    let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
     let key = app.operator_key("write", None).await;

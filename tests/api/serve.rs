@@ -9,6 +9,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::helpers::request_token;
+
 struct Node {
     child: Child,
     addr: String,
@@ -120,18 +122,13 @@ async fn default_node_keeps_data_across_restarts_and_logs_no_secrets() {
         agent["client_id"].as_str().expect("client_id").to_owned(),
         agent["client_secret"].as_str().expect("secret").to_owned(),
     );
-    let token_url = format!("http://{}/auth/token", node.addr);
-    let ok = http
-        .post(&token_url)
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+    let ok = request_token(&http, &node.addr, &client_id, &secret).await;
     assert_eq!(ok.status(), StatusCode::OK);
     let token1: Value = ok.json().await.expect("json");
+    // A wrong secret in the form body: the log check below covers both places a client
+    // secret travels (the Basic header above, the body here).
     let bad = http
-        .post(&token_url)
+        .post(format!("http://{}/auth/token", node.addr))
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
@@ -145,13 +142,7 @@ async fn default_node_keeps_data_across_restarts_and_logs_no_secrets() {
 
     // Restart on the same file: the agent, its secret and the signing key survive.
     let node = start(dir.path()).await;
-    let again = http
-        .post(format!("http://{}/auth/token", node.addr))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+    let again = request_token(&http, &node.addr, &client_id, &secret).await;
     assert_eq!(again.status(), StatusCode::OK);
     let token2: Value = again.json().await.expect("json");
     logs.extend(node.stop().await);

@@ -116,12 +116,13 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// How many jobs `GET /api/jobs` lists (up to a page of 500).
     pub async fn job_count(&self) -> usize {
-        self.state
-            .store
-            .list_jobs(&Default::default(), None, 500)
-            .await
-            .expect("jobs")
+        let key = self.operator_key("read", None).await;
+        let page = self.get_json("/api/jobs?limit=500", &key).await;
+        page["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
             .len()
     }
 }

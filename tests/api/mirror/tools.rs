@@ -1,0 +1,307 @@
+//! Agent tool requests out to Slack and ClickUp: replies in both, retries on 5xx and
+//! 429, errors without retry, timeouts, missing tokens, and what Nexus wrote ignored
+//! when it comes back, then forgotten.
+
+use nexus::store::JobStatus;
+use serde_json::{Value, json};
+
+use super::{NEXUS_CLICKUP_USER, history, kinds, setup, setup_with};
+use crate::agent_client::{Agent, event};
+use crate::both_profiles;
+use crate::fake_providers::CLICKUP_TOKEN;
+use crate::helpers::Profile;
+
+both_profiles!(
+    task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored,
+    a_provider_500_is_retried_and_posts_once,
+    a_provider_429_is_retried_after_its_retry_after,
+    a_provider_400_is_a_tool_error_without_retry,
+    a_tool_past_its_timeout_answers_timeout,
+    a_tenant_without_tokens_gets_a_clear_tool_error,
+    what_nexus_wrote_is_forgotten_after_the_retention,
+);
+
+async fn task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored(p: Profile) {
+    let mut m = setup(p).await;
+    let thread = m.task_created().await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    event(&alice.recv().await); // its task_assigned
+    let result = m
+        .tool(
+            &mut alice,
+            "r1",
+            "task.reply",
+            json!({"task_id": "T1", "text": "On it"}),
+            None,
+        )
+        .await;
+    let posts = m.fake.requests_to("/slack/chat.postMessage");
+    assert_eq!(posts.len(), 2, "the thread opener and the reply");
+    assert_eq!(
+        posts[1].body,
+        json!({"channel": "C1", "text": "On it", "thread_ts": thread})
+    );
+    let comments = m.fake.requests_to("/clickup/task/T1/comment");
+    assert_eq!(comments.len(), 1);
+    assert_eq!(
+        comments[0].body,
+        json!({"comment_text": "On it", "notify_all": false})
+    );
+    assert_eq!(comments[0].auth.as_deref(), Some(CLICKUP_TOKEN));
+    let comment_id = result["result"]["clickup"]["comment_id"]
+        .as_str()
+        .expect("comment id")
+        .to_owned();
+    assert_eq!(
+        result,
+        json!({"request_id": "r1", "ok": true, "result": {
+            "task_id": "T1",
+            "slack": {"channel": "C1", "ts": result["result"]["slack"]["ts"]},
+            "clickup": {"comment_id": comment_id},
+        }})
+    );
+
+    // ClickUp echoes the comment back (by the token's user, or by a human's token).
+    let echo = m
+        .clickup(
+            "taskCommentPosted",
+            "T1",
+            history("h9", "183", Some((&comment_id, "On it"))),
+        )
+        .await;
+    assert_eq!(echo.reason.as_deref(), Some("own_change"));
+    let by_us = m
+        .clickup(
+            "taskStatusUpdated",
+            "T1",
+            history("h10", NEXUS_CLICKUP_USER, None),
+        )
+        .await;
+    assert_eq!(by_us.reason.as_deref(), Some("own_change"));
+    assert_eq!(
+        kinds(&m.inbox(&m.alice).await),
+        ["task_assigned", "tool_result"]
+    );
+}
+
+async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
+    let mut m = setup(p).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    m.fake
+        .fail_next("/slack/chat.postMessage", 500, json!({"ok": false}));
+    let result = m
+        .tool(
+            &mut alice,
+            "r2",
+            "slack.post_message",
+            json!({"channel": "C9", "text": "hello"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["result"]["channel"], "C9");
+    let posts = m.fake.requests_to("/slack/chat.postMessage");
+    assert_eq!(posts.len(), 2, "the failed attempt and the retry");
+    assert_eq!(posts[0].body, posts[1].body);
+    let done = m.finished(|o| o.kind == "tool.call").await;
+    let job = m
+        .app
+        .get_json(&format!("/api/jobs/{}", done.job_id), &m.reader)
+        .await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_u64()),
+        (Some("done"), Some(2))
+    );
+    let first_error = job["attempts_log"][0]["error"].as_str().unwrap_or_default();
+    assert!(first_error.contains("HTTP 500"), "{job}");
+    assert_eq!(
+        kinds(&m.inbox(&m.alice).await),
+        ["tool_result"],
+        "one answer"
+    );
+}
+
+async fn a_provider_429_is_retried_after_its_retry_after(p: Profile) {
+    let mut m = setup(p).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    m.fake.fail_next_with(
+        "/slack/chat.postMessage",
+        429,
+        Some(1),
+        json!({"ok": false, "error": "ratelimited"}),
+    );
+    agent_tool_request(
+        &mut alice,
+        "r8",
+        "slack.post_message",
+        json!({"channel": "C9", "text": "hi"}),
+    )
+    .await;
+    let limited = m.finished_or_retried(|o| o.kind == "tool.call").await;
+    assert_eq!(limited.status, JobStatus::Queued, "a 429 is retried");
+    let (job, _) = m
+        .app
+        .state
+        .store
+        .get_job(limited.job_id)
+        .await
+        .expect("job");
+    let wait = job.run_at - chrono::Utc::now().timestamp_millis();
+    // The backoff alone would be at most 20 ms here.
+    assert!(
+        wait > 500,
+        "the retry waits for Retry-After (1 s), not the backoff: {wait} ms"
+    );
+    let done = m.finished(|o| o.job_id == limited.job_id).await;
+    assert_eq!(
+        (
+            done.status,
+            m.fake.requests_to("/slack/chat.postMessage").len()
+        ),
+        (JobStatus::Done, 2)
+    );
+}
+
+async fn a_provider_400_is_a_tool_error_without_retry(p: Profile) {
+    let mut m = setup(p).await;
+    m.task_created().await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    event(&alice.recv().await);
+    m.fake.fail_next(
+        "/clickup/task/T1/comment",
+        400,
+        json!({"err": "Comment text too long", "ECODE": "COMM_002"}),
+    );
+    let result = m
+        .tool(
+            &mut alice,
+            "r3",
+            "clickup.create_comment",
+            json!({"task_id": "T1", "text": "x"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["error"]["code"], "provider_error");
+    let message = result["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("400") && message.contains("Comment text too long"),
+        "{message}"
+    );
+    assert_eq!(
+        m.fake.requests_to("/clickup/task/T1/comment").len(),
+        1,
+        "no retry"
+    );
+
+    let invalid = m
+        .tool(
+            &mut alice,
+            "r4",
+            "clickup.update_status",
+            json!({"task_id": "T1"}),
+            None,
+        )
+        .await;
+    assert_eq!(invalid["error"]["code"], "invalid_args");
+}
+
+async fn a_tool_past_its_timeout_answers_timeout(p: Profile) {
+    let m = setup(p).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    m.fake.hold("/slack/chat.postMessage");
+    let result = m
+        .tool(
+            &mut alice,
+            "r5",
+            "slack.post_message",
+            json!({"channel": "C1", "text": "hi"}),
+            Some(200),
+        )
+        .await;
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["error"]["code"], "timeout");
+    assert_eq!(m.fake.requests_to("/slack/chat.postMessage").len(), 1);
+}
+
+async fn a_tenant_without_tokens_gets_a_clear_tool_error(p: Profile) {
+    let mut m = setup_with(p, false).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    let slack = m
+        .tool(
+            &mut alice,
+            "r6",
+            "slack.post_message",
+            json!({"channel": "C1", "text": "hi"}),
+            None,
+        )
+        .await;
+    assert_eq!(slack["error"]["code"], "slack_not_configured");
+    let clickup = m
+        .tool(
+            &mut alice,
+            "r7",
+            "clickup.update_status",
+            json!({"task_id": "T1", "status": "done"}),
+            None,
+        )
+        .await;
+    assert_eq!(clickup["error"]["code"], "clickup_not_configured");
+    // Webhooks can't be mirrored either: the job says why.
+    let dead = m
+        .clickup("taskCreated", "T1", history("h1", "183", None))
+        .await;
+    assert_eq!(
+        (dead.status, dead.reason.as_deref()),
+        (JobStatus::Dead, Some("no_api_token"))
+    );
+    assert!(m.fake.requests_to("/slack/chat.postMessage").is_empty());
+}
+
+async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
+    let m = setup(p).await;
+    let store = &m.app.state.store;
+    let slack = nexus::store::Provider::Slack;
+    store
+        .record_write(m.tenant, slack, "C1:1.0001", Some("op-1"), "{}")
+        .await
+        .expect("record");
+    let now = chrono::Utc::now().timestamp_millis();
+    // Written after the cutoff: kept.
+    assert_eq!(
+        store
+            .delete_old_provider_writes(now - 60_000, 10)
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert!(
+        store
+            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .await
+            .expect("read")
+    );
+    // Older than the cutoff: gone, with its step result.
+    assert_eq!(
+        store
+            .delete_old_provider_writes(now + 1_000, 10)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert!(
+        !store
+            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .await
+            .expect("read")
+    );
+    assert_eq!(store.write_result("op-1").await.expect("read"), None);
+}
+
+/// Sends a tool request without waiting for its result.
+async fn agent_tool_request(agent: &mut Agent, request_id: &str, tool: &str, args: Value) {
+    let data = json!({"request_id": request_id, "tool": tool, "args": args});
+    agent
+        .send(json!({"type": "tool_request", "data": data}))
+        .await;
+}
