@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use nexus::store::Store;
 
 use crate::helpers::{Profile, TestDb};
+use crate::postgres_profile;
 
 /// A column as both backends can state it: a type family and whether it takes NULL.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,18 +104,16 @@ fn differences(sqlite: &Schema, postgres: &Schema) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+postgres_profile!(sqlite_and_postgres_migrations_define_the_same_columns);
+
 async fn sqlite_and_postgres_migrations_define_the_same_columns() {
-    let sqlite_db = TestDb::new(Profile::Sqlite).await.expect("a SQLite file");
+    let sqlite_db = TestDb::new(Profile::Sqlite).await;
     let sqlite = sqlite_schema(&sqlite_db.url).await;
     assert!(
         sqlite.contains_key(&("jobs".to_owned(), "id".to_owned())),
         "read no tables from the SQLite schema: {sqlite:?}"
     );
-    // `None`, with a note on stderr, when PostgreSQL is not configured (outside CI).
-    let Some(pg_db) = TestDb::new(Profile::Postgres).await else {
-        return;
-    };
+    let pg_db = TestDb::new(Profile::Postgres).await;
     let postgres = postgres_schema(&pg_db.url).await;
 
     let diffs = differences(&sqlite, &postgres);
