@@ -3,27 +3,42 @@
 //! is the one command a user needs.
 //!
 //! # Layout
-//! - `main.rs`: the command line.
-//! - [`server`]: the system under test (start, provision, sample, emit),
-//!   backed by [`node`] (Nexus) or [`socketio`] (the Node peer); [`proc`]
-//!   reads `/proc` and manages child processes; [`jwt`] mints agent tokens.
-//! - [`agents`]: one simulated agent (open, read, ack); [`fleet`]: many of
-//!   them, in this process or in hidden [`worker`] subprocesses.
-//! - [`scenarios`]: `connect`, `deliver`, `fanout`, `compare`, `cluster`;
-//!   [`report`]: histograms, tables and JSON; [`webhooks`]: events sent as
-//!   signed Slack and ClickUp webhooks.
+//!
+//! The modules in layers, bottom first. A module imports only modules linked
+//! before it in this list, never one after it: imports point down and cannot
+//! form cycles. A type two layers need lives in the lower one.
+//! `tests/layers.rs` reads this list and checks every `crate::` path.
+//!
+//! 1. Helpers, which import no other module: [`target`] (Nexus or the
+//!    Socket.IO baseline), [`wire`] (the agent socket: its WebSocket type and
+//!    the Socket.IO framing), [`proc`] (child processes and their `/proc`
+//!    readings), [`jwt`] (agent tokens), [`net`] (the HTTP client and the
+//!    loopback-only rule), [`report`] (histograms, tables and JSON).
+//! 2. The system under test: [`node`] (a Nexus node and its CLI), [`peer`]
+//!    (the Socket.IO peer process), [`fake_clickup`] (the ClickUp API that
+//!    `--via clickup` reads), [`webhooks`] (events as signed Slack and
+//!    ClickUp webhooks), and [`server`] over them (start, provision, sample,
+//!    emit), all scenarios see of it.
+//! 3. The clients: [`agents`] (one simulated agent: open, read, ack),
+//!    [`fleet`] (many of them, in this process or in worker subprocesses),
+//!    [`worker`] (the hidden subcommand such a subprocess runs).
+//! 4. The measurements: [`scenarios`] (`connect`, `deliver`, `fanout`,
+//!    `compare`, `cluster`), then `main.rs` (the command line).
 
 mod agents;
 mod fake_clickup;
 mod fleet;
 mod jwt;
+mod net;
 mod node;
+mod peer;
 mod proc;
 mod report;
 mod scenarios;
 mod server;
-mod socketio;
+mod target;
 mod webhooks;
+mod wire;
 mod worker;
 
 use std::path::PathBuf;
@@ -38,7 +53,8 @@ use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
 use scenarios::deliver::DeliverOpts;
 use scenarios::{connect, deliver, fanout};
-use server::{Kind, Server, ServerOpts};
+use server::{Server, ServerOpts};
+use target::Target;
 
 /// Most open files a process may hold here (a hard limit).
 const NOFILE: u64 = 20_000;
@@ -163,8 +179,8 @@ impl Client {
 
 #[derive(Args, Clone, Debug)]
 struct Common {
-    #[arg(long, value_enum, default_value_t = Kind::Nexus)]
-    target: Kind,
+    #[arg(long, value_enum, default_value_t = Target::Nexus)]
+    target: Target,
     /// A running server (loopback only) instead of one started here.
     #[arg(long)]
     url: Option<String>,

@@ -11,12 +11,13 @@ use super::connect::{self, ConnectReport};
 use super::deliver::{self, DeliverOpts, DeliverReport};
 use super::fanout::{self, FanoutReport};
 use crate::report::{markdown, num};
-use crate::server::{Kind, Server, ServerOpts};
+use crate::server::{Server, ServerOpts};
+use crate::target::Target;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Round {
     pub round: usize,
-    pub target: Kind,
+    pub target: Target,
     pub connect: ConnectReport,
     pub deliver: DeliverReport,
     pub fanout: Option<FanoutReport>,
@@ -52,7 +53,7 @@ pub struct CompareOpts {
 pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
     let mut rounds = Vec::new();
     for round in 1..=opts.rounds.max(1) {
-        for target in [Kind::Nexus, Kind::Socketio] {
+        for target in [Target::Nexus, Target::Socketio] {
             eprintln!("round {round}: {}", target.name());
             let r = one(round, target, opts)
                 .await
@@ -72,7 +73,7 @@ pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
     })
 }
 
-async fn one(round: usize, target: Kind, opts: &CompareOpts) -> Result<Round> {
+async fn one(round: usize, target: Target, opts: &CompareOpts) -> Result<Round> {
     let mut server = Server::start(target, &ServerOpts::default()).await?;
     let result = async {
         let fixture = server.provision(opts.agents).await?;
@@ -99,7 +100,7 @@ async fn one(round: usize, target: Kind, opts: &CompareOpts) -> Result<Round> {
     result.with_context(|| format!("server log tail:\n{tail}"))
 }
 
-fn mean(rounds: &[Round], target: Kind, f: impl Fn(&Round) -> Option<f64>) -> f64 {
+fn mean(rounds: &[Round], target: Target, f: impl Fn(&Round) -> Option<f64>) -> f64 {
     let values: Vec<f64> = rounds
         .iter()
         .filter(|r| r.target == target)
@@ -153,8 +154,8 @@ pub fn summarize(rounds: &[Round]) -> (String, Ratios) {
     ];
     let mut rows = Vec::new();
     for (name, f, higher_is_better) in metrics {
-        let n = mean(rounds, Kind::Nexus, f);
-        let s = mean(rounds, Kind::Socketio, f);
+        let n = mean(rounds, Target::Nexus, f);
+        let s = mean(rounds, Target::Socketio, f);
         let ratio = if higher_is_better { n / s } else { s / n };
         let ratio = if ratio.is_finite() {
             format!("{}×", num(ratio))
@@ -174,8 +175,8 @@ pub fn summarize(rounds: &[Round]) -> (String, Ratios) {
     );
     let ratio = |f: fn(&Round) -> Option<f64>, nexus_over: bool| {
         let (n, s) = (
-            mean(rounds, Kind::Nexus, f),
-            mean(rounds, Kind::Socketio, f),
+            mean(rounds, Target::Nexus, f),
+            mean(rounds, Target::Socketio, f),
         );
         if nexus_over { n / s } else { s / n }
     };

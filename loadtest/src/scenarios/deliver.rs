@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use crate::agents::{Delivery, unix_ns};
 use crate::fleet::Fleet;
 use crate::report::{Latency, histogram, num, record_us, table};
-use crate::server::{Emitter, Fixture, Kind, Server};
+use crate::server::{Emitter, Fixture, Server};
+use crate::target::Target;
 
 #[derive(Clone, Copy, Debug)]
 pub struct DeliverOpts {
@@ -34,7 +35,7 @@ pub struct DeliverOpts {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DeliverReport {
-    pub target: Kind,
+    pub target: Target,
     pub via: &'static str,
     pub agents: usize,
     pub rate: f64,
@@ -121,7 +122,7 @@ pub async fn run(
     let cpu_after = server.sample().await?;
     let client_after = crate::proc::sample(std::process::id())?;
     Ok(DeliverReport::new(
-        server.kind,
+        server.target,
         n,
         opts,
         &out,
@@ -318,7 +319,7 @@ fn note_error(counters: &Counters, error: String) {
 
 impl DeliverReport {
     pub fn new(
-        target: Kind,
+        target: Target,
         agents: usize,
         opts: DeliverOpts,
         out: &Outcome,

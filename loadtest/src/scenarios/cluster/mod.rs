@@ -16,10 +16,12 @@ use serde::Serialize;
 use super::ClientOpts;
 use super::deliver::{self, DeliverOpts, DeliverReport, Pick, Targets};
 use crate::fleet::Fleet;
+use crate::net;
 use crate::node::{self, NodeEnv};
 use crate::proc;
 use crate::report::{Latency, kib, markdown, mib, num, table};
-use crate::server::{self, Emitter, Kind};
+use crate::server::Emitter;
+use crate::target::Target;
 use nodes::{Node, cpu, psql, rss, start_nodes, stop_all, with_search_path};
 use offline::{KillReport, Online, kill_and_wait};
 
@@ -76,8 +78,8 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
     if opts.nodes < 2 || opts.agents < opts.nodes {
         bail!("cluster needs at least 2 nodes (one is killed, one queried) and an agent per node");
     }
-    server::ensure_loopback(&opts.database_url).context("--database-url")?;
-    server::ensure_loopback(&opts.redis_url).context("--redis-url")?;
+    net::ensure_loopback(&opts.database_url).context("--database-url")?;
+    net::ensure_loopback(&opts.redis_url).context("--redis-url")?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let schema = format!("nx_lt_{run_id}");
     psql(&opts.database_url, &format!("CREATE SCHEMA {schema}")).await?;
@@ -111,7 +113,7 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
 
 async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Result<ClusterReport> {
     let p = node::provision(env, opts.agents).await?;
-    let client = server::http_client()?;
+    let client = net::http_client()?;
     let (mut fleet, mut per_node, agents, home) = connect_agents(env, opts, nodes, &p).await?;
     let online = Online {
         client: client.clone(),
@@ -143,7 +145,7 @@ async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Resul
         r.deliver_cpu_s = after - before;
     }
     let deliver = DeliverReport::new(
-        Kind::Nexus,
+        Target::Nexus,
         opts.agents,
         opts.deliver,
         &out,
@@ -207,7 +209,13 @@ async fn connect_agents(
         }
         let c = &opts.client;
         let (status, _) = fleet
-            .grow(Kind::Nexus, &node.ws, &tokens, c.concurrency, c.per_process)
+            .grow(
+                Target::Nexus,
+                &node.ws,
+                &tokens,
+                c.concurrency,
+                c.per_process,
+            )
             .await?;
         held.push(status.connected);
     }
