@@ -109,51 +109,55 @@ fn mean(rounds: &[Round], target: Target, f: impl Fn(&Round) -> Option<f64>) -> 
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// A row of the side-by-side table: its name, a round's figure, and whether
+/// a higher figure is better.
+type Metric = (&'static str, fn(&Round) -> Option<f64>, bool);
+
+const METRICS: [Metric; 10] = [
+    (
+        "RSS per idle connection (KiB)",
+        |r| r.connect.rss_per_conn_bytes.map(|b| b / 1024.0),
+        false,
+    ),
+    (
+        "  marginal, after warm-up (KiB)",
+        |r| r.connect.rss_per_conn_marginal_bytes.map(|b| b / 1024.0),
+        false,
+    ),
+    ("connects/s", |r| Some(r.connect.connects_per_s), true),
+    (
+        "server CPU for connect+settle (s)",
+        |r| r.connect.server_cpu_s,
+        false,
+    ),
+    ("delivered/s", |r| Some(r.deliver.delivered_per_s), true),
+    (
+        "accept→deliver p50 (ms)",
+        |r| Some(r.deliver.latency.p50_ms),
+        false,
+    ),
+    (
+        "accept→deliver p99 (ms)",
+        |r| Some(r.deliver.latency.p99_ms),
+        false,
+    ),
+    (
+        "accept→deliver max (ms)",
+        |r| Some(r.deliver.latency.max_ms),
+        false,
+    ),
+    ("lost", |r| Some(r.deliver.lost as f64), false),
+    (
+        "fan-out, last agent (ms)",
+        |r| r.fanout.as_ref().map(|f| f.last_ms),
+        false,
+    ),
+];
+
 /// The side-by-side table (means over rounds) and the headline ratios.
 pub fn summarize(rounds: &[Round]) -> (String, Ratios) {
-    type Metric = (&'static str, fn(&Round) -> Option<f64>, bool);
-    let metrics: [Metric; 10] = [
-        (
-            "RSS per idle connection (KiB)",
-            |r| r.connect.rss_per_conn_bytes.map(|b| b / 1024.0),
-            false,
-        ),
-        (
-            "  marginal, after warm-up (KiB)",
-            |r| r.connect.rss_per_conn_marginal_bytes.map(|b| b / 1024.0),
-            false,
-        ),
-        ("connects/s", |r| Some(r.connect.connects_per_s), true),
-        (
-            "server CPU for connect+settle (s)",
-            |r| r.connect.server_cpu_s,
-            false,
-        ),
-        ("delivered/s", |r| Some(r.deliver.delivered_per_s), true),
-        (
-            "accept→deliver p50 (ms)",
-            |r| Some(r.deliver.latency.p50_ms),
-            false,
-        ),
-        (
-            "accept→deliver p99 (ms)",
-            |r| Some(r.deliver.latency.p99_ms),
-            false,
-        ),
-        (
-            "accept→deliver max (ms)",
-            |r| Some(r.deliver.latency.max_ms),
-            false,
-        ),
-        ("lost", |r| Some(r.deliver.lost as f64), false),
-        (
-            "fan-out, last agent (ms)",
-            |r| r.fanout.as_ref().map(|f| f.last_ms),
-            false,
-        ),
-    ];
     let mut rows = Vec::new();
-    for (name, f, higher_is_better) in metrics {
+    for (name, f, higher_is_better) in METRICS {
         let n = mean(rounds, Target::Nexus, f);
         let s = mean(rounds, Target::Socketio, f);
         let ratio = if higher_is_better { n / s } else { s / n };

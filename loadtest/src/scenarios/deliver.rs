@@ -70,6 +70,18 @@ struct Counters {
     accept_hist: Mutex<Histogram<u64>>,
 }
 
+impl Counters {
+    fn new() -> Result<Counters> {
+        Ok(Counters {
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            accept_hist: Mutex::new(histogram()?),
+        })
+    }
+}
+
 /// Who carries event `k` to whom: `(emitter index, agent index)`.
 pub type Pick = Arc<dyn Fn(u64) -> (usize, usize) + Send + Sync>;
 
@@ -139,13 +151,7 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
     }
     while fleet.rx.try_recv().is_ok() {}
     let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
-    let counters = Arc::new(Counters {
-        accepted: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        late: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        accept_hist: Mutex::new(histogram()?),
-    });
+    let counters = Arc::new(Counters::new()?);
     let start = Instant::now() + Duration::from_millis(100);
     let start_unix = unix_ns() + 100_000_000;
     let sender = tokio::spawn(schedule(
@@ -157,17 +163,7 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
         (start, start_unix),
         counters.clone(),
     ));
-    let mut got = Collector {
-        seen: vec![false; total as usize],
-        pick: targets.pick,
-        home: targets.home,
-        hist: histogram()?,
-        cross_hist: histogram()?,
-        delivered: 0,
-        duplicates: 0,
-        misrouted: 0,
-        last_recv: start_unix,
-    };
+    let mut got = Collector::new(total, targets.pick, targets.home, start_unix)?;
     let mut sender = std::pin::pin!(sender);
     let send_elapsed = loop {
         tokio::select! {
@@ -226,6 +222,20 @@ struct Collector {
 }
 
 impl Collector {
+    fn new(total: u64, pick: Pick, home: Vec<usize>, start_unix: u64) -> Result<Collector> {
+        Ok(Collector {
+            seen: vec![false; total as usize],
+            pick,
+            home,
+            hist: histogram()?,
+            cross_hist: histogram()?,
+            delivered: 0,
+            duplicates: 0,
+            misrouted: 0,
+            last_recv: start_unix,
+        })
+    }
+
     fn record(&mut self, d: Delivery) {
         let Some(slot) = self.seen.get_mut(d.i as usize) else {
             return;

@@ -267,8 +267,27 @@ impl ClusterReport {
             "CPU (deliver)",
             "WARN/ERROR lines",
         ];
-        let rows: Vec<Vec<String>> = self
-            .per_node
+        let mut out = format!(
+            "\ncluster · {} nodes (PostgreSQL + Redis) · {} agents\n\n{}",
+            self.nodes,
+            self.agents,
+            markdown(&header, &self.node_rows())
+        );
+        out.push_str(&self.deliver.table());
+        out.push_str(&table("cluster", &self.summary()));
+        if let Some(e) = self
+            .first_error
+            .iter()
+            .chain(&self.kill.first_poll_error)
+            .next()
+        {
+            out.push_str(&format!("  first error  {e}\n"));
+        }
+        out
+    }
+
+    fn node_rows(&self) -> Vec<Vec<String>> {
+        self.per_node
             .iter()
             .map(|n| {
                 vec![
@@ -281,9 +300,12 @@ impl ClusterReport {
                     n.log_problems.to_string(),
                 ]
             })
-            .collect();
+            .collect()
+    }
+
+    fn summary(&self) -> [(&'static str, String); 8] {
         let k = &self.kill;
-        let summary = [
+        [
             (
                 "connected / failed",
                 format!(
@@ -319,19 +341,7 @@ impl ClusterReport {
             ),
             ("listed online after", k.listed_after.to_string()),
             ("online poll errors", k.poll_errors.to_string()),
-        ];
-        let mut out = format!(
-            "\ncluster · {} nodes (PostgreSQL + Redis) · {} agents\n\n{}",
-            self.nodes,
-            self.agents,
-            markdown(&header, &rows)
-        );
-        out.push_str(&self.deliver.table());
-        out.push_str(&table("cluster", &summary));
-        if let Some(e) = self.first_error.iter().chain(&k.first_poll_error).next() {
-            out.push_str(&format!("  first error  {e}\n"));
-        }
-        out
+        ]
     }
 }
 
