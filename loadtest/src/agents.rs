@@ -1,13 +1,13 @@
-//! One simulated agent: open its socket (until `welcome`), then read events,
-//! report each load-test event as a [`Delivery`] and ack cumulatively, at
-//! most every [`ACK_EVERY`] (the node rate-limits inbound frames).
+//! One simulated agent: open its socket with either server's handshake (until
+//! `welcome`), then read events, report each load-test event as a
+//! [`Delivery`] and ack cumulatively, at most every [`ACK_EVERY`] (the node
+//! rate-limits inbound frames).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use nexus_proto::{Ack, ClientMsg, Seq, ServerMsg};
-use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
 
 use crate::target::Target;
 use crate::wire::socketio::{self, NSP, Packet};
-use crate::wire::{Ws, ws_config};
+use crate::wire::{Ws, stamp, ws_config};
 
 /// Acks are cumulative and sent at most this often per socket.
 pub const ACK_EVERY: Duration = Duration::from_millis(50);
@@ -93,22 +93,6 @@ async fn open_socketio(ws_base: &str, token: &str) -> Result<Ws> {
         }
     }
     bail!("connection ended before welcome")
-}
-
-/// `(i, t_ns)` of a load-test event's `data`: fields of an API event, or the
-/// `lt:{i}:{t_ns}` a `--via slack` mention carries in its text and a `--via clickup`
-/// task in its name.
-pub fn stamp(data: &Value) -> Option<(u64, u64)> {
-    if let (Some(i), Some(t)) = (data.get("i"), data.get("t_ns")) {
-        return Some((i.as_u64()?, t.as_u64()?));
-    }
-    let text = data
-        .get("text")
-        .or_else(|| data.get("task")?.get("name"))?
-        .as_str()?;
-    let (_, rest) = text.split_once("lt:")?;
-    let (i, t) = rest.split_once(':')?;
-    Some((i.parse().ok()?, t.trim().parse().ok()?))
 }
 
 /// Reads until the socket ends. Socket.IO pings are answered here; the
@@ -188,21 +172,4 @@ async fn send_ack(target: Target, ws: &mut Ws, seq: u64) -> Result<()> {
     };
     ws.send(Message::text(frame)).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn stamps_come_from_api_fields_a_slack_mention_or_a_task_name() {
-        assert_eq!(stamp(&json!({"i": 7, "t_ns": 42})), Some((7, 42)));
-        let wake = json!({"text": "<@U0190ABC> lt:12:1700000000123456789", "channel": "C1"});
-        assert_eq!(stamp(&wake), Some((12, 1_700_000_000_123_456_789)));
-        assert_eq!(stamp(&json!({"text": "no stamp here"})), None);
-        let task = json!({"task": {"id": "lt-9-3-44", "name": "lt:3:44"}, "change": "created"});
-        assert_eq!(stamp(&task), Some((3, 44)));
-        assert_eq!(stamp(&json!({"i": "7", "t_ns": 42})), None);
-    }
 }

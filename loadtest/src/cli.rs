@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::scenarios::ClientOpts;
-use crate::scenarios::deliver::DeliverOpts;
+use crate::scenarios::deliver::{DeliverOpts, Via};
 use crate::server::ServerOpts;
 use crate::target::Target;
 use crate::worker;
@@ -98,13 +98,6 @@ pub enum Cmd {
     },
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Via {
-    Api,
-    Slack,
-    Clickup,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -218,7 +211,7 @@ impl Load {
             duration: Duration::from_secs_f64(self.duration.max(0.0)),
             drain: Duration::from_secs_f64(self.drain_s.max(0.0)),
             max_in_flight: self.max_in_flight,
-            via: "api",
+            via: Via::Api,
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -65,15 +65,14 @@ impl Fleet {
         per_process: usize,
     ) -> Result<(Connected, Duration)> {
         let started = Instant::now();
-        let first = (self.status.connected + self.status.failed) as u32;
+        let tried = self.status.connected + self.status.failed;
         let indexed: Vec<(u32, String)> = tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| (first + i as u32, t.clone()))
+            .map(|(i, t)| ((tried + i) as u32, t.clone()))
             .collect();
         let per_process = per_process.max(1);
-        let local = self.status.connected + self.status.failed;
-        let status = if self.workers.is_empty() && local + tokens.len() <= per_process {
+        let status = if self.workers.is_empty() && tried + tokens.len() <= per_process {
             let (tasks, status) =
                 connect_here(target, ws, indexed, concurrency, self.tx.clone(), true).await;
             self.tasks.extend(tasks);
@@ -265,8 +264,5 @@ async fn spawn_worker(
             }
         }
     });
-    if agents.is_empty() {
-        bail!("a worker with no agents");
-    }
     Ok((child, status_rx, task))
 }

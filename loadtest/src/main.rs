@@ -10,9 +10,9 @@
 //! `tests/layers.rs` reads this list and checks every `crate::` path.
 //!
 //! 1. Helpers, which import no other module: [`target`] (Nexus or the
-//!    Socket.IO baseline), [`wire`] (the agent socket: its WebSocket type and
-//!    the Socket.IO framing), [`proc`] (child processes and their `/proc`
-//!    readings), [`jwt`] (agent tokens), [`net`] (the HTTP client and the
+//!    Socket.IO baseline), [`wire`] (the agent socket: its WebSocket type,
+//!    the load-test stamp, the Socket.IO framing), [`proc`] (child processes
+//!    and their `/proc` readings), [`jwt`] (agent tokens), [`net`] (the HTTP client and the
 //!    loopback-only rule), [`report`] (histograms, tables and JSON).
 //! 2. The system under test: [`node`] (a Nexus node and its CLI), [`peer`]
 //!    (the Socket.IO peer process), [`fake_clickup`] (the ClickUp API that
@@ -50,10 +50,11 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use serde_json::json;
 
-use cli::{Cli, Client, Cmd, Common, Load, Via};
+use cli::{Cli, Client, Cmd, Common, Load};
 use fake_clickup::FakeClickUp;
 use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
+use scenarios::deliver::{DeliverOpts, Via};
 use scenarios::{connect, deliver, fanout};
 use server::{Server, ServerOpts};
 
@@ -159,18 +160,13 @@ async fn deliver_on(
     clickup: Option<&FakeClickUp>,
 ) -> Result<()> {
     let fixture = server.provision(load.agents).await?;
-    let mut opts = load.opts();
     match (via, clickup) {
-        (Via::Slack, _) => {
-            server.route_via_slack(&fixture).await?;
-            opts.via = "slack";
-        }
-        (Via::Clickup, Some(api)) => {
-            server.route_via_clickup(&fixture, api).await?;
-            opts.via = "clickup";
-        }
-        _ => {}
+        (Via::Api, _) => {}
+        (Via::Slack, _) => server.route_via_slack(&fixture).await?,
+        (Via::Clickup, Some(api)) => server.route_via_clickup(&fixture, api).await?,
+        (Via::Clickup, None) => bail!("--via clickup without a fake ClickUp API"),
     }
+    let opts = DeliverOpts { via, ..load.opts() };
     let (connected, mut fleet) = connect::run(server, &fixture, &common.client.opts()).await?;
     let report = deliver::run(server, &fixture, &mut fleet, opts).await?;
     print!("{}{}", connected.table(), report.table());

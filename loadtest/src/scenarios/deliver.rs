@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
@@ -29,14 +30,34 @@ pub struct DeliverOpts {
     pub drain: Duration,
     /// Requests in flight at most; past it sends wait (and count as late).
     pub max_in_flight: usize,
-    /// `api` or `slack` (for the report).
-    pub via: &'static str,
+    /// How the events go in (for the report: the server is set up for it).
+    pub via: Via,
+}
+
+/// `--via`: events through the emit API, or as signed Slack or ClickUp
+/// webhooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Api,
+    Slack,
+    Clickup,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Slack => "slack",
+            Via::Clickup => "clickup",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DeliverReport {
     pub target: Target,
-    pub via: &'static str,
+    pub via: Via,
     pub agents: usize,
     pub rate: f64,
     pub duration_s: f64,
@@ -240,7 +261,7 @@ impl Collector {
         let Some(slot) = self.seen.get_mut(d.i as usize) else {
             return;
         };
-        let (via, agent) = (self.pick)(d.i);
+        let (sender, agent) = (self.pick)(d.i);
         if agent != d.agent as usize {
             self.misrouted += 1;
             return;
@@ -254,7 +275,7 @@ impl Collector {
         self.last_recv = self.last_recv.max(d.recv_ns);
         let us = d.recv_ns.saturating_sub(d.t_ns) / 1000;
         record_us(&mut self.hist, us);
-        if self.home.get(agent) != Some(&via) {
+        if self.home.get(agent) != Some(&sender) {
             record_us(&mut self.cross_hist, us);
         }
     }
@@ -289,8 +310,8 @@ async fn schedule(
                 }
             };
             let t_ns = start_unix + intended(k);
-            let (via, agent) = pick(k);
-            let emitter = emitters[via].clone();
+            let (sender, agent) = pick(k);
+            let emitter = emitters[sender].clone();
             let agent = agents[agent].clone();
             let counters = counters.clone();
             tokio::spawn(async move {
@@ -368,7 +389,7 @@ impl DeliverReport {
                     num(self.agents as f64),
                     num(self.rate),
                     num(self.duration_s),
-                    self.via
+                    self.via.name()
                 ),
             ),
             (

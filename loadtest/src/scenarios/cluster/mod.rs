@@ -114,7 +114,12 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
 async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Result<ClusterReport> {
     let p = node::provision(env, opts.agents).await?;
     let client = net::http_client()?;
-    let (mut fleet, mut per_node, agents, home) = connect_agents(env, opts, nodes, &p).await?;
+    let Spread {
+        mut fleet,
+        mut per_node,
+        agents,
+        home,
+    } = connect_agents(env, opts, nodes, &p).await?;
     let online = Online {
         client: client.clone(),
         tenant: p.tenant_id.clone(),
@@ -175,9 +180,16 @@ async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Resul
     })
 }
 
-/// What connecting left: the sockets, each node's figures, the agent ids in
-/// fleet order and the node index each of them is connected to.
-type Connected = (Fleet, Vec<NodeReport>, Vec<String>, Vec<usize>);
+/// The agents spread over the nodes, as connecting left them.
+struct Spread {
+    fleet: Fleet,
+    /// Each node's figures (RSS so far).
+    per_node: Vec<NodeReport>,
+    /// Agent ids in fleet order.
+    agents: Vec<String>,
+    /// Per agent, the index of the node its socket is on.
+    home: Vec<usize>,
+}
 
 /// Opens the agents' sockets, agent i on node i % K, and reads each node's
 /// RSS before and after.
@@ -186,7 +198,7 @@ async fn connect_agents(
     opts: &ClusterOpts,
     nodes: &[Node],
     p: &node::Provisioned,
-) -> Result<Connected> {
+) -> Result<Spread> {
     let k = nodes.len();
     // The fleet numbers sockets in the order they open, node by node: the
     // agent list and their home nodes are kept in that order.
@@ -236,7 +248,12 @@ async fn connect_agents(
             first_problems: Vec::new(),
         })
         .collect();
-    Ok((fleet, per_node, agents, home))
+    Ok(Spread {
+        fleet,
+        per_node,
+        agents,
+        home,
+    })
 }
 
 /// Event k goes in through a random node to a random agent; a pure function
