@@ -1,26 +1,22 @@
-//! One simulated agent: open its socket (until `welcome`), then read events,
-//! report each load-test event as a [`Delivery`] and ack cumulatively, at
-//! most every [`ACK_EVERY`] (the node rate-limits inbound frames).
+//! One simulated agent: open its socket with either server's handshake (until
+//! `welcome`), then read events, report each load-test event as a
+//! [`Delivery`] and ack cumulatively, at most every [`ACK_EVERY`] (the node
+//! rate-limits inbound frames).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use nexus_proto::{Ack, ClientMsg, Seq, ServerMsg};
-use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::server::Kind;
-use crate::socketio::{self, Packet};
-
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::target::Target;
+use crate::wire::socketio::{self, NSP, Packet};
+use crate::wire::{Ws, stamp, ws_config};
 
 /// Acks are cumulative and sent at most this often per socket.
 pub const ACK_EVERY: Duration = Duration::from_millis(50);
@@ -43,19 +39,11 @@ pub fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Small buffers: the default 128 KiB read buffer would cost ~2 GiB of client
-/// memory for 15,000 sockets. Frames here are tiny.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-}
-
 /// Opens an agent socket and waits for `welcome`.
-pub async fn open(kind: Kind, ws_base: &str, token: &str) -> Result<Ws> {
-    match kind {
-        Kind::Nexus => open_nexus(ws_base, token).await,
-        Kind::Socketio => socketio::open(ws_base, token).await,
+pub async fn open(target: Target, ws_base: &str, token: &str) -> Result<Ws> {
+    match target {
+        Target::Nexus => open_nexus(ws_base, token).await,
+        Target::Socketio => open_socketio(ws_base, token).await,
     }
 }
 
@@ -80,25 +68,36 @@ async fn open_nexus(ws_base: &str, token: &str) -> Result<Ws> {
     bail!("connection ended before welcome")
 }
 
-/// `(i, t_ns)` of a load-test event's `data`: fields of an API event, or the
-/// `lt:{i}:{t_ns}` a `--via slack` mention carries in its text and a `--via clickup`
-/// task in its name.
-pub fn stamp(data: &Value) -> Option<(u64, u64)> {
-    if let (Some(i), Some(t)) = (data.get("i"), data.get("t_ns")) {
-        return Some((i.as_u64()?, t.as_u64()?));
+/// The baseline's handshake: WebSocket upgrade, Engine.IO open, namespace connect
+/// with the token, then waits for `welcome`.
+async fn open_socketio(ws_base: &str, token: &str) -> Result<Ws> {
+    let url = format!("{ws_base}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+    let mut connected = false;
+    while let Some(msg) = ws.next().await {
+        let Message::Text(text) = msg? else { continue };
+        match socketio::parse(&text)? {
+            Packet::Open(_) => {
+                ws.send(Message::text(socketio::connect_frame(token)))
+                    .await?;
+            }
+            Packet::Ping => ws.send(Message::text(socketio::PONG)).await?,
+            Packet::Connect { nsp, .. } if nsp == NSP => connected = true,
+            Packet::ConnectError { payload, .. } => bail!("refused: {payload}"),
+            Packet::Event { payload, .. } if connected && payload.starts_with(r#"["welcome""#) => {
+                return Ok(ws);
+            }
+            Packet::Disconnect { .. } | Packet::Close => bail!("closed before welcome"),
+            _ => {}
+        }
     }
-    let text = data
-        .get("text")
-        .or_else(|| data.get("task")?.get("name"))?
-        .as_str()?;
-    let (_, rest) = text.split_once("lt:")?;
-    let (i, t) = rest.split_once(':')?;
-    Some((i.parse().ok()?, t.trim().parse().ok()?))
+    bail!("connection ended before welcome")
 }
 
 /// Reads until the socket ends. Socket.IO pings are answered here; the
 /// WebSocket pings of Nexus are answered by tungstenite while reading.
-pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<Delivery>) {
+pub async fn read_loop(target: Target, agent: u32, mut ws: Ws, tx: UnboundedSender<Delivery>) {
     // Nexus acks a seq; Socket.IO has none, so its client acks a count.
     let mut received: u64 = 0;
     let mut acked: u64 = 0;
@@ -108,7 +107,7 @@ pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<D
         let msg = tokio::select! {
             msg = ws.next() => msg,
             _ = tokio::time::sleep_until(due), if received > acked => {
-                if send_ack(kind, &mut ws, received).await.is_err() {
+                if send_ack(target, &mut ws, received).await.is_err() {
                     return;
                 }
                 acked = received;
@@ -123,17 +122,17 @@ pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<D
             }
         };
         let recv_ns = unix_ns();
-        let event = match kind {
-            Kind::Nexus => match serde_json::from_str::<ServerMsg>(&text) {
+        let event = match target {
+            Target::Nexus => match serde_json::from_str::<ServerMsg>(&text) {
                 Ok(msg) => msg.as_event().map(|(_, frame)| {
                     received = received.max(frame.seq.get());
                     stamp(&frame.data)
                 }),
                 Err(_) => None,
             },
-            Kind::Socketio => match socketio::parse(&text) {
+            Target::Socketio => match socketio::parse(&text) {
                 Ok(Packet::Ping) => {
-                    if ws.send(Message::text("3")).await.is_err() {
+                    if ws.send(Message::text(socketio::PONG)).await.is_err() {
                         return;
                     }
                     None
@@ -155,7 +154,7 @@ pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<D
             });
         }
         if received > acked && last_ack.elapsed() >= ACK_EVERY {
-            if send_ack(kind, &mut ws, received).await.is_err() {
+            if send_ack(target, &mut ws, received).await.is_err() {
                 return;
             }
             acked = received;
@@ -164,30 +163,13 @@ pub async fn read_loop(kind: Kind, agent: u32, mut ws: Ws, tx: UnboundedSender<D
     }
 }
 
-async fn send_ack(kind: Kind, ws: &mut Ws, seq: u64) -> Result<()> {
-    let frame = match kind {
-        Kind::Nexus => serde_json::to_string(&ClientMsg::Ack {
+async fn send_ack(target: Target, ws: &mut Ws, seq: u64) -> Result<()> {
+    let frame = match target {
+        Target::Nexus => serde_json::to_string(&ClientMsg::Ack {
             data: Ack { seq: Seq::new(seq) },
         })?,
-        Kind::Socketio => socketio::ack_frame(seq),
+        Target::Socketio => socketio::ack_frame(seq),
     };
     ws.send(Message::text(frame)).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn stamps_come_from_api_fields_a_slack_mention_or_a_task_name() {
-        assert_eq!(stamp(&json!({"i": 7, "t_ns": 42})), Some((7, 42)));
-        let wake = json!({"text": "<@U0190ABC> lt:12:1700000000123456789", "channel": "C1"});
-        assert_eq!(stamp(&wake), Some((12, 1_700_000_000_123_456_789)));
-        assert_eq!(stamp(&json!({"text": "no stamp here"})), None);
-        let task = json!({"task": {"id": "lt-9-3-44", "name": "lt:3:44"}, "change": "created"});
-        assert_eq!(stamp(&task), Some((3, 44)));
-        assert_eq!(stamp(&json!({"i": "7", "t_ns": 42})), None);
-    }
 }

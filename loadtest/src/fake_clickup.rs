@@ -17,6 +17,8 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::wire::stamp_text;
+
 /// The ClickUp list the load test maps to a Slack channel.
 pub const LIST: &str = "900100LT";
 
@@ -113,7 +115,7 @@ async fn get_task(
     inner.served.fetch_add(1, Ordering::Relaxed);
     axum::Json(json!({
         "id": id,
-        "name": format!("lt:{i}:{t_ns}"),
+        "name": stamp_text(i, t_ns),
         "text_content": "",
         "status": {"status": "to do", "color": "#d3d3d3", "type": "open"},
         "url": format!("https://app.clickup.com/t/{id}"),

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::agents::{self, Delivery};
-use crate::server::Kind;
+use crate::target::Target;
 
 /// What connecting produced, in this process or in one worker.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -58,28 +58,27 @@ impl Fleet {
     /// already held). Returns what this call connected and how long it took.
     pub async fn grow(
         &mut self,
-        kind: Kind,
+        target: Target,
         ws: &str,
         tokens: &[String],
         concurrency: usize,
         per_process: usize,
     ) -> Result<(Connected, Duration)> {
         let started = Instant::now();
-        let first = (self.status.connected + self.status.failed) as u32;
+        let tried = self.status.connected + self.status.failed;
         let indexed: Vec<(u32, String)> = tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| (first + i as u32, t.clone()))
+            .map(|(i, t)| ((tried + i) as u32, t.clone()))
             .collect();
         let per_process = per_process.max(1);
-        let local = self.status.connected + self.status.failed;
-        let status = if self.workers.is_empty() && local + tokens.len() <= per_process {
+        let status = if self.workers.is_empty() && tried + tokens.len() <= per_process {
             let (tasks, status) =
-                connect_here(kind, ws, indexed, concurrency, self.tx.clone(), true).await;
+                connect_here(target, ws, indexed, concurrency, self.tx.clone(), true).await;
             self.tasks.extend(tasks);
             status
         } else {
-            self.grow_workers(kind, ws, &indexed, concurrency, per_process)
+            self.grow_workers(target, ws, &indexed, concurrency, per_process)
                 .await?
         };
         let took = started.elapsed();
@@ -94,7 +93,7 @@ impl Fleet {
 
     async fn grow_workers(
         &mut self,
-        kind: Kind,
+        target: Target,
         ws: &str,
         indexed: &[(u32, String)],
         concurrency: usize,
@@ -103,7 +102,7 @@ impl Fleet {
         let mut ready = Vec::new();
         for chunk in indexed.chunks(per_process) {
             let (child, status_rx, task) =
-                spawn_worker(kind, ws, chunk, concurrency, self.tx.clone())
+                spawn_worker(target, ws, chunk, concurrency, self.tx.clone())
                     .await
                     .context("starting a worker process")?;
             self.workers.push(child);
@@ -138,7 +137,7 @@ impl Fleet {
 
 /// Opens sockets in this process; each gets a reader task.
 pub async fn connect_here(
-    kind: Kind,
+    target: Target,
     ws: &str,
     agents: Vec<(u32, String)>,
     concurrency: usize,
@@ -154,11 +153,12 @@ pub async fn connect_here(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({per_sec})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("connecting to {}", kind.name()));
+    bar.set_message(format!("connecting to {}", target.name()));
     let mut opens = futures_util::stream::iter(agents)
         .map(|(idx, token)| async move {
             let opened =
-                tokio::time::timeout(Duration::from_secs(30), agents::open(kind, ws, &token)).await;
+                tokio::time::timeout(Duration::from_secs(30), agents::open(target, ws, &token))
+                    .await;
             (idx, opened)
         })
         .buffer_unordered(concurrency.max(1));
@@ -169,7 +169,7 @@ pub async fn connect_here(
             Ok(Ok(socket)) => {
                 status.connected += 1;
                 tasks.push(tokio::spawn(agents::read_loop(
-                    kind,
+                    target,
                     idx,
                     socket,
                     tx.clone(),
@@ -211,7 +211,7 @@ pub struct WorkerDelivery {
 type Spawned = (Child, oneshot::Receiver<Connected>, JoinHandle<()>);
 
 async fn spawn_worker(
-    kind: Kind,
+    target: Target,
     ws: &str,
     agents: &[(u32, String)],
     concurrency: usize,
@@ -219,7 +219,7 @@ async fn spawn_worker(
 ) -> Result<Spawned> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["worker", "--target", kind.name(), "--ws", ws])
+        .args(["worker", "--target", target.name(), "--ws", ws])
         .args(["--concurrency", &concurrency.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -264,8 +264,5 @@ async fn spawn_worker(
             }
         }
     });
-    if agents.is_empty() {
-        bail!("a worker with no agents");
-    }
     Ok((child, status_rx, task))
 }

@@ -1,7 +1,7 @@
 //! A Nexus node: find or build the binary, start it in a temp directory,
 //! provision tenants, agents and an operator key with its CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,15 +10,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use crate::proc::{Tail, drain};
-
-/// The workspace root (this crate lives in `<root>/loadtest`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+use crate::proc::{Tail, drain, workspace_root};
 
 /// `NEXUS_BIN`, else `<workspace>/target/release/nexus`, else builds it.
 pub async fn locate_bin() -> Result<PathBuf> {

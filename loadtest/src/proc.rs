@@ -1,7 +1,9 @@
-//! Child processes the tool starts (a Nexus node, the Socket.IO peer) and the
-//! `/proc` readings taken of them: resident memory and CPU time.
+//! Child processes the tool starts (a Nexus node, the Socket.IO peer): where
+//! their programs live, their output, their shutdown, and the `/proc`
+//! readings taken of them (resident memory and CPU time).
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +15,14 @@ use tokio::sync::oneshot;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
+
+/// The workspace root (this crate lives in `<root>/loadtest`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 
 /// One reading of a process: resident set and CPU seconds (user + system).
 #[derive(Clone, Copy, Debug, Serialize)]

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::fake_clickup;
+use crate::wire::stamp_text;
 
 /// Where `--via slack|clickup` posts, and how it signs.
 #[derive(Clone)]
@@ -60,7 +61,7 @@ impl Route {
     }
 }
 
-/// A signed `message` event mentioning the agent; its text carries `lt:{i}:{t_ns}`.
+/// A signed `message` event mentioning the agent; its text carries the stamp.
 async fn slack_mention(
     client: &reqwest::Client,
     route: &SlackRoute,
@@ -71,7 +72,7 @@ async fn slack_mention(
     let body = json!({
         "type": "event_callback", "team_id": route.team, "event_id": format!("EvLT{i}"),
         "event": {"type": "message", "channel": "CLOADTEST", "user": "ULOADTESTER",
-                  "text": format!("<@{}> lt:{i}:{t_ns}", slack_user(agent)),
+                  "text": format!("<@{}> {}", slack_user(agent), stamp_text(i, t_ns)),
                   "ts": format!("{}.{:06}", t_ns / 1_000_000_000, i % 1_000_000)},
     })
     .to_string();
@@ -90,7 +91,7 @@ async fn slack_mention(
     post_webhook(req, &route.url, body).await
 }
 
-/// A signed `taskCreated` for a new task assigned to the agent, named `lt:{i}:{t_ns}`.
+/// A signed `taskCreated` for a new task assigned to the agent, named with the stamp.
 async fn clickup_task(
     client: &reqwest::Client,
     route: &ClickUpRoute,

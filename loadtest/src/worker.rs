@@ -9,12 +9,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::fleet::{WorkerAgent, WorkerDelivery, connect_here};
-use crate::server::Kind;
+use crate::target::Target;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[arg(long, value_enum)]
-    target: Kind,
+    target: Target,
     /// `ws://host:port` of the server.
     #[arg(long)]
     ws: String,

@@ -11,12 +11,13 @@ use super::connect::{self, ConnectReport};
 use super::deliver::{self, DeliverOpts, DeliverReport};
 use super::fanout::{self, FanoutReport};
 use crate::report::{markdown, num};
-use crate::server::{Kind, Server, ServerOpts};
+use crate::server::{Server, ServerOpts};
+use crate::target::Target;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Round {
     pub round: usize,
-    pub target: Kind,
+    pub target: Target,
     pub connect: ConnectReport,
     pub deliver: DeliverReport,
     pub fanout: Option<FanoutReport>,
@@ -52,7 +53,7 @@ pub struct CompareOpts {
 pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
     let mut rounds = Vec::new();
     for round in 1..=opts.rounds.max(1) {
-        for target in [Kind::Nexus, Kind::Socketio] {
+        for target in [Target::Nexus, Target::Socketio] {
             eprintln!("round {round}: {}", target.name());
             let r = one(round, target, opts)
                 .await
@@ -72,7 +73,7 @@ pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
     })
 }
 
-async fn one(round: usize, target: Kind, opts: &CompareOpts) -> Result<Round> {
+async fn one(round: usize, target: Target, opts: &CompareOpts) -> Result<Round> {
     let mut server = Server::start(target, &ServerOpts::default()).await?;
     let result = async {
         let fixture = server.provision(opts.agents).await?;
@@ -99,7 +100,7 @@ async fn one(round: usize, target: Kind, opts: &CompareOpts) -> Result<Round> {
     result.with_context(|| format!("server log tail:\n{tail}"))
 }
 
-fn mean(rounds: &[Round], target: Kind, f: impl Fn(&Round) -> Option<f64>) -> f64 {
+fn mean(rounds: &[Round], target: Target, f: impl Fn(&Round) -> Option<f64>) -> f64 {
     let values: Vec<f64> = rounds
         .iter()
         .filter(|r| r.target == target)
@@ -108,53 +109,57 @@ fn mean(rounds: &[Round], target: Kind, f: impl Fn(&Round) -> Option<f64>) -> f6
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// A row of the side-by-side table: its name, a round's figure, and whether
+/// a higher figure is better.
+type Metric = (&'static str, fn(&Round) -> Option<f64>, bool);
+
+const METRICS: [Metric; 10] = [
+    (
+        "RSS per idle connection (KiB)",
+        |r| r.connect.rss_per_conn_bytes.map(|b| b / 1024.0),
+        false,
+    ),
+    (
+        "  marginal, after warm-up (KiB)",
+        |r| r.connect.rss_per_conn_marginal_bytes.map(|b| b / 1024.0),
+        false,
+    ),
+    ("connects/s", |r| Some(r.connect.connects_per_s), true),
+    (
+        "server CPU for connect+settle (s)",
+        |r| r.connect.server_cpu_s,
+        false,
+    ),
+    ("delivered/s", |r| Some(r.deliver.delivered_per_s), true),
+    (
+        "accept→deliver p50 (ms)",
+        |r| Some(r.deliver.latency.p50_ms),
+        false,
+    ),
+    (
+        "accept→deliver p99 (ms)",
+        |r| Some(r.deliver.latency.p99_ms),
+        false,
+    ),
+    (
+        "accept→deliver max (ms)",
+        |r| Some(r.deliver.latency.max_ms),
+        false,
+    ),
+    ("lost", |r| Some(r.deliver.lost as f64), false),
+    (
+        "fan-out, last agent (ms)",
+        |r| r.fanout.as_ref().map(|f| f.last_ms),
+        false,
+    ),
+];
+
 /// The side-by-side table (means over rounds) and the headline ratios.
 pub fn summarize(rounds: &[Round]) -> (String, Ratios) {
-    type Metric = (&'static str, fn(&Round) -> Option<f64>, bool);
-    let metrics: [Metric; 10] = [
-        (
-            "RSS per idle connection (KiB)",
-            |r| r.connect.rss_per_conn_bytes.map(|b| b / 1024.0),
-            false,
-        ),
-        (
-            "  marginal, after warm-up (KiB)",
-            |r| r.connect.rss_per_conn_marginal_bytes.map(|b| b / 1024.0),
-            false,
-        ),
-        ("connects/s", |r| Some(r.connect.connects_per_s), true),
-        (
-            "server CPU for connect+settle (s)",
-            |r| r.connect.server_cpu_s,
-            false,
-        ),
-        ("delivered/s", |r| Some(r.deliver.delivered_per_s), true),
-        (
-            "accept→deliver p50 (ms)",
-            |r| Some(r.deliver.latency.p50_ms),
-            false,
-        ),
-        (
-            "accept→deliver p99 (ms)",
-            |r| Some(r.deliver.latency.p99_ms),
-            false,
-        ),
-        (
-            "accept→deliver max (ms)",
-            |r| Some(r.deliver.latency.max_ms),
-            false,
-        ),
-        ("lost", |r| Some(r.deliver.lost as f64), false),
-        (
-            "fan-out, last agent (ms)",
-            |r| r.fanout.as_ref().map(|f| f.last_ms),
-            false,
-        ),
-    ];
     let mut rows = Vec::new();
-    for (name, f, higher_is_better) in metrics {
-        let n = mean(rounds, Kind::Nexus, f);
-        let s = mean(rounds, Kind::Socketio, f);
+    for (name, f, higher_is_better) in METRICS {
+        let n = mean(rounds, Target::Nexus, f);
+        let s = mean(rounds, Target::Socketio, f);
         let ratio = if higher_is_better { n / s } else { s / n };
         let ratio = if ratio.is_finite() {
             format!("{}×", num(ratio))
@@ -174,8 +179,8 @@ pub fn summarize(rounds: &[Round]) -> (String, Ratios) {
     );
     let ratio = |f: fn(&Round) -> Option<f64>, nexus_over: bool| {
         let (n, s) = (
-            mean(rounds, Kind::Nexus, f),
-            mean(rounds, Kind::Socketio, f),
+            mean(rounds, Target::Nexus, f),
+            mean(rounds, Target::Socketio, f),
         );
         if nexus_over { n / s } else { s / n }
     };

@@ -7,11 +7,12 @@ use serde::Serialize;
 use super::ClientOpts;
 use crate::fleet::Fleet;
 use crate::report::{kib, mib, num, table};
-use crate::server::{Fixture, Kind, Server};
+use crate::server::{Fixture, Server};
+use crate::target::Target;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectReport {
-    pub target: Kind,
+    pub target: Target,
     pub agents: usize,
     pub connected: usize,
     pub failed: usize,
@@ -44,18 +45,18 @@ pub async fn run(
     let before = server.sample().await?;
     let client_before = crate::proc::sample(std::process::id())?;
     let mut fleet = Fleet::new();
-    let (kind, ws) = (server.kind, server.ws.as_str());
+    let (target, ws) = (server.target, server.ws.as_str());
     // A small first batch warms the server's one-time costs (pools, caches,
     // allocator arenas); RSS is read again after it for the marginal cost.
     let warm = warmup_size(fixture.tokens.len());
     let (tokens_warm, tokens_rest) = fixture.tokens.split_at(warm);
     fleet
-        .grow(kind, ws, tokens_warm, opts.concurrency, opts.per_process)
+        .grow(target, ws, tokens_warm, opts.concurrency, opts.per_process)
         .await?;
     tokio::time::sleep(opts.settle).await;
     let warmed = server.sample().await?;
     let (rest, _) = fleet
-        .grow(kind, ws, tokens_rest, opts.concurrency, opts.per_process)
+        .grow(target, ws, tokens_rest, opts.concurrency, opts.per_process)
         .await?;
     let connect_s = fleet.elapsed.as_secs_f64();
     tokio::time::sleep(opts.settle).await;
@@ -63,7 +64,7 @@ pub async fn run(
     let client_after = crate::proc::sample(std::process::id())?;
     let connected = fleet.status.connected;
     let report = ConnectReport {
-        target: server.kind,
+        target: server.target,
         agents: fixture.tokens.len(),
         connected,
         failed: fleet.status.failed,

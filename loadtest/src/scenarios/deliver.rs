@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
@@ -18,7 +19,8 @@ use tokio::time::Instant;
 use crate::agents::{Delivery, unix_ns};
 use crate::fleet::Fleet;
 use crate::report::{Latency, histogram, num, record_us, table};
-use crate::server::{Emitter, Fixture, Kind, Server};
+use crate::server::{Emitter, Fixture, Server};
+use crate::target::Target;
 
 #[derive(Clone, Copy, Debug)]
 pub struct DeliverOpts {
@@ -28,14 +30,34 @@ pub struct DeliverOpts {
     pub drain: Duration,
     /// Requests in flight at most; past it sends wait (and count as late).
     pub max_in_flight: usize,
-    /// `api` or `slack` (for the report).
-    pub via: &'static str,
+    /// How the events go in (for the report: the server is set up for it).
+    pub via: Via,
+}
+
+/// `--via`: events through the emit API, or as signed Slack or ClickUp
+/// webhooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Api,
+    Slack,
+    Clickup,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Slack => "slack",
+            Via::Clickup => "clickup",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DeliverReport {
-    pub target: Kind,
-    pub via: &'static str,
+    pub target: Target,
+    pub via: Via,
     pub agents: usize,
     pub rate: f64,
     pub duration_s: f64,
@@ -67,6 +89,18 @@ struct Counters {
     first_error: Mutex<Option<String>>,
     /// Intended send → HTTP 202.
     accept_hist: Mutex<Histogram<u64>>,
+}
+
+impl Counters {
+    fn new() -> Result<Counters> {
+        Ok(Counters {
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            accept_hist: Mutex::new(histogram()?),
+        })
+    }
 }
 
 /// Who carries event `k` to whom: `(emitter index, agent index)`.
@@ -121,7 +155,7 @@ pub async fn run(
     let cpu_after = server.sample().await?;
     let client_after = crate::proc::sample(std::process::id())?;
     Ok(DeliverReport::new(
-        server.kind,
+        server.target,
         n,
         opts,
         &out,
@@ -138,13 +172,7 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
     }
     while fleet.rx.try_recv().is_ok() {}
     let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
-    let counters = Arc::new(Counters {
-        accepted: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        late: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        accept_hist: Mutex::new(histogram()?),
-    });
+    let counters = Arc::new(Counters::new()?);
     let start = Instant::now() + Duration::from_millis(100);
     let start_unix = unix_ns() + 100_000_000;
     let sender = tokio::spawn(schedule(
@@ -156,17 +184,7 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
         (start, start_unix),
         counters.clone(),
     ));
-    let mut got = Collector {
-        seen: vec![false; total as usize],
-        pick: targets.pick,
-        home: targets.home,
-        hist: histogram()?,
-        cross_hist: histogram()?,
-        delivered: 0,
-        duplicates: 0,
-        misrouted: 0,
-        last_recv: start_unix,
-    };
+    let mut got = Collector::new(total, targets.pick, targets.home, start_unix)?;
     let mut sender = std::pin::pin!(sender);
     let send_elapsed = loop {
         tokio::select! {
@@ -225,11 +243,25 @@ struct Collector {
 }
 
 impl Collector {
+    fn new(total: u64, pick: Pick, home: Vec<usize>, start_unix: u64) -> Result<Collector> {
+        Ok(Collector {
+            seen: vec![false; total as usize],
+            pick,
+            home,
+            hist: histogram()?,
+            cross_hist: histogram()?,
+            delivered: 0,
+            duplicates: 0,
+            misrouted: 0,
+            last_recv: start_unix,
+        })
+    }
+
     fn record(&mut self, d: Delivery) {
         let Some(slot) = self.seen.get_mut(d.i as usize) else {
             return;
         };
-        let (via, agent) = (self.pick)(d.i);
+        let (sender, agent) = (self.pick)(d.i);
         if agent != d.agent as usize {
             self.misrouted += 1;
             return;
@@ -243,7 +275,7 @@ impl Collector {
         self.last_recv = self.last_recv.max(d.recv_ns);
         let us = d.recv_ns.saturating_sub(d.t_ns) / 1000;
         record_us(&mut self.hist, us);
-        if self.home.get(agent) != Some(&via) {
+        if self.home.get(agent) != Some(&sender) {
             record_us(&mut self.cross_hist, us);
         }
     }
@@ -278,8 +310,8 @@ async fn schedule(
                 }
             };
             let t_ns = start_unix + intended(k);
-            let (via, agent) = pick(k);
-            let emitter = emitters[via].clone();
+            let (sender, agent) = pick(k);
+            let emitter = emitters[sender].clone();
             let agent = agents[agent].clone();
             let counters = counters.clone();
             tokio::spawn(async move {
@@ -318,7 +350,7 @@ fn note_error(counters: &Counters, error: String) {
 
 impl DeliverReport {
     pub fn new(
-        target: Kind,
+        target: Target,
         agents: usize,
         opts: DeliverOpts,
         out: &Outcome,
@@ -357,7 +389,7 @@ impl DeliverReport {
                     num(self.agents as f64),
                     num(self.rate),
                     num(self.duration_s),
-                    self.via
+                    self.via.name()
                 ),
             ),
             (

@@ -10,14 +10,15 @@ use tokio::time::Instant;
 use crate::agents::unix_ns;
 use crate::fleet::Fleet;
 use crate::report::{Latency, histogram, num, record_us, table};
-use crate::server::{Fixture, Kind, Server};
+use crate::server::{Fixture, Server};
+use crate::target::Target;
 
 /// The fan-out event's number: far from `deliver`'s 0…N.
 pub const FANOUT_I: u64 = 1 << 50;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FanoutReport {
-    pub target: Kind,
+    pub target: Target,
     pub agents: usize,
     pub connected: usize,
     /// What the server said it addressed.
@@ -66,7 +67,7 @@ pub async fn run(
     }
     let latency = Latency::from_histogram(&hist);
     Ok(FanoutReport {
-        target: server.kind,
+        target: server.target,
         agents: fixture.tokens.len(),
         connected: expected,
         addressed,

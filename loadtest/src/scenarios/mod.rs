@@ -1,5 +1,6 @@
-//! The measurements: each takes a started [`crate::server::Server`] (and its
-//! agents) and returns a serialisable report with a human table.
+//! The measurements, each returning a serialisable report with a human table.
+//! `connect`, `deliver` and `fanout` take a started [`crate::server::Server`]
+//! (and its agents); `compare` starts one per round, `cluster` its own nodes.
 
 pub mod cluster;
 pub mod compare;

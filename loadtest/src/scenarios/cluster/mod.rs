@@ -16,10 +16,12 @@ use serde::Serialize;
 use super::ClientOpts;
 use super::deliver::{self, DeliverOpts, DeliverReport, Pick, Targets};
 use crate::fleet::Fleet;
+use crate::net;
 use crate::node::{self, NodeEnv};
 use crate::proc;
 use crate::report::{Latency, kib, markdown, mib, num, table};
-use crate::server::{self, Emitter, Kind};
+use crate::server::Emitter;
+use crate::target::Target;
 use nodes::{Node, cpu, psql, rss, start_nodes, stop_all, with_search_path};
 use offline::{KillReport, Online, kill_and_wait};
 
@@ -76,8 +78,8 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
     if opts.nodes < 2 || opts.agents < opts.nodes {
         bail!("cluster needs at least 2 nodes (one is killed, one queried) and an agent per node");
     }
-    server::ensure_loopback(&opts.database_url).context("--database-url")?;
-    server::ensure_loopback(&opts.redis_url).context("--redis-url")?;
+    net::ensure_loopback(&opts.database_url).context("--database-url")?;
+    net::ensure_loopback(&opts.redis_url).context("--redis-url")?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let schema = format!("nx_lt_{run_id}");
     psql(&opts.database_url, &format!("CREATE SCHEMA {schema}")).await?;
@@ -111,8 +113,13 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
 
 async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Result<ClusterReport> {
     let p = node::provision(env, opts.agents).await?;
-    let client = server::http_client()?;
-    let (mut fleet, mut per_node, agents, home) = connect_agents(env, opts, nodes, &p).await?;
+    let client = net::http_client()?;
+    let Spread {
+        mut fleet,
+        mut per_node,
+        agents,
+        home,
+    } = connect_agents(env, opts, nodes, &p).await?;
     let online = Online {
         client: client.clone(),
         tenant: p.tenant_id.clone(),
@@ -143,7 +150,7 @@ async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Resul
         r.deliver_cpu_s = after - before;
     }
     let deliver = DeliverReport::new(
-        Kind::Nexus,
+        Target::Nexus,
         opts.agents,
         opts.deliver,
         &out,
@@ -173,9 +180,16 @@ async fn measure(env: &NodeEnv, opts: &ClusterOpts, nodes: &mut [Node]) -> Resul
     })
 }
 
-/// What connecting left: the sockets, each node's figures, the agent ids in
-/// fleet order and the node index each of them is connected to.
-type Connected = (Fleet, Vec<NodeReport>, Vec<String>, Vec<usize>);
+/// The agents spread over the nodes, as connecting left them.
+struct Spread {
+    fleet: Fleet,
+    /// Each node's figures (RSS so far).
+    per_node: Vec<NodeReport>,
+    /// Agent ids in fleet order.
+    agents: Vec<String>,
+    /// Per agent, the index of the node its socket is on.
+    home: Vec<usize>,
+}
 
 /// Opens the agents' sockets, agent i on node i % K, and reads each node's
 /// RSS before and after.
@@ -184,7 +198,7 @@ async fn connect_agents(
     opts: &ClusterOpts,
     nodes: &[Node],
     p: &node::Provisioned,
-) -> Result<Connected> {
+) -> Result<Spread> {
     let k = nodes.len();
     // The fleet numbers sockets in the order they open, node by node: the
     // agent list and their home nodes are kept in that order.
@@ -207,7 +221,13 @@ async fn connect_agents(
         }
         let c = &opts.client;
         let (status, _) = fleet
-            .grow(Kind::Nexus, &node.ws, &tokens, c.concurrency, c.per_process)
+            .grow(
+                Target::Nexus,
+                &node.ws,
+                &tokens,
+                c.concurrency,
+                c.per_process,
+            )
             .await?;
         held.push(status.connected);
     }
@@ -228,7 +248,12 @@ async fn connect_agents(
             first_problems: Vec::new(),
         })
         .collect();
-    Ok((fleet, per_node, agents, home))
+    Ok(Spread {
+        fleet,
+        per_node,
+        agents,
+        home,
+    })
 }
 
 /// Event k goes in through a random node to a random agent; a pure function
@@ -259,8 +284,27 @@ impl ClusterReport {
             "CPU (deliver)",
             "WARN/ERROR lines",
         ];
-        let rows: Vec<Vec<String>> = self
-            .per_node
+        let mut out = format!(
+            "\ncluster · {} nodes (PostgreSQL + Redis) · {} agents\n\n{}",
+            self.nodes,
+            self.agents,
+            markdown(&header, &self.node_rows())
+        );
+        out.push_str(&self.deliver.table());
+        out.push_str(&table("cluster", &self.summary()));
+        if let Some(e) = self
+            .first_error
+            .iter()
+            .chain(&self.kill.first_poll_error)
+            .next()
+        {
+            out.push_str(&format!("  first error  {e}\n"));
+        }
+        out
+    }
+
+    fn node_rows(&self) -> Vec<Vec<String>> {
+        self.per_node
             .iter()
             .map(|n| {
                 vec![
@@ -273,9 +317,12 @@ impl ClusterReport {
                     n.log_problems.to_string(),
                 ]
             })
-            .collect();
+            .collect()
+    }
+
+    fn summary(&self) -> [(&'static str, String); 8] {
         let k = &self.kill;
-        let summary = [
+        [
             (
                 "connected / failed",
                 format!(
@@ -311,19 +358,7 @@ impl ClusterReport {
             ),
             ("listed online after", k.listed_after.to_string()),
             ("online poll errors", k.poll_errors.to_string()),
-        ];
-        let mut out = format!(
-            "\ncluster · {} nodes (PostgreSQL + Redis) · {} agents\n\n{}",
-            self.nodes,
-            self.agents,
-            markdown(&header, &rows)
-        );
-        out.push_str(&self.deliver.table());
-        out.push_str(&table("cluster", &summary));
-        if let Some(e) = self.first_error.iter().chain(&k.first_poll_error).next() {
-            out.push_str(&format!("  first error  {e}\n"));
-        }
-        out
+        ]
     }
 }
 

@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 use super::ClusterOpts;
+use crate::net;
 use crate::node::NodeEnv;
 use crate::proc::{self, Tail};
-use crate::server;
 
 /// One `nexus serve` of the cluster.
 pub struct Node {
@@ -29,7 +29,7 @@ pub async fn start_nodes(
     run_id: &str,
     nodes: &mut Vec<Node>,
 ) -> Result<()> {
-    let client = server::http_client()?;
+    let client = net::http_client()?;
     let ttl = format!("{}ms", opts.node_ttl.as_millis());
     for k in 0..opts.nodes {
         let id = format!("lt-{run_id}-{k}");
@@ -48,7 +48,7 @@ pub async fn start_nodes(
             child: Some(child),
             tail,
         });
-        server::wait_ok(&client, &format!("http://{addr}/ready")).await?;
+        net::wait_ok(&client, &format!("http://{addr}/ready")).await?;
     }
     Ok(())
 }

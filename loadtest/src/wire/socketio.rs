@@ -1,20 +1,9 @@
-//! The Socket.IO baseline (`loadtest/peers/socketio`): starting it, and the
-//! raw Engine.IO v4 / Socket.IO v5 framing its clients speak over a plain
-//! WebSocket (see that folder's README). One text frame = one packet.
+//! The raw Engine.IO v4 / Socket.IO v5 framing the clients of the Socket.IO
+//! baseline (`loadtest/peers/socketio`) speak over a plain WebSocket (see that
+//! folder's README). One text frame = one packet.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{Result, bail};
 use serde_json::Value;
-use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
-
-use crate::agents::{Ws, ws_config};
-use crate::node::workspace_root;
-use crate::proc::{Tail, drain};
 
 /// The namespace the baseline serves agents on.
 pub const NSP: &str = "/agents";
@@ -101,83 +90,13 @@ pub fn ack_frame(seq: u64) -> String {
     format!(r#"42{NSP},["ack",{{"seq":{seq}}}]"#)
 }
 
-/// Opens one socket: WebSocket upgrade, Engine.IO open, namespace connect
-/// with the token, then waits for `welcome`.
-pub async fn open(ws_base: &str, token: &str) -> Result<Ws> {
-    let url = format!("{ws_base}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
-    let mut connected = false;
-    while let Some(msg) = ws.next().await {
-        let Message::Text(text) = msg? else { continue };
-        match parse(&text)? {
-            Packet::Open(_) => {
-                let hello = format!(r#"40{NSP},{{"token":"{token}"}}"#);
-                ws.send(Message::text(hello)).await?;
-            }
-            Packet::Ping => ws.send(Message::text("3")).await?,
-            Packet::Connect { nsp, .. } if nsp == NSP => connected = true,
-            Packet::ConnectError { payload, .. } => bail!("refused: {payload}"),
-            Packet::Event { payload, .. } if connected && payload.starts_with(r#"["welcome""#) => {
-                return Ok(ws);
-            }
-            Packet::Disconnect { .. } | Packet::Close => bail!("closed before welcome"),
-            _ => {}
-        }
-    }
-    bail!("connection ended before welcome")
+/// The namespace connect that carries the agent's token.
+pub fn connect_frame(token: &str) -> String {
+    format!(r#"40{NSP},{{"token":"{token}"}}"#)
 }
 
-/// `npm ci` when needed, then `node --expose-gc server.js` on an ephemeral
-/// port; returns the child and its `host:port`.
-pub async fn start(jwt_secret: &str) -> Result<(Child, String, Tail)> {
-    let dir = workspace_root().join("loadtest/peers/socketio");
-    if !dir.join("node_modules").exists() {
-        eprintln!("installing the Socket.IO peer: npm ci in {}", dir.display());
-        let status = Command::new("npm")
-            .arg("ci")
-            .current_dir(&dir)
-            .status()
-            .await
-            .context("running npm ci (is Node ≥ 20 installed?)")?;
-        if !status.success() {
-            bail!("npm ci failed in {} ({status})", dir.display());
-        }
-    }
-    let mut child = Command::new("node")
-        .args(["--expose-gc", "server.js"])
-        .current_dir(&dir)
-        .env("JWT_SECRET", jwt_secret)
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting node (is Node ≥ 20 installed?)")?;
-    let tail = Tail::default();
-    let (tx, rx) = oneshot::channel();
-    let stdout = child.stdout.take().context("no stdout pipe")?;
-    let stderr = child.stderr.take().context("no stderr pipe")?;
-    drain(stdout, tail.clone(), listening, Some(tx));
-    drain(stderr, tail.clone(), |_| None, None);
-    match tokio::time::timeout(Duration::from_secs(30), rx).await {
-        Ok(Ok(addr)) => Ok((child, addr, tail)),
-        _ => {
-            let _ = child.kill().await;
-            bail!(
-                "the Socket.IO peer did not print its address:\n{}",
-                tail.text()
-            )
-        }
-    }
-}
-
-fn listening(line: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    Some(v.get("listening")?.as_str()?.to_owned())
-}
+/// The Engine.IO answer to a ping.
+pub const PONG: &str = "3";
 
 #[cfg(test)]
 mod tests {
@@ -238,5 +157,6 @@ mod tests {
         assert_eq!(event_data(r#"["welcome",{"session_id":"s"}]"#), None);
         assert_eq!(event_data("not json"), None);
         assert_eq!(ack_frame(3), r#"42/agents,["ack",{"seq":3}]"#);
+        assert_eq!(connect_frame("t"), r#"40/agents,{"token":"t"}"#);
     }
 }
