@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::bus::NewEvent;
 use crate::context::Context;
@@ -55,7 +56,13 @@ impl Processor for Processors {
 
 /// Delivers an ingest job's payload to the agents its source's rule names.
 async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
-    let payload: Value = serde_json::from_str(&job.payload).map_err(|e| {
+    /// The event's `data`: the sender's payload inserted as it arrived.
+    #[derive(Serialize)]
+    struct Ingested<'a> {
+        source: &'a str,
+        payload: &'a RawValue,
+    }
+    let payload: &RawValue = serde_json::from_str(&job.payload).map_err(|e| {
         JobError::permanent("unparseable", format!("stored payload is not JSON: {e}"))
     })?;
     let source = mirror::job_source(ctx, job).await?;
@@ -69,21 +76,23 @@ async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     if let Some(alias) = &rule.to_alias {
         agents.extend(ctx.store.alias_agent_ids(source.tenant_id, alias).await?);
     }
+    agents.sort();
+    agents.dedup();
     if agents.is_empty() {
         return Done::because("no_recipients");
     }
-    for agent in agents {
-        let event = NewEvent {
-            kind: rule.event,
-            data: json!({ "source": source.external_id, "payload": payload }),
-            trace_id: job.trace_id.clone(),
-            // A retried job finds its earlier deliveries instead of repeating them.
-            idempotency_key: Some(format!("job:{}", job.id)),
-        };
-        ctx.hub
-            .emit_to_agent(agent, event)
-            .await
-            .map_err(|e| JobError::transient(e.to_string()))?;
-    }
+    let data = serde_json::to_string(&Ingested {
+        source: &source.external_id,
+        payload,
+    })
+    .map_err(|e| JobError::permanent("unserializable", e.to_string()))?;
+    // A retried job finds its earlier deliveries instead of repeating them.
+    let event = NewEvent::json_text(rule.event, data)
+        .key(format!("job:{}", job.id))
+        .trace(job.trace_id.as_deref());
+    ctx.hub
+        .emit_to_agents(&agents, event)
+        .await
+        .map_err(|e| JobError::transient(e.to_string()))?;
     Ok(Done::default())
 }

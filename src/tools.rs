@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_proto::{AgentId, EventType, TenantId, ToolError, ToolRequest, ToolResult};
+use nexus_proto::{AgentId, TenantId, ToolError, ToolRequest, ToolResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -116,11 +116,12 @@ async fn answer(hub: &Hub, agent: AgentId, request_id: &str, outcome: Result<Val
         Ok(value) => ToolResult::success(request_id, value),
         Err(e) => ToolResult::failure(request_id, e),
     };
-    let event = NewEvent {
-        kind: EventType::ToolResult,
-        data: serde_json::to_value(&result).unwrap_or(Value::Null),
-        trace_id: None,
-        idempotency_key: Some(format!("tool:{request_id}")),
+    let event = match NewEvent::encode(&result) {
+        Ok(event) => event.key(format!("tool:{request_id}")),
+        Err(e) => {
+            tracing::error!(agent_id = %agent, error = %e, "could not encode a tool_result");
+            return;
+        }
     };
     if let Err(e) = hub.emit_to_agent(agent, event).await {
         tracing::warn!(agent_id = %agent, error = %e, "could not deliver tool_result");

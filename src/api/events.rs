@@ -44,10 +44,8 @@ impl EventBody {
         }
         let trace_id = self.trace_id.filter(|t| !t.is_empty() && t.len() <= 128);
         Ok(NewEvent {
-            kind,
-            data: self.data,
-            trace_id,
             idempotency_key: self.idempotency_key,
+            ..NewEvent::from_json(kind, &self.data).trace(trace_id.as_deref())
         })
     }
 }

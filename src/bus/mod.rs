@@ -14,7 +14,7 @@ pub use sessions::{Push, SessionCtl, SessionHandle, Sessions};
 
 use std::sync::Arc;
 
-use nexus_proto::{AgentId, EventId, EventType, Seq, SessionId, TenantId, close};
+use nexus_proto::{AgentId, EventData, EventId, EventType, Seq, SessionId, TenantId, close};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -24,13 +24,47 @@ use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
 use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
 use crate::time::now_ms;
 
-/// An event to route; `data` is any JSON object the event type allows.
+/// An event to route. Its `data` is JSON text, encoded once here and then stored and
+/// sent verbatim (every agent's copy shares it).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: EventType,
-    pub data: serde_json::Value,
-    pub trace_id: Option<String>,
+    pub data: Arc<str>,
+    pub trace_id: Option<Arc<str>>,
+    /// A repeat with the same key (per agent) returns the first event instead.
     pub idempotency_key: Option<String>,
+}
+
+impl NewEvent {
+    /// A typed event, as processors and tools send them.
+    pub fn encode<T: EventData>(data: &T) -> Result<NewEvent, serde_json::Error> {
+        Ok(NewEvent::json_text(T::KIND, serde_json::to_string(data)?))
+    }
+
+    /// An event whose `data` an operator or a sender gave as JSON.
+    pub fn from_json(kind: EventType, data: &serde_json::Value) -> NewEvent {
+        NewEvent::json_text(kind, data.to_string())
+    }
+
+    /// `data` must be JSON text: it is stored and sent as it is.
+    pub fn json_text(kind: EventType, data: String) -> NewEvent {
+        NewEvent {
+            kind,
+            data: data.into(),
+            trace_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> NewEvent {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn trace(mut self, trace_id: Option<&str>) -> NewEvent {
+        self.trace_id = trace_id.map(Into::into);
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -207,11 +241,15 @@ impl Hub {
         }
     }
 
-    /// Emits `event` (which carries an idempotency key) to each of `agents` once, in one
+    /// Emits `event` (which carries an idempotency key) to each of `agents`, in one
     /// append. Meant for keys that are new almost always (a webhook's first processing):
     /// it skips the per-agent lookup, and only when the key turns out to exist already
     /// (a retried job) does it fall back to [`Hub::emit_to_agent`] agent by agent.
-    pub async fn emit_once(&self, agents: &[AgentId], event: NewEvent) -> Result<(), EmitError> {
+    pub async fn emit_to_agents(
+        &self,
+        agents: &[AgentId],
+        event: NewEvent,
+    ) -> Result<(), EmitError> {
         if agents.is_empty() {
             return Ok(());
         }
@@ -273,14 +311,14 @@ impl Hub {
     }
 }
 
-/// The stored form of `e` for one agent. Serialized once and shared by every copy.
+/// The stored form of `e` for one agent; every copy shares its encoded `data`.
 fn inbox_template(event_id: EventId, e: &NewEvent) -> NewInboxEvent {
     NewInboxEvent {
         agent: AgentId::from_uuid(uuid::Uuid::nil()),
         event_id,
         kind: e.kind,
-        data: e.data.to_string().into(),
-        trace_id: e.trace_id.as_deref().map(Into::into),
+        data: e.data.clone(),
+        trace_id: e.trace_id.clone(),
         idempotency_key: None,
     }
 }

@@ -51,16 +51,12 @@ async fn emit<T: EventData>(
     key: &str,
     trace_id: Option<&str>,
 ) -> Result<(), JobError> {
-    let data = serde_json::to_value(data)
-        .map_err(|e| JobError::permanent("unserializable", e.to_string()))?;
-    let event = NewEvent {
-        kind: T::KIND,
-        data,
-        trace_id: trace_id.map(str::to_owned),
-        idempotency_key: Some(key.to_owned()),
-    };
+    let event = NewEvent::encode(data)
+        .map_err(|e| JobError::permanent("unserializable", e.to_string()))?
+        .key(key)
+        .trace(trace_id);
     ctx.hub
-        .emit_once(agents, event)
+        .emit_to_agents(agents, event)
         .await
         .map_err(|e| JobError::transient(e.to_string()))
 }

@@ -210,12 +210,8 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
     let pad = "x".repeat(32 * 1024);
     let mut closed = false;
     for _ in 0..2_000 {
-        let ev = nexus::bus::NewEvent {
-            kind: nexus_proto::EventType::WakeUp,
-            data: json!({ "pad": pad }),
-            trace_id: None,
-            idempotency_key: None,
-        };
+        let ev =
+            nexus::bus::NewEvent::from_json(nexus_proto::EventType::WakeUp, &json!({ "pad": pad }));
         app.state
             .hub
             .emit_to_agent(slow.agent.id, ev)

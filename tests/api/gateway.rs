@@ -28,12 +28,7 @@ both_profiles!(
 );
 
 pub async fn emit(app: &TestApp, agent: AgentId, i: u64) -> u64 {
-    let ev = NewEvent {
-        kind: EventType::ContextUpdate,
-        data: json!({ "i": i }),
-        trace_id: None,
-        idempotency_key: None,
-    };
+    let ev = NewEvent::from_json(EventType::ContextUpdate, &json!({ "i": i }));
     app.state
         .hub
         .emit_to_agent(agent, ev)
