@@ -116,39 +116,8 @@ impl Application {
         raise_open_file_limit();
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let retention = Retention {
-            ttl_ms: config
-                .serve
-                .inbox
-                .ttl
-                .as_millis()
-                .try_into()
-                .unwrap_or(i64::MAX),
-            cap: config.serve.inbox.cap.max(1),
-        };
-        let sessions = Arc::new(Sessions::default());
-        let fanout = Arc::new(Fanout::new(sessions.clone()));
-        let inbox = Inbox::start(
-            store.clone(),
-            retention,
-            fanout.clone(),
-            &background,
-            stop_background.clone(),
-        );
-        let (presence, broker, redis) =
-            node_links(&config, &node_id, &sessions, &background, &stop_background).await?;
-        let upkeep = Upkeep {
-            node_id: node_id.clone(),
-            store: store.clone(),
-            sessions,
-            presence,
-            broker,
-            reconcile_every: config.serve.reconcile_interval,
-        };
-        background.spawn(upkeep.clone().route(fanout, stop_background.clone()));
-        background.spawn(upkeep.clone().maintain(stop_background.clone()));
-        background.spawn(upkeep.clone().reconcile(stop_background.clone()));
-        let hub = Arc::new(Hub::new(inbox, upkeep));
+        let (hub, redis) =
+            start_hub(&config, &store, &node_id, &background, &stop_background).await?;
         let queue = Arc::new(Queue::new(
             store.clone(),
             clock.clone(),
@@ -290,6 +259,44 @@ fn raise_open_file_limit() {
 type Links = (Arc<dyn Presence>, Arc<dyn Broker>, Option<Redis>);
 
 /// Presence and the broker: in process, or in Redis when `REDIS_URL` is set.
+/// The inbox writer, presence, the broker and their upkeep, behind the hub.
+async fn start_hub(
+    config: &Config,
+    store: &Store,
+    node_id: &str,
+    background: &TaskTracker,
+    stop: &CancellationToken,
+) -> Result<(Arc<Hub>, Option<Redis>), AppError> {
+    let inbox_opts = &config.serve.inbox;
+    let retention = Retention {
+        ttl_ms: inbox_opts.ttl.as_millis().try_into().unwrap_or(i64::MAX),
+        cap: inbox_opts.cap.max(1),
+    };
+    let sessions = Arc::new(Sessions::default());
+    let fanout = Arc::new(Fanout::new(sessions.clone()));
+    let inbox = Inbox::start(
+        store.clone(),
+        retention,
+        fanout.clone(),
+        background,
+        stop.clone(),
+    );
+    let (presence, broker, redis) =
+        node_links(config, node_id, &sessions, background, stop).await?;
+    let upkeep = Upkeep {
+        node_id: node_id.to_owned(),
+        store: store.clone(),
+        sessions,
+        presence,
+        broker,
+        reconcile_every: config.serve.reconcile_interval,
+    };
+    background.spawn(upkeep.clone().route(fanout, stop.clone()));
+    background.spawn(upkeep.clone().maintain(stop.clone()));
+    background.spawn(upkeep.clone().reconcile(stop.clone()));
+    Ok((Arc::new(Hub::new(inbox, upkeep)), redis))
+}
+
 async fn node_links(
     config: &Config,
     node_id: &str,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ids::Seq;
-use crate::server::{ErrorCode, ErrorData, ServerMsg};
+use crate::server::ErrorCode;
 
 /// Every message an agent may send. Any frame may also carry a top-level
 /// string `id`, which is not part of the message: see [`ClientFrame`].
@@ -146,17 +146,6 @@ impl FrameError {
             code,
             message: truncate(message, MAX_MESSAGE_LEN).to_owned(),
             reference,
-        }
-    }
-
-    /// The `error` frame to send back.
-    pub fn to_server_msg(&self) -> ServerMsg {
-        ServerMsg::Error {
-            data: ErrorData {
-                code: self.code,
-                message: self.message.clone(),
-                reference: self.reference.clone(),
-            },
         }
     }
 }
@@ -309,12 +298,6 @@ mod tests {
         let err = parse_client_frame(r#"{"type":"nope","id":"x"}"#).unwrap_err();
         assert_eq!(err.reference.as_deref(), Some("x"));
         assert_eq!(err.message, "unknown type `nope`");
-
-        let msg = err.to_server_msg();
-        assert_eq!(
-            serde_json::to_value(&msg).unwrap(),
-            json!({"type":"error","data":{"code":"unknown_type","message":"unknown type `nope`","ref":"x"}})
-        );
     }
 
     #[test]

@@ -91,13 +91,6 @@ impl Sessions {
         self.map.is_empty()
     }
 
-    /// Closes every session with `code` (graceful shutdown: 1012).
-    pub fn close_all(&self, code: u16) {
-        for h in self.map.iter() {
-            h.ctl.close(code);
-        }
-    }
-
     /// Closes `session` of `agent` if it is here.
     pub fn close(&self, agent: AgentId, session: SessionId, code: u16) {
         if let Some(h) = self.map.get(&agent)
