@@ -52,11 +52,14 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    // The same id, as the trace id it becomes on jobs and events (no dashes).
+    let trace_id = request_id.replace('-', "");
     tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
         request_id,
+        trace_id,
     )
 }
 

@@ -205,6 +205,7 @@ impl Queue {
         let now = self.clock.now_ms();
         let outcome = match result {
             Ok(done) => {
+                tracing::debug!(reason = done.reason, "job done");
                 let reason = done.reason.map(str::to_owned);
                 self.finish(
                     self.store

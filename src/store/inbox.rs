@@ -76,6 +76,7 @@ fn seq_i64(seq: Seq) -> i64 {
 impl Store {
     /// Appends `events` in one transaction and returns them with their `seq`, in the
     /// given order. Several events for one agent get consecutive seqs in that order.
+    #[tracing::instrument(level = "debug", skip_all, fields(events = events.len()))]
     pub async fn append_inbox(
         &self,
         events: &[NewInboxEvent],
@@ -181,6 +182,7 @@ impl Store {
     }
 
     /// Up to `limit` events of `agent` after `after`, in seq order.
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent, after = after.get(), limit))]
     pub async fn read_inbox(
         &self,
         agent: AgentId,
@@ -244,6 +246,7 @@ impl Store {
 
     /// Records cumulative acks; an ack never moves a cursor backwards. One statement
     /// per chunk: a statement per agent was thousands of round trips a second under load.
+    #[tracing::instrument(level = "debug", skip_all, fields(acks = acks.len()))]
     pub async fn save_acks(&self, acks: &[(AgentId, Seq)]) -> Result<()> {
         if acks.is_empty() {
             return Ok(());

@@ -140,6 +140,7 @@ async fn receive_for<S: Sender>(
 /// Body, source (named in the URL, or found from the body), signature, route, commit.
 /// A parse error is reported only once it matters: a signature checked against a source
 /// named in the URL comes first.
+#[tracing::instrument(name = "webhook", skip_all, fields(sender = S::NAME, source_id, job_id))]
 async fn handle<S: Sender>(
     state: &AppState,
     path_id: Option<&str>,
@@ -177,6 +178,7 @@ async fn handle<S: Sender>(
     let Some(source) = signer else {
         return Err(refused.unwrap_or_else(|| Rejection::UnknownSource(S::UNKNOWN.into())));
     };
+    tracing::Span::current().record("source_id", tracing::field::display(source.id));
     let body = parsed.map_err(Rejection::Malformed)?;
     match S::route(body, &source, &req)? {
         Route::Answer(received) => Ok(received),
@@ -312,10 +314,15 @@ async fn accept(
         max_attempts: state.queue.max_attempts(),
         run_at: 0,
     };
-    Ok(match state.queue.enqueue(job).await? {
+    let received = match state.queue.enqueue(job).await? {
         Enqueued::Created(job_id) => Received::Accepted { job_id },
         Enqueued::Duplicate(job_id) => Received::Duplicate { job_id },
-    })
+    };
+    if let Received::Accepted { job_id } | Received::Duplicate { job_id } = &received {
+        tracing::Span::current().record("job_id", tracing::field::display(job_id));
+        tracing::debug!(outcome = received.outcome(), "webhook stored");
+    }
+    Ok(received)
 }
 
 /// A source named in the URL must exist and be of the endpoint's kind.

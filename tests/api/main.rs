@@ -23,5 +23,6 @@ mod queue;
 mod routing_api;
 mod schema;
 mod serve;
+mod trace;
 mod webhook_support;
 mod webhooks;

@@ -11,14 +11,14 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::request_token;
 
-struct Node {
+pub struct Node {
     child: Child,
-    addr: String,
+    pub addr: String,
     logs: Arc<Mutex<Vec<String>>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
-async fn start(dir: &std::path::Path) -> Node {
+pub async fn start(dir: &std::path::Path) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
@@ -61,7 +61,7 @@ async fn start(dir: &std::path::Path) -> Node {
 }
 
 impl Node {
-    async fn stop(mut self) -> Vec<String> {
+    pub async fn stop(mut self) -> Vec<String> {
         let pid = self.child.id().expect("pid") as i32;
         // SIGTERM, as an orchestrator would.
         let status = std::process::Command::new("kill")
@@ -80,7 +80,7 @@ impl Node {
     }
 }
 
-fn cli(dir: &std::path::Path, args: &[&str]) -> Value {
+pub fn cli(dir: &std::path::Path, args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
         .args(args)
         .current_dir(dir)

@@ -8,6 +8,7 @@
 //! committed before it is pushed, so nothing falls between the replay and live.
 
 mod lifetime;
+mod traced;
 
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -74,6 +75,7 @@ struct Session {
     token_close_at: Instant,
     inbound: DefaultDirectRateLimiter,
     abuse: DefaultDirectRateLimiter,
+    traced: traced::Traced,
 }
 
 pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
@@ -117,6 +119,7 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         token_close_at: token_expiry + ws.token_grace,
         inbound: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         abuse: RateLimiter::direct(Quota::per_minute(abuse)),
+        traced: traced::Traced::default(),
         gw: gw.clone(),
     };
     let welcome = ServerMsg::Welcome {
@@ -185,6 +188,12 @@ impl Session {
         }
     }
 
+    async fn ack(&mut self, seq: Seq) {
+        self.acked = seq;
+        self.traced.acked(self.agent, seq);
+        self.gw.hub.ack(self.agent, seq).await;
+    }
+
     /// At shutdown, frames the agent already sent (acks above all) still count.
     async fn drain_inbound(&mut self) {
         while let Some(Some(Ok(msg))) = self.socket.recv().now_or_never() {
@@ -194,8 +203,7 @@ impl Session {
                 && data.seq <= self.last_sent
                 && data.seq > self.acked
             {
-                self.acked = data.seq;
-                self.gw.hub.ack(self.agent, data.seq).await;
+                self.ack(data.seq).await;
             }
         }
     }
@@ -282,6 +290,7 @@ impl Session {
             .await?;
         self.last_sent = ev.seq;
         self.ctl.set_sent(ev.seq);
+        self.traced.sent(self.agent, ev.seq, ev.trace_id.as_ref());
         metrics::counter!("nexus_events_delivered_total", "type" => ev.kind.as_str()).increment(1);
         let age = (now_ms() - ev.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!("nexus_accept_to_deliver_seconds").record(age);
@@ -417,8 +426,7 @@ impl Session {
                     return self.refuse(ErrorCode::InvalidFields, msg, reference).await;
                 }
                 if data.seq > self.acked {
-                    self.acked = data.seq;
-                    self.gw.hub.ack(self.agent, data.seq).await;
+                    self.ack(data.seq).await;
                 }
                 Ok(())
             }

@@ -152,6 +152,7 @@ impl Store {
     /// Inserts each job unless its (source, dedupe key) exists, all in one transaction
     /// (group commit: one durable write for many webhooks). The check is the unique
     /// index itself, so concurrent retries of one webhook make exactly one job.
+    #[tracing::instrument(level = "debug", skip_all, fields(jobs = jobs.len()))]
     pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         let now = crate::time::now_ms();
         let out = on_writer!(self, p => {
@@ -204,6 +205,7 @@ impl Store {
     }
 
     /// Leases up to `limit` due jobs to `owner` until `lease_until`, counting an attempt.
+    #[tracing::instrument(level = "debug", skip(self, now, lease_until))]
     pub async fn claim_jobs(
         &self,
         owner: &str,
