@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nexus_proto::{AgentId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
+use nexus_proto::{AgentId, ClickUpTaskId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
 
 use super::{
     KeyedLocks, Mentions, SlackPost, api_token, emit, job_source, post_recorded, posted_before,
@@ -34,7 +34,7 @@ fn change_of(event: &str) -> &'static str {
 pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Result<Done, JobError> {
     let payload: ClickUpWebhook = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a ClickUp payload: {e}")))?;
-    let Some(task_id) = payload.task_id.clone().filter(|t| !t.is_empty()) else {
+    let Some(task_id) = payload.task_id.clone() else {
         // List, folder and space events: nothing for agents.
         return Done::because("ignored");
     };
@@ -86,18 +86,18 @@ pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Resul
     let known = ctx.store.task_agents(tm.id).await?;
     let new: Vec<AgentId> = wanted.into_iter().filter(|a| !known.contains(a)).collect();
     let task_ref = TaskRef {
-        id: task.id.clone(),
+        id: task.id.to_string(),
         name: task.name.clone(),
         status: task.status.clone(),
         url: task.url.clone(),
-        list_id: task.list_id.clone(),
+        list_id: task.list_id.to_string(),
     };
     if !new.is_empty() {
         let assigned = TaskAssigned {
             task: task_ref.clone(),
             mapping: MappingRef {
-                slack_channel: tm.slack_channel_id.clone(),
-                slack_thread_ts: tm.slack_thread_ts.clone(),
+                slack_channel: tm.slack_channel_id.to_string(),
+                slack_thread_ts: tm.slack_thread_ts.as_ref().map(ToString::to_string),
             },
             change: change.to_owned(),
         };
@@ -127,9 +127,9 @@ pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Resul
         .history_items
         .iter()
         .find_map(|h| h.user.as_ref())
-        .map(|u| u.username.clone().unwrap_or_else(|| u.id.clone()));
+        .map(|u| u.username.clone().unwrap_or_else(|| u.id.to_string()));
     let update = ContextUpdate {
-        task_id: Some(task.id.clone()),
+        task_id: Some(task.id.to_string()),
         source: "clickup".into(),
         text,
         author,
@@ -154,7 +154,7 @@ async fn own_change(
     }
     for item in items {
         let by_us = match (&item.user, &source.bot_user) {
-            (Some(u), Some(me)) => u.id == *me,
+            (Some(u), Some(me)) => u.id.as_str() == me,
             _ => false,
         };
         let ours = match &item.comment {
@@ -184,7 +184,7 @@ async fn recipients(
     let tenant = source.tenant_id;
     let mut agents = ctx
         .store
-        .agents_by_identity(tenant, Provider::Clickup, &task.assignees)
+        .agents_by_identity(tenant, &task.assignees)
         .await?;
     let text = format!("{}\n{}\n{}", task.name, task.description, comment);
     let mut mentions = Mentions::parse(&text);
@@ -282,7 +282,7 @@ fn slack_escape(s: &str) -> String {
 async fn deleted(
     ctx: &Context,
     source: &Source,
-    task_id: &str,
+    task_id: &ClickUpTaskId,
     job: &Job,
 ) -> Result<Done, JobError> {
     let Some(tm) = ctx
@@ -294,7 +294,7 @@ async fn deleted(
     };
     let agents = ctx.store.task_agents(tm.id).await?;
     let update = ContextUpdate {
-        task_id: Some(task_id.to_owned()),
+        task_id: Some(task_id.to_string()),
         source: "clickup".into(),
         text: "the task was deleted".into(),
         change: Some("deleted".into()),

@@ -1,7 +1,7 @@
 //! `slack.event` jobs: a reply in a task's thread → `context_update` to the task's
 //! agents; a message naming an alias or an agent's Slack user → `wake_up`.
 
-use nexus_proto::{AgentId, ContextUpdate, WakeUp};
+use nexus_proto::{AgentId, ContextUpdate, SlackChannelId, WakeUp};
 use serde_json::Value;
 
 use super::{Mentions, emit, job_source};
@@ -13,6 +13,12 @@ use crate::store::Job;
 /// Message subtypes that are people talking; edits, deletes, joins and bot posts are not.
 fn is_conversation(subtype: Option<&str>) -> bool {
     matches!(subtype, None | Some("thread_broadcast" | "file_share"))
+}
+
+/// The event's channel (the webhook parsed the rest of its ids).
+fn channel_id(id: &str) -> Result<SlackChannelId, JobError> {
+    id.parse()
+        .map_err(|e| JobError::permanent("unparseable", format!("not a Slack event: {e}")))
 }
 
 /// Runs a `slack.event` job.
@@ -36,7 +42,8 @@ pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
                     "channel_created without id and name",
                 ));
             };
-            ctx.store.record_channel(tenant, id, name).await?;
+            let id = channel_id(id)?;
+            ctx.store.record_channel(tenant, &id, name).await?;
             return Done::because("channel_recorded");
         }
         "message" | "app_mention" => {}
@@ -50,6 +57,7 @@ pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     else {
         return Done::because("ignored");
     };
+    let channel = channel_id(&channel)?;
     if source.bot_user.as_deref() == Some(user.as_str()) {
         return Done::because("ignored");
     }
@@ -64,12 +72,12 @@ pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     {
         let agents = ctx.store.task_agents(task.id).await?;
         let update = ContextUpdate {
-            task_id: Some(task.clickup_task_id.clone()),
+            task_id: Some(task.clickup_task_id.to_string()),
             source: "slack".into(),
             text: event.text.clone(),
-            author: Some(user.clone()),
-            channel: Some(channel.clone()),
-            ts: Some(ts.clone()),
+            author: Some(user.to_string()),
+            channel: Some(channel.to_string()),
+            ts: Some(ts.to_string()),
             ..ContextUpdate::default()
         };
         emit(ctx, &agents, &update, &key, trace).await?;
@@ -82,10 +90,10 @@ pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     for (agent, reason) in &woken {
         let wake = WakeUp {
             text: event.text.clone(),
-            channel: channel.clone(),
-            ts: ts.clone(),
-            thread_ts: thread_ts.clone(),
-            author: Some(user.clone()),
+            channel: channel.to_string(),
+            ts: ts.to_string(),
+            thread_ts: thread_ts.as_ref().map(ToString::to_string),
+            author: Some(user.to_string()),
             reason: Some(reason.clone()),
         };
         let agents: [AgentId; 1] = [*agent];
