@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, TenantId};
 
 use crate::bus::Hub;
 use crate::cache::TtlCache;
@@ -22,7 +22,7 @@ pub struct Context {
     /// Webhook sources by id: read when a webhook arrives and again by its job.
     sources: TtlCache<uuid::Uuid, Source>,
     /// Project mappings by ClickUp list, read by every ClickUp webhook job.
-    mappings: TtlCache<(TenantId, String), ProjectMapping>,
+    mappings: TtlCache<(TenantId, ClickUpListId), ProjectMapping>,
 }
 
 impl Context {
@@ -56,11 +56,11 @@ impl Context {
     pub async fn mapping_for_list(
         &self,
         tenant: TenantId,
-        list: &str,
+        list: &ClickUpListId,
     ) -> Result<Option<ProjectMapping>, StoreError> {
         let load = self.store.mapping_for_list(tenant, list);
         self.mappings
-            .get_or_load(&(tenant, list.to_owned()), load)
+            .get_or_load(&(tenant, list.clone()), load)
             .await
     }
 

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`ids`]: `AgentId`, `TenantId`, `SessionId`, `EventId` (UUIDv7) and `Seq`,
 //!   newtypes that are bare strings/numbers on the wire.
+//! - [`external`]: Slack and ClickUp ids (`SlackChannelId`, `ClickUpTaskId`, …),
+//!   parsed where they enter; plain strings on the wire.
 //! - [`server`]: [`ServerMsg`], what the server sends: inbox events
 //!   ([`EventFrame`]) and control frames (`welcome`, `error`, `gap`,
 //!   `token_expiring`).
@@ -29,6 +31,7 @@
 pub mod client;
 pub mod close;
 pub mod encode;
+pub mod external;
 pub mod ids;
 pub mod payload;
 pub mod server;
@@ -39,6 +42,10 @@ pub use client::{
     ToolRequest, parse_client_frame,
 };
 pub use encode::{encode, encode_event};
+pub use external::{
+    ClickUpListId, ClickUpTaskId, ClickUpUserId, InvalidExternalId, SlackChannelId, SlackTs,
+    SlackUserId,
+};
 pub use ids::{AgentId, EventId, Seq, SessionId, TenantId};
 pub use payload::{
     ContextUpdate, EventData, MappingRef, TaskAssigned, TaskRef, ToolError, ToolResult, WakeUp,

@@ -1,21 +1,21 @@
 //! Configuring the mirror: project mappings, aliases, identities.
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
 
 use super::AdminError;
-use crate::store::{Alias, Identity, NewMapping, ProjectMapping, Provider, Store};
+use crate::store::{Alias, ExternalUser, Identity, NewMapping, ProjectMapping, Store};
 
-/// External ids (list, channel, user ids) go into URLs and SQL parameters: keep them plain.
-fn check_external(what: &str, id: &str) -> Result<(), AdminError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
+/// An alias is what people type after `@`: one word of plain characters.
+fn check_alias(alias: &str) -> Result<(), AdminError> {
+    let ok = !alias.is_empty()
+        && alias.len() <= 64
+        && alias
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !ok {
-        return Err(AdminError::Invalid(format!(
-            "{what} must be 1–64 characters of letters, digits, '_', '-' or '.'"
-        )));
+        return Err(AdminError::Invalid(
+            "the alias must be 1–64 characters of letters, digits, '_', '-' or '.'".into(),
+        ));
     }
     Ok(())
 }
@@ -38,15 +38,13 @@ async fn check_agents(
 
 pub struct MappingSpec {
     pub tenant: TenantId,
-    pub clickup_list: String,
-    pub slack_channel: String,
+    pub clickup_list: ClickUpListId,
+    pub slack_channel: SlackChannelId,
     pub default_agents: Vec<AgentId>,
     pub open_threads: bool,
 }
 
 pub async fn add_mapping(store: &Store, spec: MappingSpec) -> Result<ProjectMapping, AdminError> {
-    check_external("the ClickUp list id", &spec.clickup_list)?;
-    check_external("the Slack channel id", &spec.slack_channel)?;
     store.get_tenant(spec.tenant).await?;
     check_agents(store, spec.tenant, &spec.default_agents).await?;
     Ok(store
@@ -68,7 +66,7 @@ pub async fn add_alias(
     agents: &[AgentId],
 ) -> Result<Alias, AdminError> {
     let alias = alias.strip_prefix('@').unwrap_or(alias);
-    check_external("the alias", alias)?;
+    check_alias(alias)?;
     if agents.is_empty() {
         return Err(AdminError::Invalid(
             "an alias needs at least one agent".into(),
@@ -82,9 +80,7 @@ pub async fn add_alias(
 pub async fn add_identity(
     store: &Store,
     agent: AgentId,
-    provider: Provider,
-    user: &str,
+    user: ExternalUser,
 ) -> Result<Identity, AdminError> {
-    check_external("the user id", user)?;
-    Ok(store.add_identity(agent, provider, user).await?)
+    Ok(store.add_identity(agent, user).await?)
 }

@@ -4,7 +4,7 @@ mod mirror;
 
 pub use mirror::{MappingSpec, add_alias, add_identity, add_mapping};
 
-use nexus_proto::{AgentId, EventType, TenantId};
+use nexus_proto::{AgentId, ClickUpUserId, EventType, SlackUserId, TenantId};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -87,8 +87,8 @@ pub async fn create_tenant(store: &Store, name: &str) -> Result<Tenant, AdminErr
 
 pub struct AgentSpec {
     pub name: String,
-    pub clickup_user: Option<String>,
-    pub slack_user: Option<String>,
+    pub clickup_user: Option<ClickUpUserId>,
+    pub slack_user: Option<SlackUserId>,
 }
 
 /// Creates agents in one transaction. Secrets are hashed in parallel on blocking

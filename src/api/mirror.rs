@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use crate::admin::{self, MappingSpec};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::store::{Alias, Identity, ProjectMapping, Provider, Scope, SlackChannel};
+use crate::store::{Alias, ExternalUser, Identity, ProjectMapping, Provider, Scope, SlackChannel};
 
 /// The operator may `scope` in this tenant, and the tenant exists.
 async fn allowed(
@@ -29,8 +29,8 @@ async fn allowed(
 
 #[derive(Deserialize)]
 pub struct MappingBody {
-    clickup_list_id: String,
-    slack_channel_id: String,
+    clickup_list_id: ClickUpListId,
+    slack_channel_id: SlackChannelId,
     #[serde(default)]
     default_agents: Vec<AgentId>,
     #[serde(default = "yes")]
@@ -131,8 +131,9 @@ pub async fn remove_alias(
 #[derive(Deserialize)]
 pub struct IdentityBody {
     agent_id: AgentId,
-    provider: Provider,
-    external_user_id: String,
+    /// `provider` and `external_user_id`.
+    #[serde(flatten)]
+    user: ExternalUser,
 }
 
 pub async fn add_identity(
@@ -145,13 +146,7 @@ pub async fn add_identity(
     if state.store.get_agent(body.agent_id).await?.tenant_id != tenant {
         return Err(ApiError::not_found("agent"));
     }
-    let identity = admin::add_identity(
-        &state.store,
-        body.agent_id,
-        body.provider,
-        &body.external_user_id,
-    )
-    .await?;
+    let identity = admin::add_identity(&state.store, body.agent_id, body.user).await?;
     Ok((StatusCode::CREATED, ApiJson(identity)))
 }
 
@@ -172,10 +167,9 @@ pub async fn remove_identity(
     ApiPath((tenant, provider, user)): ApiPath<(TenantId, Provider, String)>,
 ) -> Result<StatusCode, ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
-    state
-        .store
-        .remove_identity(tenant, provider, &user, None)
-        .await?;
+    let user =
+        ExternalUser::parse(provider, &user).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.store.remove_identity(tenant, &user, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,12 +2,12 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, ClickUpUserId, SlackChannelId, SlackUserId, TenantId};
 use uuid::Uuid;
 
 use super::{print_line, print_lines};
 use crate::admin::{self, MappingSpec};
-use crate::store::{Provider, Store};
+use crate::store::{ExternalUser, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum MappingCmd {
@@ -27,9 +27,9 @@ pub struct MappingAdd {
     #[arg(long)]
     tenant: TenantId,
     #[arg(long)]
-    clickup_list: String,
+    clickup_list: ClickUpListId,
     #[arg(long)]
-    slack_channel: String,
+    slack_channel: SlackChannelId,
     /// Gets tasks nobody is assigned to (repeat for several agents).
     #[arg(long = "default-agent")]
     default_agents: Vec<AgentId>,
@@ -63,16 +63,16 @@ pub enum AliasCmd {
 #[group(required = true, multiple = false)]
 pub struct UserArg {
     #[arg(long)]
-    clickup_user: Option<String>,
+    clickup_user: Option<ClickUpUserId>,
     #[arg(long)]
-    slack_user: Option<String>,
+    slack_user: Option<SlackUserId>,
 }
 
 impl UserArg {
-    fn split(self) -> anyhow::Result<(Provider, String)> {
+    fn user(self) -> anyhow::Result<ExternalUser> {
         match (self.clickup_user, self.slack_user) {
-            (Some(u), None) => Ok((Provider::Clickup, u)),
-            (None, Some(u)) => Ok((Provider::Slack, u)),
+            (Some(u), None) => Ok(ExternalUser::Clickup(u)),
+            (None, Some(u)) => Ok(ExternalUser::Slack(u)),
             _ => bail!("give --clickup-user or --slack-user"),
         }
     }
@@ -152,17 +152,14 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
 pub async fn identity(store: &Store, cmd: IdentityCmd) -> anyhow::Result<()> {
     match cmd {
         IdentityCmd::Add { agent, user } => {
-            let (provider, user) = user.split()?;
-            print_line(&admin::add_identity(store, agent, provider, &user).await?)
+            print_line(&admin::add_identity(store, agent, user.user()?).await?)
         }
         IdentityCmd::Remove { agent, user } => {
-            let (provider, user) = user.split()?;
+            let user = user.user()?;
             let tenant = store.get_agent(agent).await?.tenant_id;
-            store
-                .remove_identity(tenant, provider, &user, Some(agent))
-                .await?;
+            store.remove_identity(tenant, &user, Some(agent)).await?;
             print_line(
-                &serde_json::json!({ "removed": { "agent_id": agent, "provider": provider, "external_user_id": user } }),
+                &serde_json::json!({ "removed": { "agent_id": agent, "provider": user.provider(), "external_user_id": user.as_str() } }),
             )
         }
         IdentityCmd::List { tenant } => {

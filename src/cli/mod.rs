@@ -9,7 +9,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpUserId, SlackUserId, TenantId};
 use serde::Serialize;
 
 use crate::admin::{self, AgentSpec};
@@ -116,10 +116,10 @@ pub struct AgentCreate {
     count: Option<u32>,
     /// The agent's ClickUp user id (resolves task assignees).
     #[arg(long, conflicts_with = "name_prefix")]
-    clickup_user: Option<String>,
+    clickup_user: Option<ClickUpUserId>,
     /// The agent's Slack user id (resolves mentions).
     #[arg(long, conflicts_with = "name_prefix")]
-    slack_user: Option<String>,
+    slack_user: Option<SlackUserId>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nexus_proto::{AgentId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
+use nexus_proto::{AgentId, ClickUpTaskId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
 
 use super::{
     KeyedLocks, Mentions, SlackPost, api_token, emit, job_source, post_recorded, posted_before,
@@ -34,7 +34,7 @@ fn change_of(event: &str) -> &'static str {
 pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Result<Done, JobError> {
     let payload: ClickUpWebhook = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a ClickUp payload: {e}")))?;
-    let Some(task_id) = payload.task_id.clone().filter(|t| !t.is_empty()) else {
+    let Some(task_id) = payload.task_id.clone() else {
         // List, folder and space events: nothing for agents.
         return Done::because("ignored");
     };
@@ -49,97 +49,159 @@ pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Resul
         .clone()
         .lock(format!("{}:{task_id}", source.tenant_id))
         .await;
-    let trace = job.trace_id.as_deref();
-    let change = change_of(&payload.event);
-    if change == "deleted" {
+    if change_of(&payload.event) == "deleted" {
         return deleted(ctx, &source, &task_id, job).await;
     }
+    let Some(seen) = read_task(ctx, &source, &task_id).await? else {
+        return Done::because("unmapped");
+    };
+    task_changed(ctx, job, &source, &payload, &seen).await?;
+    Ok(Done::default())
+}
+
+/// A task as ClickUp has it now, with its mapping and what Nexus knew of it before.
+struct Seen {
+    task: ClickUpTask,
+    mapping: ProjectMapping,
+    /// `None` the first time Nexus sees the task.
+    before: Option<TaskMapping>,
+    now: TaskMapping,
+}
+
+impl Seen {
+    fn task_ref(&self) -> TaskRef {
+        TaskRef {
+            id: self.task.id.to_string(),
+            name: self.task.name.clone(),
+            status: self.task.status.clone(),
+            url: self.task.url.clone(),
+            list_id: self.task.list_id.to_string(),
+        }
+    }
+}
+
+/// Fetches the task and records it, opening its Slack thread when the mapping wants
+/// one; `None` when its list is not mapped.
+async fn read_task(
+    ctx: &Context,
+    source: &Source,
+    task_id: &ClickUpTaskId,
+) -> Result<Option<Seen>, JobError> {
     let token = source.api_token.clone().ok_or_else(|| {
         JobError::permanent(
             "no_api_token",
             "the ClickUp source has no API token to read tasks with (nexus source add --api-token)",
         )
     })?;
-    let task = ctx.providers.clickup.get_task(&token, &task_id).await?;
+    let task = ctx.providers.clickup.get_task(&token, task_id).await?;
     let Some(mapping) = ctx
         .mapping_for_list(source.tenant_id, &task.list_id)
         .await?
     else {
-        return Done::because("unmapped");
+        return Ok(None);
     };
-    let (before, mut tm) = ctx
+    let (before, mut now) = ctx
         .store
         .upsert_task(&mapping, &task.id, &task.name, &task.status)
         .await?;
-    if mapping.open_threads && tm.slack_thread_ts.is_none() {
-        open_thread(ctx, &mapping, &mut tm, &task).await?;
+    if mapping.open_threads && now.slack_thread_ts.is_none() {
+        open_thread(ctx, &mapping, &mut now, &task).await?;
     }
+    Ok(Some(Seen {
+        task,
+        mapping,
+        before,
+        now,
+    }))
+}
 
+/// The task reaches the agents it is for and has not reached yet (`task_assigned`);
+/// the agents who had it already hear what changed (`context_update`).
+async fn task_changed(
+    ctx: &Context,
+    job: &Job,
+    source: &Source,
+    payload: &ClickUpWebhook,
+    seen: &Seen,
+) -> Result<(), JobError> {
+    let change = change_of(&payload.event);
     let comment = payload
         .history_items
         .iter()
-        .find_map(|h| h.comment.as_ref());
-    let comment_text = comment
+        .find_map(|h| h.comment.as_ref())
         .and_then(|c| c.text_content.clone().or_else(|| c.comment_text.clone()))
         .unwrap_or_default();
-    let wanted = recipients(ctx, &source, &mapping, &task, &comment_text).await?;
-    let known = ctx.store.task_agents(tm.id).await?;
+    let wanted = recipients(ctx, source, &seen.mapping, &seen.task, &comment).await?;
+    let known = ctx.store.task_agents(seen.now.id).await?;
     let new: Vec<AgentId> = wanted.into_iter().filter(|a| !known.contains(a)).collect();
-    let task_ref = TaskRef {
-        id: task.id.clone(),
-        name: task.name.clone(),
-        status: task.status.clone(),
-        url: task.url.clone(),
-        list_id: task.list_id.clone(),
-    };
     if !new.is_empty() {
-        let assigned = TaskAssigned {
-            task: task_ref.clone(),
-            mapping: MappingRef {
-                slack_channel: tm.slack_channel_id.clone(),
-                slack_thread_ts: tm.slack_thread_ts.clone(),
-            },
-            change: change.to_owned(),
-        };
-        emit(ctx, &new, &assigned, &format!("assign:{}", tm.id), trace).await?;
-        ctx.store.add_task_agents(tm.id, &new).await?;
+        assign(ctx, job, seen, change, &new).await?;
     }
-
-    // Agents who had the task already hear what changed, unless it is nothing they
-    // don't know: the status update ClickUp sends right after `taskCreated` is
-    // already in the task they were given.
-    let text = match change {
-        "created" => None,
-        "comment" => Some(comment_text),
-        "status" if before.as_ref().is_some_and(|b| b.status == tm.status) => None,
-        "status" => Some(format!("status is now \"{}\"", task.status)),
-        "assigned" if new.is_empty() => Some("the assignees changed".to_owned()),
-        "assigned" => Some(format!("{} more agent(s) assigned", new.len())),
-        _ => Some(format!("the task was updated ({})", payload.event)),
-    };
-    let Some(text) = text else {
-        return Ok(Done::default());
+    let Some(text) = news(change, &payload.event, seen, new.len(), comment) else {
+        return Ok(());
     };
     if known.is_empty() {
-        return Ok(Done::default());
+        return Ok(());
     }
     let author = payload
         .history_items
         .iter()
         .find_map(|h| h.user.as_ref())
-        .map(|u| u.username.clone().unwrap_or_else(|| u.id.clone()));
+        .map(|u| u.username.clone().unwrap_or_else(|| u.id.to_string()));
     let update = ContextUpdate {
-        task_id: Some(task.id.clone()),
+        task_id: Some(seen.task.id.to_string()),
         source: "clickup".into(),
         text,
         author,
         channel: None,
         ts: None,
         change: Some(change.to_owned()),
-        task: Some(task_ref),
+        task: Some(seen.task_ref()),
     };
-    emit(ctx, &known, &update, &format!("clickup:{}", job.id), trace).await?;
-    Ok(Done::default())
+    let key = format!("clickup:{}", job.id);
+    emit(ctx, &known, &update, &key, job.trace_id.as_deref()).await
+}
+
+/// Sends the task to agents it has not reached yet, and remembers they have it.
+async fn assign(
+    ctx: &Context,
+    job: &Job,
+    seen: &Seen,
+    change: &str,
+    agents: &[AgentId],
+) -> Result<(), JobError> {
+    let tm = &seen.now;
+    let assigned = TaskAssigned {
+        task: seen.task_ref(),
+        mapping: MappingRef {
+            slack_channel: tm.slack_channel_id.to_string(),
+            slack_thread_ts: tm.slack_thread_ts.as_ref().map(ToString::to_string),
+        },
+        change: change.to_owned(),
+    };
+    let key = format!("assign:{}", tm.id);
+    emit(ctx, agents, &assigned, &key, job.trace_id.as_deref()).await?;
+    ctx.store.add_task_agents(tm.id, agents).await?;
+    Ok(())
+}
+
+/// What agents who had the task already are told, unless it is nothing they don't
+/// know: the status update ClickUp sends right after `taskCreated` is already in the
+/// task they were given. `added`: how many agents the task just reached.
+fn news(change: &str, event: &str, seen: &Seen, added: usize, comment: String) -> Option<String> {
+    let same_status = seen
+        .before
+        .as_ref()
+        .is_some_and(|b| b.status == seen.now.status);
+    match change {
+        "created" => None,
+        "comment" => Some(comment),
+        "status" if same_status => None,
+        "status" => Some(format!("status is now \"{}\"", seen.task.status)),
+        "assigned" if added == 0 => Some("the assignees changed".to_owned()),
+        "assigned" => Some(format!("{added} more agent(s) assigned")),
+        _ => Some(format!("the task was updated ({event})")),
+    }
 }
 
 /// Changes Nexus made itself come back as webhooks: by its own ClickUp user, or a
@@ -154,7 +216,7 @@ async fn own_change(
     }
     for item in items {
         let by_us = match (&item.user, &source.bot_user) {
-            (Some(u), Some(me)) => u.id == *me,
+            (Some(u), Some(me)) => u.id.as_str() == me,
             _ => false,
         };
         let ours = match &item.comment {
@@ -184,7 +246,7 @@ async fn recipients(
     let tenant = source.tenant_id;
     let mut agents = ctx
         .store
-        .agents_by_identity(tenant, Provider::Clickup, &task.assignees)
+        .agents_by_identity(tenant, &task.assignees)
         .await?;
     let text = format!("{}\n{}\n{}", task.name, task.description, comment);
     let mut mentions = Mentions::parse(&text);
@@ -282,7 +344,7 @@ fn slack_escape(s: &str) -> String {
 async fn deleted(
     ctx: &Context,
     source: &Source,
-    task_id: &str,
+    task_id: &ClickUpTaskId,
     job: &Job,
 ) -> Result<Done, JobError> {
     let Some(tm) = ctx
@@ -294,7 +356,7 @@ async fn deleted(
     };
     let agents = ctx.store.task_agents(tm.id).await?;
     let update = ContextUpdate {
-        task_id: Some(task_id.to_owned()),
+        task_id: Some(task_id.to_string()),
         source: "clickup".into(),
         text: "the task was deleted".into(),
         change: Some("deleted".into()),

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, SlackUserId, TenantId};
 
-use crate::store::{Provider, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// More names than this in one message are not looked up (a pasted member list is not a call).
 const MAX_NAMES: usize = 20;
@@ -15,7 +15,7 @@ pub struct Mentions {
     /// Alias names, without `@`, as written.
     pub aliases: BTreeSet<String>,
     /// Slack user ids from `<@U…>`.
-    pub slack_users: BTreeSet<String>,
+    pub slack_users: BTreeSet<SlackUserId>,
 }
 
 fn name_char(c: char) -> bool {
@@ -36,9 +36,9 @@ impl Mentions {
                 continue;
             }
             match before {
-                // `<@U123>` or `<@U123|name>`: a Slack user.
+                // `<@U123>` or `<@U123|name>`: a Slack user (if it reads as one).
                 Some('<') => {
-                    m.slack_users.insert(name.to_owned());
+                    m.slack_users.extend(name.parse().ok());
                 }
                 // `user@example.com` is an address, not a mention.
                 Some(c) if name_char(c) => {}
@@ -66,11 +66,8 @@ impl Mentions {
                 out.push((agent, format!("alias:{alias}")));
             }
         }
-        let users: Vec<String> = self.slack_users.iter().cloned().collect();
-        for agent in store
-            .agents_by_identity(tenant, Provider::Slack, &users)
-            .await?
-        {
+        let users: Vec<SlackUserId> = self.slack_users.iter().cloned().collect();
+        for agent in store.agents_by_identity(tenant, &users).await? {
             out.push((agent, "mention".to_owned()));
         }
         out.sort_by_key(|(a, _)| *a);
@@ -83,8 +80,8 @@ impl Mentions {
 mod tests {
     use super::*;
 
-    fn set(items: &[&str]) -> BTreeSet<String> {
-        items.iter().map(|s| s.to_string()).collect()
+    fn set<T: std::str::FromStr<Err: std::fmt::Debug> + Ord>(items: &[&str]) -> BTreeSet<T> {
+        items.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod tools;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use nexus_proto::{AgentId, EventData, TenantId};
+use nexus_proto::{AgentId, EventData, SlackChannelId, SlackTs, TenantId};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::bus::NewEvent;
@@ -99,9 +99,9 @@ async fn post_recorded(
 
 struct SlackPost<'a> {
     token: &'a Secret,
-    channel: &'a str,
+    channel: &'a SlackChannelId,
     text: &'a str,
-    thread_ts: Option<&'a str>,
+    thread_ts: Option<&'a SlackTs>,
 }
 
 /// One lock per key (a task), so two webhooks about one task are processed one after

@@ -3,7 +3,7 @@
 //! one ClickUp comment). Each write is recorded with its result under a step key, so a
 //! retried job skips what already happened, and the webhook echo of it is ignored.
 
-use nexus_proto::{TenantId, ToolError};
+use nexus_proto::{ClickUpTaskId, SlackChannelId, SlackTs, TenantId, ToolError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -42,20 +42,20 @@ const NAMES: [&str; 4] = [
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PostArgs {
-    channel: String,
+    channel: SlackChannelId,
     text: String,
-    thread_ts: Option<String>,
+    thread_ts: Option<SlackTs>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommentArgs {
-    task_id: String,
+    task_id: ClickUpTaskId,
     text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusArgs {
-    task_id: String,
+    task_id: ClickUpTaskId,
     status: String,
 }
 
@@ -115,7 +115,7 @@ impl ToolCall {
     pub async fn run(self, ctx: &Context, step: &Step) -> Result<Value, ToolFailure> {
         match self {
             ToolCall::PostMessage(a) => {
-                let thread = a.thread_ts.as_deref();
+                let thread = a.thread_ts.as_ref();
                 let posted = post_once(ctx, step, &a.channel, text(&a.text)?, thread).await?;
                 Ok(json!({ "channel": posted.channel, "ts": posted.ts }))
             }
@@ -186,10 +186,10 @@ async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value,
     else {
         return Err(ToolFailure::fail(
             "unknown_task",
-            format!("task {:?} is not in a mapped list", a.task_id),
+            format!("task \"{}\" is not in a mapped list", a.task_id),
         ));
     };
-    let thread = tm.slack_thread_ts.as_deref();
+    let thread = tm.slack_thread_ts.as_ref();
     let posted = post_once(ctx, step, &tm.slack_channel_id, body, thread).await?;
     // A task without a thread gets one: this reply starts it.
     if tm.slack_thread_ts.is_none() {
@@ -207,9 +207,9 @@ async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value,
 async fn post_once(
     ctx: &Context,
     step: &Step,
-    channel: &str,
+    channel: &SlackChannelId,
     text: &str,
-    thread_ts: Option<&str>,
+    thread_ts: Option<&SlackTs>,
 ) -> Result<Posted, ToolFailure> {
     let op_key = format!("tool:{}:slack", step.job_id);
     if let Some(posted) = posted_before(ctx, &op_key).await? {
@@ -229,7 +229,7 @@ async fn post_once(
 async fn comment_once(
     ctx: &Context,
     step: &Step,
-    task_id: &str,
+    task_id: &ClickUpTaskId,
     text: &str,
 ) -> Result<String, ToolFailure> {
     let op_key = format!("tool:{}:clickup", step.job_id);

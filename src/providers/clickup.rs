@@ -1,5 +1,6 @@
 //! The ClickUp API v2: read a task, comment on it, change its status.
 
+use nexus_proto::{ClickUpListId, ClickUpTaskId, ClickUpUserId};
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
@@ -19,27 +20,27 @@ pub struct ClickUpApi {
 /// The parts of a ClickUp task the mirror uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickUpTask {
-    pub id: String,
+    pub id: ClickUpTaskId,
     pub name: String,
     pub status: String,
     pub url: String,
-    pub list_id: String,
-    /// ClickUp user ids (numbers in the API, kept as text like every external id).
-    pub assignees: Vec<String>,
+    pub list_id: ClickUpListId,
+    pub assignees: Vec<ClickUpUserId>,
     pub description: String,
 }
 
 #[derive(Deserialize)]
 struct TaskBody {
-    id: String,
+    id: ClickUpTaskId,
     #[serde(default)]
     name: String,
     status: Option<StatusBody>,
     #[serde(default)]
     url: String,
-    list: Option<IdBody>,
+    /// Every task is in a list; without one it is not a task the mirror can place.
+    list: IdBody<ClickUpListId>,
     #[serde(default)]
-    assignees: Vec<IdBody>,
+    assignees: Vec<IdBody<ClickUpUserId>>,
     #[serde(default)]
     text_content: Option<String>,
     #[serde(default)]
@@ -52,11 +53,12 @@ struct StatusBody {
 }
 
 #[derive(Deserialize)]
-struct IdBody {
-    id: Value,
+struct IdBody<T> {
+    id: T,
 }
 
-/// ClickUp ids arrive as numbers or strings; both become the same text.
+/// ClickUp ids arrive as numbers or strings; both become the same text (for the ids
+/// Nexus only compares and stores: comments, history items).
 pub fn id_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -83,11 +85,11 @@ impl ClickUpApi {
     pub async fn get_task(
         &self,
         token: &Secret,
-        task_id: &str,
+        task_id: &ClickUpTaskId,
     ) -> Result<ClickUpTask, ProviderError> {
         let req = self
             .http
-            .get(endpoint(&self.base, &["task", task_id]))
+            .get(endpoint(&self.base, &["task", task_id.as_str()]))
             .header(AUTHORIZATION, Self::auth(token)?);
         task(call(NAME, req).await?)
     }
@@ -96,12 +98,12 @@ impl ClickUpApi {
     pub async fn create_comment(
         &self,
         token: &Secret,
-        task_id: &str,
+        task_id: &ClickUpTaskId,
         text: &str,
     ) -> Result<String, ProviderError> {
         let req = self
             .http
-            .post(endpoint(&self.base, &["task", task_id, "comment"]))
+            .post(endpoint(&self.base, &["task", task_id.as_str(), "comment"]))
             .header(AUTHORIZATION, Self::auth(token)?)
             .json(&json!({ "comment_text": text, "notify_all": false }));
         let answer = call(NAME, req).await?;
@@ -118,12 +120,12 @@ impl ClickUpApi {
     pub async fn update_status(
         &self,
         token: &Secret,
-        task_id: &str,
+        task_id: &ClickUpTaskId,
         status: &str,
     ) -> Result<ClickUpTask, ProviderError> {
         let req = self
             .http
-            .put(endpoint(&self.base, &["task", task_id]))
+            .put(endpoint(&self.base, &["task", task_id.as_str()]))
             .header(AUTHORIZATION, Self::auth(token)?)
             .json(&json!({ "status": status }));
         task(call(NAME, req).await?)
@@ -141,8 +143,8 @@ fn task(body: Value) -> Result<ClickUpTask, ProviderError> {
         name: t.name,
         status: t.status.map(|s| s.status).unwrap_or_default(),
         url: t.url,
-        list_id: t.list.map(|l| id_text(&l.id)).unwrap_or_default(),
-        assignees: t.assignees.iter().map(|a| id_text(&a.id)).collect(),
+        list_id: t.list.id,
+        assignees: t.assignees.into_iter().map(|a| a.id).collect(),
         description: t.text_content.or(t.description).unwrap_or_default(),
     })
 }

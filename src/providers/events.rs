@@ -1,7 +1,9 @@
 //! What Slack and ClickUp post to Nexus's webhooks. One type per provider: the webhook
 //! handler parses it to route and dedupe, the job stores the raw body (so a replay sees
-//! exactly what arrived), and the processor parses the same type from it.
+//! exactly what arrived), and the processor parses the same type from it. Ids are
+//! parsed here, so a malformed one is refused at the webhook.
 
+use nexus_proto::{ClickUpTaskId, ClickUpUserId, SlackTs, SlackUserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -24,14 +26,15 @@ pub struct SlackEvent {
     #[serde(rename = "type")]
     pub kind: String,
     pub subtype: Option<String>,
-    /// A channel id for messages; an object `{id, name}` for `channel_created`.
+    /// A channel id for messages; an object `{id, name}` for `channel_created` (and
+    /// other shapes in events Nexus ignores): parsed by the processor, which knows the kind.
     pub channel: Option<Value>,
-    pub user: Option<String>,
+    pub user: Option<SlackUserId>,
     pub bot_id: Option<String>,
     #[serde(default)]
     pub text: String,
-    pub ts: Option<String>,
-    pub thread_ts: Option<String>,
+    pub ts: Option<SlackTs>,
+    pub thread_ts: Option<SlackTs>,
 }
 
 /// A ClickUp webhook body.
@@ -39,7 +42,9 @@ pub struct SlackEvent {
 pub struct ClickUpWebhook {
     /// `taskCreated`, `taskCommentPosted`, `listUpdated`, …
     pub event: String,
-    pub task_id: Option<String>,
+    /// Task events only.
+    #[serde(default, deserialize_with = "blank_as_none")]
+    pub task_id: Option<ClickUpTaskId>,
     pub webhook_id: String,
     #[serde(default)]
     pub history_items: Vec<HistoryItem>,
@@ -58,8 +63,7 @@ pub struct HistoryItem {
 
 #[derive(Debug, Deserialize)]
 pub struct ClickUpUser {
-    #[serde(deserialize_with = "id_text")]
-    pub id: String,
+    pub id: ClickUpUserId,
     #[serde(default)]
     pub username: Option<String>,
 }
@@ -77,4 +81,42 @@ pub struct ClickUpComment {
 /// ClickUp ids arrive as numbers or strings; both become the same text.
 fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(super::clickup_id_text(&Value::deserialize(d)?))
+}
+
+/// An empty `task_id` is no task, as a missing one is.
+fn blank_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ClickUpTaskId>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        v => ClickUpTaskId::deserialize(v)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickup_ids_may_be_numbers_and_a_blank_task_is_no_task() {
+        let hook: ClickUpWebhook = serde_json::from_str(
+            r#"{"event": "taskCreated", "task_id": "86a1", "webhook_id": "wh",
+                "history_items": [{"id": 2800763136717140857, "user": {"id": 183}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(hook.task_id.unwrap().as_str(), "86a1");
+        assert_eq!(hook.history_items[0].id, "2800763136717140857");
+        assert_eq!(
+            hook.history_items[0].user.as_ref().unwrap().id.as_str(),
+            "183"
+        );
+        for blank in [r#""task_id": "","#, r#""task_id": null,"#, ""] {
+            let body = format!(r#"{{"event": "listUpdated", {blank} "webhook_id": "wh"}}"#);
+            let hook: ClickUpWebhook = serde_json::from_str(&body).unwrap();
+            assert!(hook.task_id.is_none(), "{body}");
+        }
+        let odd = r#"{"event": "taskCreated", "task_id": "a/b", "webhook_id": "wh"}"#;
+        assert!(serde_json::from_str::<ClickUpWebhook>(odd).is_err());
+    }
 }

@@ -1,5 +1,6 @@
 //! The Slack Web API: posting messages (`chat.postMessage`).
 
+use nexus_proto::{SlackChannelId, SlackTs};
 use reqwest::Url;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -18,8 +19,8 @@ pub struct SlackApi {
 /// A message Slack accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Posted {
-    pub channel: String,
-    pub ts: String,
+    pub channel: SlackChannelId,
+    pub ts: SlackTs,
 }
 
 impl SlackApi {
@@ -30,9 +31,9 @@ impl SlackApi {
     pub async fn post_message(
         &self,
         token: &Secret,
-        channel: &str,
+        channel: &SlackChannelId,
         text: &str,
-        thread_ts: Option<&str>,
+        thread_ts: Option<&SlackTs>,
     ) -> Result<Posted, ProviderError> {
         let mut body = json!({ "channel": channel, "text": text });
         if let Some(ts) = thread_ts {
@@ -44,17 +45,11 @@ impl SlackApi {
             .bearer_auth(token.expose())
             .json(&body);
         let answer = ok(call(NAME, req).await?)?;
-        match (answer["channel"].as_str(), answer["ts"].as_str()) {
-            (Some(channel), Some(ts)) => Ok(Posted {
-                channel: channel.to_owned(),
-                ts: ts.to_owned(),
-            }),
-            _ => Err(ProviderError::Transient {
-                provider: NAME,
-                message: "chat.postMessage answered without channel and ts".into(),
-                retry_after_ms: None,
-            }),
-        }
+        serde_json::from_value(answer).map_err(|e| ProviderError::Transient {
+            provider: NAME,
+            message: format!("chat.postMessage answered without a channel and ts: {e}"),
+            retry_after_ms: None,
+        })
     }
 }
 

@@ -1,11 +1,11 @@
 //! Agents, their OAuth2 client credentials and the external identities that reach them.
 
-use nexus_proto::{AgentId, Seq, TenantId};
+use nexus_proto::{AgentId, ClickUpUserId, Seq, SlackUserId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
-use super::{Cursor, Result, Store, StoreError};
+use super::{Cursor, Provider, Result, Store, StoreError};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,8 +49,8 @@ pub struct NewAgent {
     pub name: String,
     pub client_id: String,
     pub client_secret_hash: String,
-    pub clickup_user: Option<String>,
-    pub slack_user: Option<String>,
+    pub clickup_user: Option<ClickUpUserId>,
+    pub slack_user: Option<SlackUserId>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -130,7 +130,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(insert_error)?;
-                let identities = [("clickup", &n.clickup_user), ("slack", &n.slack_user)];
+                let identities = [
+                    (Provider::Clickup, n.clickup_user.as_ref().map(ClickUpUserId::as_str)),
+                    (Provider::Slack, n.slack_user.as_ref().map(SlackUserId::as_str)),
+                ];
                 for (provider, user) in identities {
                     let Some(user) = user else { continue };
                     sqlx::query(
@@ -139,7 +142,7 @@ impl Store {
                     )
                     .bind(*a.id.as_uuid())
                     .bind(*a.tenant_id.as_uuid())
-                    .bind(provider)
+                    .bind(provider.as_str())
                     .bind(user)
                     .execute(&mut *tx)
                     .await

@@ -1,45 +1,21 @@
 //! Who a webhook concerns: project mappings (ClickUp list ↔ Slack channel, with default
 //! agents), aliases (`@AI_Squad` → agents) and identities (a ClickUp or Slack user → agent).
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
-use super::{Result, Store, StoreError};
+use super::provider::{ExternalUser, Provider, ProviderUserId};
+use super::{Result, Store, StoreError, corrupt_id, external_id};
 use crate::time::now_ms;
-
-/// The SaaS whose users and objects Nexus mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    Clickup,
-    Slack,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Clickup => "clickup",
-            Provider::Slack => "slack",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Provider> {
-        match s {
-            "clickup" => Ok(Provider::Clickup),
-            "slack" => Ok(Provider::Slack),
-            other => Err(StoreError::Corrupt(format!("provider {other:?}"))),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectMapping {
     pub id: Uuid,
     pub tenant_id: TenantId,
-    pub clickup_list_id: String,
-    pub slack_channel_id: String,
+    pub clickup_list_id: ClickUpListId,
+    pub slack_channel_id: SlackChannelId,
     /// Post each new task in the channel and use that message as the task's thread.
     pub open_threads: bool,
     /// Who gets a task nobody (no identity, no alias) is assigned to.
@@ -50,8 +26,8 @@ pub struct ProjectMapping {
 
 pub struct NewMapping {
     pub tenant_id: TenantId,
-    pub clickup_list_id: String,
-    pub slack_channel_id: String,
+    pub clickup_list_id: ClickUpListId,
+    pub slack_channel_id: SlackChannelId,
     pub open_threads: bool,
     pub default_agents: Vec<AgentId>,
 }
@@ -70,8 +46,8 @@ pub struct Alias {
 pub struct Identity {
     pub agent_id: AgentId,
     pub tenant_id: TenantId,
-    pub provider: Provider,
-    pub external_user_id: String,
+    #[serde(flatten)]
+    pub user: ExternalUser,
 }
 
 /// A mapping's columns and one of its default agents (none: `NULL`), ordered by mapping.
@@ -107,26 +83,26 @@ const ALIAS_SELECT: &str = "SELECT a.id, a.tenant_id, a.alias, a.created_at, m.a
 enum Filter<'a> {
     Id(Uuid),
     Tenant(TenantId),
-    TenantAnd(TenantId, &'a str),
+    List(TenantId, &'a ClickUpListId),
 }
 
 /// Folds consecutive rows of one parent (mapping, alias) into it, collecting the children.
 fn group<R, T>(
     rows: Vec<R>,
     id: impl Fn(&R) -> Uuid,
-    new: impl Fn(&R) -> T,
+    new: impl Fn(&R) -> Result<T>,
     child: impl Fn(&mut T, &R),
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let mut out: Vec<(Uuid, T)> = Vec::new();
     for row in rows {
         if out.last().is_none_or(|(last, _)| *last != id(&row)) {
-            out.push((id(&row), new(&row)));
+            out.push((id(&row), new(&row)?));
         }
         if let Some((_, parent)) = out.last_mut() {
             child(parent, &row);
         }
     }
-    out.into_iter().map(|(_, t)| t).collect()
+    Ok(out.into_iter().map(|(_, t)| t).collect())
 }
 
 fn fk_as_not_found(
@@ -152,8 +128,8 @@ impl Store {
             )
             .bind(id)
             .bind(*new.tenant_id.as_uuid())
-            .bind(&new.clickup_list_id)
-            .bind(&new.slack_channel_id)
+            .bind(new.clickup_list_id.as_str())
+            .bind(new.slack_channel_id.as_str())
             .bind(new.open_threads)
             .bind(now_ms())
             .execute(&mut *tx)
@@ -179,7 +155,7 @@ impl Store {
             Filter::Tenant(_) => {
                 format!("{MAPPING_SELECT} WHERE m.tenant_id = $1 ORDER BY m.id, d.agent_id")
             }
-            Filter::TenantAnd(..) => format!(
+            Filter::List(..) => format!(
                 "{MAPPING_SELECT} WHERE m.tenant_id = $1 AND m.clickup_list_id = $2 ORDER BY m.id, d.agent_id"
             ),
         };
@@ -188,24 +164,26 @@ impl Store {
             let q = match filter {
                 Filter::Id(id) => q.bind(id),
                 Filter::Tenant(t) => q.bind(*t.as_uuid()),
-                Filter::TenantAnd(t, list) => q.bind(*t.as_uuid()).bind(list.to_owned()),
+                Filter::List(t, list) => q.bind(*t.as_uuid()).bind(list.as_str()),
             };
             q.fetch_all(p).await
         })?;
-        Ok(group(
+        group(
             rows,
             |r| r.id,
-            |r| ProjectMapping {
-                id: r.id,
-                tenant_id: TenantId::from_uuid(r.tenant_id),
-                clickup_list_id: r.clickup_list_id.clone(),
-                slack_channel_id: r.slack_channel_id.clone(),
-                open_threads: r.open_threads,
-                default_agents: Vec::new(),
-                created_at: r.created_at,
+            |r| {
+                Ok(ProjectMapping {
+                    id: r.id,
+                    tenant_id: TenantId::from_uuid(r.tenant_id),
+                    clickup_list_id: external_id(&r.clickup_list_id)?,
+                    slack_channel_id: external_id(&r.slack_channel_id)?,
+                    open_threads: r.open_threads,
+                    default_agents: Vec::new(),
+                    created_at: r.created_at,
+                })
             },
             |m, r| m.default_agents.extend(r.agent_id.map(AgentId::from_uuid)),
-        ))
+        )
     }
 
     pub async fn list_mappings(&self, tenant: TenantId) -> Result<Vec<ProjectMapping>> {
@@ -216,12 +194,9 @@ impl Store {
     pub async fn mapping_for_list(
         &self,
         tenant: TenantId,
-        list_id: &str,
+        list_id: &ClickUpListId,
     ) -> Result<Option<ProjectMapping>> {
-        Ok(self
-            .mappings(Filter::TenantAnd(tenant, list_id))
-            .await?
-            .pop())
+        Ok(self.mappings(Filter::List(tenant, list_id)).await?.pop())
     }
 
     pub async fn get_mapping(&self, id: Uuid) -> Result<ProjectMapping> {
@@ -302,22 +277,24 @@ impl Store {
             let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
             let q = match filter {
                 Filter::Id(id) => q.bind(id),
-                Filter::Tenant(t) | Filter::TenantAnd(t, _) => q.bind(*t.as_uuid()),
+                Filter::Tenant(t) | Filter::List(t, _) => q.bind(*t.as_uuid()),
             };
             q.fetch_all(p).await
         })?;
-        Ok(group(
+        group(
             rows,
             |r| r.id,
-            |r| Alias {
-                id: r.id,
-                tenant_id: TenantId::from_uuid(r.tenant_id),
-                alias: r.alias.clone(),
-                agents: Vec::new(),
-                created_at: r.created_at,
+            |r| {
+                Ok(Alias {
+                    id: r.id,
+                    tenant_id: TenantId::from_uuid(r.tenant_id),
+                    alias: r.alias.clone(),
+                    agents: Vec::new(),
+                    created_at: r.created_at,
+                })
             },
             |a, r| a.agents.extend(r.agent_id.map(AgentId::from_uuid)),
-        ))
+        )
     }
 
     pub async fn list_aliases(&self, tenant: TenantId) -> Result<Vec<Alias>> {
@@ -338,12 +315,7 @@ impl Store {
 }
 
 impl Store {
-    pub async fn add_identity(
-        &self,
-        agent: AgentId,
-        provider: Provider,
-        user: &str,
-    ) -> Result<Identity> {
+    pub async fn add_identity(&self, agent: AgentId, user: ExternalUser) -> Result<Identity> {
         let tenant = self.get_agent(agent).await?.tenant_id;
         on_writer!(self, p => {
             sqlx::query(
@@ -351,8 +323,8 @@ impl Store {
             )
             .bind(*agent.as_uuid())
             .bind(*tenant.as_uuid())
-            .bind(provider.as_str())
-            .bind(user.to_owned())
+            .bind(user.provider().as_str())
+            .bind(user.as_str())
             .execute(p)
             .await
             .map(|r| r.rows_affected())
@@ -361,8 +333,7 @@ impl Store {
         Ok(Identity {
             agent_id: agent,
             tenant_id: tenant,
-            provider,
-            external_user_id: user.to_owned(),
+            user,
         })
     }
 
@@ -370,8 +341,7 @@ impl Store {
     pub async fn remove_identity(
         &self,
         tenant: TenantId,
-        provider: Provider,
-        user: &str,
+        user: &ExternalUser,
         agent: Option<AgentId>,
     ) -> Result<()> {
         let n = on_writer!(self, p => {
@@ -380,8 +350,8 @@ impl Store {
                  AND ($4 IS NULL OR agent_id = $4)",
             )
             .bind(*tenant.as_uuid())
-            .bind(provider.as_str())
-            .bind(user.to_owned())
+            .bind(user.provider().as_str())
+            .bind(user.as_str())
             .bind(agent.map(|a| *a.as_uuid()))
             .execute(p)
             .await
@@ -405,22 +375,21 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(agent, provider, user)| {
+                let provider = Provider::parse(&provider)?;
                 Ok(Identity {
                     agent_id: AgentId::from_uuid(agent),
                     tenant_id: tenant,
-                    provider: Provider::parse(&provider)?,
-                    external_user_id: user,
+                    user: ExternalUser::parse(provider, &user).map_err(corrupt_id(&user))?,
                 })
             })
             .collect()
     }
 
     /// Active agents behind these provider users (ClickUp assignees, Slack mentions).
-    pub async fn agents_by_identity(
+    pub async fn agents_by_identity<U: ProviderUserId>(
         &self,
         tenant: TenantId,
-        provider: Provider,
-        users: &[String],
+        users: &[U],
     ) -> Result<Vec<AgentId>> {
         if users.is_empty() {
             return Ok(Vec::new());
@@ -437,9 +406,9 @@ impl Store {
         let ids: Vec<Uuid> = on_pool!(self, p => {
             let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(*tenant.as_uuid())
-                .bind(provider.as_str());
+                .bind(U::PROVIDER.as_str());
             for user in users {
-                q = q.bind(user.clone());
+                q = q.bind(user.as_ref());
             }
             q.fetch_all(p).await
         })?;

@@ -13,6 +13,7 @@ mod inbox;
 mod jobs;
 mod mappings;
 mod operator_keys;
+mod provider;
 mod settings;
 mod sources;
 mod tasks;
@@ -22,15 +23,18 @@ pub use agents::{Agent, AgentStatus, NewAgent};
 pub use dialect::Backend;
 pub use inbox::{Cursor, InboxEvent, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
-pub use mappings::{Alias, Identity, NewMapping, ProjectMapping, Provider};
+pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
+pub use provider::{ExternalUser, Provider, ProviderUserId};
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::Tenant;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use dialect::{Pool, on_pool, on_writer};
+use nexus_proto::InvalidExternalId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,6 +125,15 @@ pub(crate) fn conflict_as(what: &'static str) -> impl Fn(sqlx::Error) -> StoreEr
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
         _ => StoreError::from(e),
     }
+}
+
+/// A column holding a Slack or ClickUp id; one that does not parse is a corrupt row.
+fn external_id<T: FromStr<Err = InvalidExternalId>>(column: &str) -> Result<T> {
+    column.parse().map_err(corrupt_id(column))
+}
+
+fn corrupt_id(column: &str) -> impl FnOnce(InvalidExternalId) -> StoreError {
+    move |e| StoreError::Corrupt(format!("{e} (stored: {column:?})"))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,13 +1,14 @@
 //! The mirror's memory: task mappings (ClickUp task ↔ Slack thread) and their agents,
 //! what Nexus itself wrote to the providers, and the Slack channels seen created.
 
-use nexus_proto::{AgentId, TenantId};
+use nexus_proto::{AgentId, ClickUpTaskId, SlackChannelId, SlackTs, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{self, on_pool, on_writer};
-use super::mappings::{ProjectMapping, Provider};
-use super::{Result, Store};
+use super::mappings::ProjectMapping;
+use super::provider::Provider;
+use super::{Result, Store, StoreError, external_id};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,16 +16,16 @@ pub struct TaskMapping {
     pub id: Uuid,
     pub tenant_id: TenantId,
     pub project_mapping_id: Uuid,
-    pub clickup_task_id: String,
-    pub slack_channel_id: String,
-    pub slack_thread_ts: Option<String>,
+    pub clickup_task_id: ClickUpTaskId,
+    pub slack_channel_id: SlackChannelId,
+    pub slack_thread_ts: Option<SlackTs>,
     pub title: String,
     pub status: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SlackChannel {
-    pub channel_id: String,
+    pub channel_id: SlackChannelId,
     pub name: String,
     #[serde(with = "crate::time::ms_rfc3339")]
     pub created_at: i64,
@@ -46,18 +47,19 @@ struct TaskRow {
 
 const TASK_COLS: &str = "id, tenant_id, project_mapping_id, clickup_task_id, slack_channel_id, slack_thread_ts, title, status";
 
-impl From<TaskRow> for TaskMapping {
-    fn from(r: TaskRow) -> Self {
-        TaskMapping {
+impl TryFrom<TaskRow> for TaskMapping {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> Result<Self> {
+        Ok(TaskMapping {
             id: r.id,
             tenant_id: TenantId::from_uuid(r.tenant_id),
             project_mapping_id: r.project_mapping_id,
-            clickup_task_id: r.clickup_task_id,
-            slack_channel_id: r.slack_channel_id,
-            slack_thread_ts: r.slack_thread_ts,
+            clickup_task_id: external_id(&r.clickup_task_id)?,
+            slack_channel_id: external_id(&r.slack_channel_id)?,
+            slack_thread_ts: r.slack_thread_ts.as_deref().map(external_id).transpose()?,
             title: r.title,
             status: r.status,
-        }
+        })
     }
 }
 
@@ -80,15 +82,15 @@ impl Store {
             }
             q.fetch_optional(p).await
         })?;
-        Ok(row.map(TaskMapping::from))
+        row.map(TaskMapping::try_from).transpose()
     }
 
     pub async fn task_by_clickup_id(
         &self,
         tenant: TenantId,
-        task_id: &str,
+        task_id: &ClickUpTaskId,
     ) -> Result<Option<TaskMapping>> {
-        self.task_where("clickup_task_id = $2", tenant, task_id, None)
+        self.task_where("clickup_task_id = $2", tenant, task_id.as_str(), None)
             .await
     }
 
@@ -96,14 +98,14 @@ impl Store {
     pub async fn task_by_thread(
         &self,
         tenant: TenantId,
-        channel: &str,
-        thread_ts: &str,
+        channel: &SlackChannelId,
+        thread_ts: &SlackTs,
     ) -> Result<Option<TaskMapping>> {
         self.task_where(
             "slack_channel_id = $2 AND slack_thread_ts = $3",
             tenant,
-            channel,
-            Some(thread_ts),
+            channel.as_str(),
+            Some(thread_ts.as_str()),
         )
         .await
     }
@@ -113,7 +115,7 @@ impl Store {
     pub async fn upsert_task(
         &self,
         mapping: &ProjectMapping,
-        task_id: &str,
+        task_id: &ClickUpTaskId,
         title: &str,
         status: &str,
     ) -> Result<(Option<TaskMapping>, TaskMapping)> {
@@ -132,15 +134,15 @@ impl Store {
                 .bind(Uuid::now_v7())
                 .bind(*tenant.as_uuid())
                 .bind(mapping.id)
-                .bind(task_id.to_owned())
-                .bind(mapping.slack_channel_id.clone())
+                .bind(task_id.as_str())
+                .bind(mapping.slack_channel_id.as_str())
                 .bind(title.to_owned())
                 .bind(status.to_owned())
                 .bind(now)
                 .fetch_one(p)
                 .await
         })?;
-        Ok((before, row.into()))
+        Ok((before, row.try_into()?))
     }
 
     pub async fn set_task_status(&self, task: Uuid, status: &str) -> Result<()> {
@@ -175,10 +177,10 @@ impl Store {
     }
 
     /// Records the task's thread (`None` gives up the claim without one).
-    pub async fn set_thread(&self, task: Uuid, thread_ts: Option<&str>) -> Result<()> {
+    pub async fn set_thread(&self, task: Uuid, thread_ts: Option<&SlackTs>) -> Result<()> {
         on_writer!(self, p => {
             sqlx::query("UPDATE task_mappings SET slack_thread_ts = COALESCE($1, slack_thread_ts), thread_claim_until = NULL WHERE id = $2")
-                .bind(thread_ts.map(str::to_owned))
+                .bind(thread_ts.map(SlackTs::as_str))
                 .bind(task)
                 .execute(p)
                 .await
@@ -300,14 +302,19 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub async fn record_channel(&self, tenant: TenantId, channel: &str, name: &str) -> Result<()> {
+    pub async fn record_channel(
+        &self,
+        tenant: TenantId,
+        channel: &SlackChannelId,
+        name: &str,
+    ) -> Result<()> {
         on_writer!(self, p => {
             sqlx::query(
                 "INSERT INTO slack_channels (tenant_id, channel_id, name, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (tenant_id, channel_id) DO UPDATE SET name = excluded.name",
             )
             .bind(*tenant.as_uuid())
-            .bind(channel.to_owned())
+            .bind(channel.as_str())
             .bind(name.to_owned())
             .bind(now_ms())
             .execute(p)
@@ -329,14 +336,15 @@ impl Store {
             .fetch_all(p)
             .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(channel_id, name, created_at, mapped)| SlackChannel {
-                channel_id,
-                name,
-                created_at,
-                mapped: mapped > 0,
+        rows.into_iter()
+            .map(|(channel_id, name, created_at, mapped)| {
+                Ok(SlackChannel {
+                    channel_id: external_id(&channel_id)?,
+                    name,
+                    created_at,
+                    mapped: mapped > 0,
+                })
             })
-            .collect())
+            .collect()
     }
 }

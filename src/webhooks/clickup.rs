@@ -45,7 +45,7 @@ impl Sender for ClickUp {
                 "{}:{}:{}:{}",
                 payload.webhook_id,
                 payload.event,
-                payload.task_id.as_deref().unwrap_or_default(),
+                payload.task_id.as_ref().map_or("", |t| t.as_str()),
                 sha256_hex(req.raw)
             )
         } else {

@@ -10,7 +10,8 @@ use crate::helpers::{Profile, TestApp, TestDb};
 
 both_profiles!(
     cli_manages_mappings_aliases_and_identities,
-    api_manages_mappings_aliases_and_identities
+    api_manages_mappings_aliases_and_identities,
+    a_stored_id_that_does_not_parse_is_a_storage_error
 );
 
 fn one(out: &std::process::Output) -> Value {
@@ -84,6 +85,27 @@ async fn cli_manages_mappings_aliases_and_identities(p: Profile) {
         ],
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("the alias must be"));
+    // Malformed ids are refused by the argument parser, naming the rule.
+    for (list, channel, refused) in [
+        ("L/1", "C3", "the ClickUp list id must be 1–64 characters"),
+        (
+            "L3",
+            "#general",
+            "the Slack channel id must be 1–64 characters",
+        ),
+    ] {
+        let bad = run(format!(
+            "mapping add --tenant {tenant} --clickup-list {list} --slack-channel {channel}"
+        ));
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            !bad.status.success() && stderr.contains(refused),
+            "{stderr}"
+        );
+    }
+    let bad = run(format!("identity add --agent {a1} --slack-user U@1"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("the Slack user id must be"), "{stderr}");
 
     let identity = one(&run(format!(
         "identity add --agent {a1} --clickup-user 111"
@@ -159,6 +181,23 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
             .unwrap_or("")
             .contains("another tenant")
     );
+    let (status, err) = call(
+        Method::POST,
+        path.clone(),
+        &key,
+        Some(json!({"clickup_list_id": "L 2", "slack_channel_id": "C2"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("clickup_list_id: the ClickUp list id must be 1–64 characters"),
+        "{message}"
+    );
     let (status, _) = call(
         Method::POST,
         path.clone(),
@@ -207,6 +246,20 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{identity}");
+    let (status, err) = call(
+        Method::POST,
+        format!("/api/tenants/{t}/identities"),
+        &key,
+        Some(json!({"agent_id": a1, "provider": "clickup", "external_user_id": "1 1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("the ClickUp user id must be"), "{message}");
     let (status, _) = call(
         Method::POST,
         format!("/api/tenants/{t}/identities"),
@@ -228,6 +281,18 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
     .await;
     assert_eq!(identities["identities"], json!([identity]));
 
+    let (status, err) = call(
+        Method::DELETE,
+        format!("/api/tenants/{t}/identities/slack/U%201"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+        "{err}"
+    );
     for path in [
         format!("/api/tenants/{t}/identities/slack/U1"),
         format!(
@@ -244,4 +309,41 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
         let (status, _) = call(Method::DELETE, path.clone(), &key, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path} is gone");
     }
+}
+
+/// Ids are parsed when read back too: a row changed behind Nexus's back is an internal
+/// error for that request, not a panic.
+async fn a_stored_id_that_does_not_parse_is_a_storage_error(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await.id;
+    let key = app.operator_key("read,write", Some(t)).await;
+    let path = format!("/api/tenants/{t}/mappings");
+    let body = json!({"clickup_list_id": "L1", "slack_channel_id": "C1"});
+    let (status, _) = app.post_json(&path, &key, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let corrupt = "UPDATE project_mappings SET slack_channel_id = '#general'";
+    match p {
+        Profile::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url)
+                .await
+                .expect("connect");
+            sqlx::query(corrupt).execute(&pool).await.expect("update");
+        }
+        Profile::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+            sqlx::query(corrupt).execute(&pool).await.expect("update");
+        }
+    }
+    let resp = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "internal");
+    let (status, _) = app.post_json(&path, &key, body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the node still answers");
 }

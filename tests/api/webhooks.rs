@@ -153,6 +153,14 @@ async fn malformed_and_oversized_bodies(p: Profile) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an event without event_id");
+    let odd_ts = json!({"type": "event_callback", "team_id": "T001", "event_id": "Ev1",
+                        "event": {"type": "message", "channel": "C1", "user": "U1", "ts": "yesterday"}});
+    let (status, resp) = app
+        .post_slack(&source.url_path, &odd_ts.to_string(), now_s(), SLACK_SECRET)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    let message = resp["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("the Slack ts must be"), "{message}");
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
     let (status, resp) = app
         .post_slack(&source.url_path, &huge, now_s(), SLACK_SECRET)

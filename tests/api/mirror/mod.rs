@@ -62,8 +62,8 @@ async fn setup_with(p: Profile, tokens: bool) -> Mirror {
     let tenant = app.tenant("acme").await.id;
     let spec = |name: &str, clickup: Option<&str>, slack: Option<&str>| AgentSpec {
         name: name.into(),
-        clickup_user: clickup.map(Into::into),
-        slack_user: slack.map(Into::into),
+        clickup_user: clickup.map(|u| u.parse().expect("ClickUp user")),
+        slack_user: slack.map(|u| u.parse().expect("Slack user")),
     };
     let mut agents = nexus::admin::create_agents(
         store,
@@ -116,8 +116,8 @@ async fn setup_with(p: Profile, tokens: bool) -> Mirror {
         store,
         MappingSpec {
             tenant,
-            clickup_list: "L1".into(),
-            slack_channel: "C1".into(),
+            clickup_list: "L1".parse().expect("list"),
+            slack_channel: "C1".parse().expect("channel"),
             default_agents: vec![carol.agent.id],
             open_threads: true,
         },
@@ -236,12 +236,13 @@ impl Mirror {
         self.app
             .state
             .store
-            .task_by_clickup_id(self.tenant, "T1")
+            .task_by_clickup_id(self.tenant, &"T1".parse().expect("task id"))
             .await
             .expect("store")
             .expect("task mapping")
             .slack_thread_ts
             .expect("thread")
+            .into()
     }
 
     async fn tool(

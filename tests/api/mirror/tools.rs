@@ -204,6 +204,21 @@ async fn a_provider_400_is_a_tool_error_without_retry(p: Profile) {
         )
         .await;
     assert_eq!(invalid["error"]["code"], "invalid_args");
+    let odd_channel = m
+        .tool(
+            &mut alice,
+            "r9",
+            "slack.post_message",
+            json!({"channel": "#general", "text": "hi"}),
+            None,
+        )
+        .await;
+    assert_eq!(odd_channel["error"]["code"], "invalid_args");
+    let message = odd_channel["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("the Slack channel id must be"),
+        "{message}"
+    );
 }
 
 async fn a_tool_past_its_timeout_answers_timeout(p: Profile) {
