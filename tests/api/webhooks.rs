@@ -158,9 +158,12 @@ async fn malformed_and_oversized_bodies(p: Profile) {
     let (status, resp) = app
         .post_slack(&source.url_path, &odd_ts.to_string(), now_s(), SLACK_SECRET)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
-    let message = resp["error"]["message"].as_str().unwrap_or("");
-    assert!(message.contains("the Slack ts must be"), "{message}");
+    // An event of a shape Nexus does not read is stored and ignored by its job, not
+    // refused: Slack would retry a refusal (see mirror::slack's test).
+    assert_eq!(
+        (status, resp["status"].as_str()),
+        (StatusCode::OK, Some("accepted"))
+    );
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
     let (status, resp) = app
         .post_slack(&source.url_path, &huge, now_s(), SLACK_SECRET)
@@ -169,7 +172,11 @@ async fn malformed_and_oversized_bodies(p: Profile) {
         (status, resp["error"]["code"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
     );
-    assert_eq!(app.job_count().await, 0);
+    assert_eq!(
+        app.job_count().await,
+        1,
+        "only the well-formed envelope was stored"
+    );
 }
 
 async fn clickup_signature_and_history_dedupe(p: Profile) {

@@ -12,7 +12,7 @@ use crate::helpers::Profile;
 both_profiles!(
     a_thread_reply_feeds_the_task_agents_once,
     an_alias_mention_wakes_each_member_once,
-    bots_edits_and_our_own_messages_are_ignored,
+    bots_edits_our_own_messages_and_unread_shapes_are_ignored,
     created_channels_are_recorded_for_operators,
 );
 
@@ -77,7 +77,7 @@ async fn an_alias_mention_wakes_each_member_once(p: Profile) {
     assert_eq!(alice[0].1["reason"], "mention");
 }
 
-async fn bots_edits_and_our_own_messages_are_ignored(p: Profile) {
+async fn bots_edits_our_own_messages_and_unread_shapes_are_ignored(p: Profile) {
     let mut m = setup(p).await;
     let base = json!({"type": "message", "channel": "C7", "user": "U2", "text": "@AI_Squad hi", "ts": "1700000500.000100"});
     let mut bot = base.clone();
@@ -89,7 +89,14 @@ async fn bots_edits_and_our_own_messages_are_ignored(p: Profile) {
     edit["subtype"] = json!("message_changed");
     let mut other_bot = base;
     other_bot["bot_id"] = json!("B2");
-    for (i, event) in [bot, ours, edit, other_bot].into_iter().enumerate() {
+    // Events of other shapes are acknowledged, not refused (Slack would retry them).
+    let user_change = json!({"type": "user_change", "user": {"id": "U2", "name": "bob"}});
+    let odd_ts =
+        json!({"type": "message", "channel": "C7", "user": "U2", "text": "hi", "ts": "yesterday"});
+    for (i, event) in [bot, ours, edit, other_bot, user_change, odd_ts]
+        .into_iter()
+        .enumerate()
+    {
         let done = m.slack(&format!("EvB{i}"), event).await;
         assert_eq!(
             (done.status, done.reason.as_deref()),
