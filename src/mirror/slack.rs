@@ -35,8 +35,7 @@ struct Message {
 pub async fn process(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     let envelope: SlackEnvelope = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a Slack event: {e}")))?;
-    // None: a kind of event Nexus does not read (see `SlackEnvelope::event`).
-    let Some(event) = envelope.event else {
+    let Some(event) = envelope.event() else {
         return Done::because("ignored");
     };
     let source = job_source(ctx, job).await?;

@@ -4,9 +4,9 @@
 //! parsed here, so a malformed one is refused at the webhook.
 
 use nexus_proto::{ClickUpTaskId, ClickUpUserId, SlackTs, SlackUserId};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A Slack Events API request body.
 #[derive(Debug, Deserialize)]
@@ -18,12 +18,19 @@ pub struct SlackEnvelope {
     pub event_id: Option<String>,
     /// `url_verification` only.
     pub challenge: Option<String>,
-    /// `event_callback` only. An event of a shape Nexus does not read (`user_change` and
-    /// `team_join` carry a user object, not an id; a malformed id) is `None`: it is
-    /// acknowledged and ignored, not refused — Slack retries a refusal and, after enough
-    /// of them, turns the app's event subscription off.
-    #[serde(default, deserialize_with = "readable")]
-    pub event: Option<SlackEvent>,
+    /// `event_callback` only; read by the job ([`SlackEnvelope::event`]), so the webhook
+    /// only checks that it is JSON.
+    event: Option<Box<RawValue>>,
+}
+
+impl SlackEnvelope {
+    /// The event, or `None` for one of a shape Nexus does not read (`user_change` and
+    /// `team_join` carry a user object, not an id; a malformed id): acknowledged and
+    /// ignored, not refused — Slack retries a refusal and, after enough of them, turns
+    /// the app's event subscription off.
+    pub fn event(&self) -> Option<SlackEvent> {
+        serde_json::from_str(self.event.as_ref()?.get()).ok()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,11 +104,6 @@ fn blank_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ClickUpTaskId
             .map(Some)
             .map_err(serde::de::Error::custom),
     }
-}
-
-/// `Some` when the value has the expected shape, `None` when it has another.
-fn readable<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    Ok(serde_json::from_value(Value::deserialize(d)?).ok())
 }
 
 #[cfg(test)]
