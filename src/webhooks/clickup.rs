@@ -32,7 +32,11 @@ impl Sender for ClickUp {
         Ok(())
     }
 
-    fn route(payload: ClickUpWebhook, _: &Source, req: &Request<'_>) -> Result<Route, Rejection> {
+    fn claims(payload: &ClickUpWebhook) -> Option<&str> {
+        Some(&payload.webhook_id)
+    }
+
+    fn route(payload: ClickUpWebhook, req: &Request<'_>) -> Result<Route, Rejection> {
         // ClickUp retries resend the same history items: they identify the delivery.
         let mut items: Vec<&str> = payload
             .history_items

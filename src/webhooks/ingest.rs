@@ -43,7 +43,11 @@ impl Sender for Ingest {
         Ok(())
     }
 
-    fn route(_: Value, source: &Source, req: &Request<'_>) -> Result<Route, Rejection> {
+    fn claims(_: &Value) -> Option<&str> {
+        None
+    }
+
+    fn route(_: Value, req: &Request<'_>) -> Result<Route, Rejection> {
         let key = match req.header("idempotency-key") {
             Some(k) if !k.is_empty() && k.len() <= 200 => k.to_owned(),
             Some(_) => {
@@ -55,7 +59,7 @@ impl Sender for Ingest {
         };
         Ok(Route::Job {
             kind: JobKind::IngestDeliver,
-            dedupe_key: format!("{}:{key}", source.id),
+            dedupe_key: key,
         })
     }
 }

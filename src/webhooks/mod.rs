@@ -67,8 +67,13 @@ trait Sender: Send + Sync + 'static {
     /// Whether `source` signed this request.
     fn verify(source: &Source, req: &Request<'_>) -> Result<(), Rejection>;
 
-    /// The job's kind and dedupe key, or an answer that needs no job.
-    fn route(body: Self::Body, source: &Source, req: &Request<'_>) -> Result<Route, Rejection>;
+    /// The source the body says it is for (Slack's `team_id`, ClickUp's `webhook_id`),
+    /// which must be the one named in the URL.
+    fn claims(body: &Self::Body) -> Option<&str>;
+
+    /// The job's kind and the delivery's id (scoped to the source by [`handle`]), or an
+    /// answer that needs no job.
+    fn route(body: Self::Body, req: &Request<'_>) -> Result<Route, Rejection>;
 }
 
 /// The request as senders see it.
@@ -180,9 +185,22 @@ async fn handle<S: Sender>(
     };
     tracing::Span::current().record("source_id", tracing::field::display(source.id));
     let body = parsed.map_err(Rejection::Malformed)?;
-    match S::route(body, &source, &req)? {
+    // A tenant's secret signs only for its own team or webhook: naming another tenant's
+    // source in the body gets nothing stored.
+    if let Some(claimed) = S::claims(&body)
+        && claimed != source.external_id
+    {
+        return Err(Rejection::UnknownSource(format!(
+            "the payload is for another {} source than the one in the URL",
+            S::SOURCE.as_str()
+        )));
+    }
+    match S::route(body, &req)? {
         Route::Answer(received) => Ok(received),
         Route::Job { kind, dedupe_key } => {
+            // Scoped to the source: one tenant's deliveries can never be taken for
+            // another's duplicates (nor reveal their job ids).
+            let dedupe_key = format!("{}:{dedupe_key}", source.id);
             accept(state, &source, kind, dedupe_key, &raw, trace_id(headers)).await
         }
     }

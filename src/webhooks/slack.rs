@@ -15,10 +15,17 @@ impl Sender for Slack {
     const WHAT: &'static str = "a Slack event envelope";
     const UNKNOWN: &'static str = "no Slack source is registered for this team";
 
-    /// The payload's team; any Slack source for `url_verification`, which names none.
+    /// The payload's team. `url_verification` names none: it must come to the source's
+    /// own URL, so that no request gets tried against every tenant's secret.
     async fn candidates(store: &Store, env: &SlackEnvelope) -> Result<Vec<Source>, Rejection> {
         Ok(match (env.kind.as_str(), &env.team_id) {
-            ("url_verification", _) => store.list_sources(Some(SourceKind::Slack), None).await?,
+            ("url_verification", _) => {
+                return Err(Rejection::UnknownSource(
+                    "url_verification names no team: give Slack the source's own URL \
+                     (/webhooks/slack/{source_id}, printed by `nexus source add`)"
+                        .into(),
+                ));
+            }
             (_, Some(team)) => store
                 .find_source(SourceKind::Slack, team)
                 .await?
@@ -35,7 +42,11 @@ impl Sender for Slack {
             .map_err(|e| Rejection::Signature(e.to_string()))
     }
 
-    fn route(env: SlackEnvelope, _: &Source, _: &Request<'_>) -> Result<Route, Rejection> {
+    fn claims(env: &SlackEnvelope) -> Option<&str> {
+        env.team_id.as_deref()
+    }
+
+    fn route(env: SlackEnvelope, _: &Request<'_>) -> Result<Route, Rejection> {
         match env.kind.as_str() {
             "url_verification" => {
                 let challenge = env

@@ -24,5 +24,6 @@ mod routing_api;
 mod schema;
 mod serve;
 mod trace;
+mod webhook_scope;
 mod webhook_support;
 mod webhooks;

@@ -46,7 +46,11 @@ async fn slack_event_is_accepted_once_and_retries_are_duplicates(p: Profile) {
             job.kind.as_str(),
             job.dedupe_key.as_str()
         ),
-        ("slack", "slack.event", "Ev001")
+        (
+            "slack",
+            "slack.event",
+            format!("{}:Ev001", source.id).as_str()
+        )
     );
     assert_eq!(job.tenant_id, t.id);
     assert_eq!(job.payload, body, "the raw body is stored");
@@ -93,10 +97,10 @@ async fn slack_signatures_and_timestamps_are_enforced(p: Profile) {
 async fn slack_url_verification_echoes_and_stores_nothing(p: Profile) {
     let app = TestApp::spawn(p).await;
     let t = app.tenant("acme").await;
-    app.slack_source(t.id, "T001").await;
+    let source = app.slack_source(t.id, "T001").await;
     let body = json!({"type": "url_verification", "token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}).to_string();
     let (status, resp) = app
-        .post_slack("/webhooks/slack", &body, now_s(), SLACK_SECRET)
+        .post_slack(&source.url_path, &body, now_s(), SLACK_SECRET)
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -104,9 +108,23 @@ async fn slack_url_verification_echoes_and_stores_nothing(p: Profile) {
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     );
     let (status, _) = app
-        .post_slack("/webhooks/slack", &body, now_s(), "forged")
+        .post_slack(&source.url_path, &body, now_s(), "forged")
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Without the source in the URL it names no team: refused, no secret tried.
+    let (status, resp) = app
+        .post_slack("/webhooks/slack", &body, now_s(), SLACK_SECRET)
+        .await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unknown_source"))
+    );
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/webhooks/slack/")
+    );
     assert_eq!(app.job_count().await, 0);
 }
 
@@ -225,7 +243,10 @@ async fn clickup_signature_and_history_dedupe(p: Profile) {
     let job = app.get_json(&format!("/api/jobs/{id}"), &key).await;
     assert_eq!(
         (job["source"].as_str(), job["dedupe_key"].as_str()),
-        (Some("clickup"), Some("wh-1:2800763136717140857"))
+        (
+            Some("clickup"),
+            Some(format!("{}:wh-1:2800763136717140857", source.id).as_str())
+        )
     );
 }
 
