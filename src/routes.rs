@@ -51,6 +51,8 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
+        // The sender's value: an overlong one is not copied into every log line.
+        .filter(|id| id.len() <= 128)
         .unwrap_or("-");
     // The same id, as the trace id it becomes on jobs and events (no dashes).
     let trace_id = request_id.replace('-', "");

@@ -129,7 +129,9 @@ async fn authorize(
         agent: agent.id,
         tenant: agent.tenant_id,
         token_exp: claims.exp,
-        after_seq: after_seq.unwrap_or(cursor.acked_seq),
+        // Never past what exists: a replay point beyond the last committed seq would
+        // let the session ack, and so silence, events not yet written.
+        after_seq: after_seq.unwrap_or(cursor.acked_seq).min(cursor.last_seq),
         cursor,
     })
 }

@@ -128,14 +128,21 @@ async fn call(provider: &'static str, req: RequestBuilder) -> Result<Value, Prov
 
 /// `Retry-After` in seconds, as Slack and ClickUp send it.
 fn retry_after_ms(resp: &Response) -> Option<u64> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| s.saturating_mul(1000))
+    retry_after_text(
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?,
+    )
+}
+
+/// Longest wait a provider's `Retry-After` can impose on a job (it is the provider's
+/// word; a huge one would park work for good).
+const MAX_RETRY_AFTER_S: u64 = 15 * 60;
+
+fn retry_after_text(value: &str) -> Option<u64> {
+    let s: u64 = value.trim().parse().ok()?;
+    Some(s.min(MAX_RETRY_AFTER_S) * 1000)
 }
 
 /// The start of a provider's error body, for messages (never a token: we don't send them back).
@@ -146,4 +153,17 @@ fn excerpt(body: &[u8]) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(retry_after_text(" 30 "), Some(30_000));
+        assert_eq!(retry_after_text("99999999999999"), Some(900_000));
+        assert_eq!(retry_after_text(&u64::MAX.to_string()), Some(900_000));
+        assert_eq!(retry_after_text("soon"), None);
+    }
 }

@@ -298,13 +298,18 @@ fn body(b: Result<axum::body::Bytes, BytesRejection>) -> Result<axum::body::Byte
     })
 }
 
-/// The request id tags the job and every event it produces.
+/// The request id tags the job and every event it produces; an overlong one (it is the
+/// sender's) is left out rather than stored.
 fn trace_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= MAX_TRACE_ID)
         .map(|s| s.replace('-', ""))
 }
+
+/// Longest `x-request-id` kept as a trace id (a UUID is 36).
+const MAX_TRACE_ID: usize = 128;
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -53,7 +53,8 @@ pub fn verify_slack(
         .trim()
         .parse()
         .map_err(|_| SlackSigError::Missing)?;
-    if (now_s - ts).abs() > SLACK_WINDOW_S {
+    // abs_diff: a timestamp is the sender's i64, and `now - i64::MIN` would overflow.
+    if now_s.abs_diff(ts) > SLACK_WINDOW_S.unsigned_abs() {
         return Err(SlackSigError::Stale);
     }
     let hex = signature
@@ -114,6 +115,16 @@ mod tests {
             verify_slack(SECRET, TS, "a2114d", BODY.as_bytes(), now),
             Err(SlackSigError::Mismatch)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            assert_eq!(
+                verify_slack(SECRET, &ts, SIG, BODY.as_bytes(), 1_531_420_618),
+                Err(SlackSigError::Stale)
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod agent_client;
 mod auth;
+mod bounds;
 mod cli;
 mod cluster;
 mod cluster_faults;

@@ -1,0 +1,71 @@
+//! Inputs a token holder or a sender controls stay within bounds: each over-limit value
+//! gets a clear answer, never a panic, a 500 or a silenced agent.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::agent_client::event;
+use crate::both_profiles;
+use crate::gateway::emit;
+use crate::helpers::{Profile, TestApp};
+use crate::webhook_support::INGEST_SECRET;
+
+both_profiles!(
+    a_replay_point_past_the_inbox_cannot_silence_an_agent,
+    an_overlong_request_id_is_not_kept_as_a_trace_id,
+);
+
+async fn a_replay_point_past_the_inbox_cannot_silence_an_agent(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let token = app.token_for(a.agent.id, t.id);
+    emit(&app, a.agent.id, 1).await;
+    // Asking to start after seq 1,000,000 when 1 exists starts after 1.
+    let mut agent = app
+        .connect(&token, "after_seq=1000000")
+        .await
+        .expect("connects");
+    agent.welcome().await;
+    // The far ack the replay point would have allowed is refused.
+    agent
+        .send(json!({"type": "ack", "id": "far", "data": {"seq": 1_000_000}}))
+        .await;
+    let refused = serde_json::to_value(agent.recv().await).expect("frame");
+    assert_eq!(
+        (refused["type"].as_str(), refused["data"]["ref"].as_str()),
+        (Some("error"), Some("far")),
+        "{refused}"
+    );
+    // And the next event arrives.
+    emit(&app, a.agent.id, 2).await;
+    assert_eq!(event(&agent.recv().await).1, 2);
+}
+
+async fn an_overlong_request_id_is_not_kept_as_a_trace_id(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "downloader").await;
+    let source = app.ingest_source(t.id, Some(a.agent.id), None).await;
+    let key = app.operator_key("read", None).await;
+    for (request_id, kept) in [("a".repeat(129), false), ("b".repeat(128), true)] {
+        let resp = app
+            .http
+            .post(app.url(&source.url_path))
+            .bearer_auth(INGEST_SECRET)
+            .header("x-request-id", &request_id)
+            .json(&json!({"transfer": request_id.len()}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.expect("json");
+        let job = app
+            .get_json(
+                &format!("/api/jobs/{}", body["job_id"].as_str().expect("id")),
+                &key,
+            )
+            .await;
+        assert_eq!(job["trace_id"].is_string(), kept, "{job}");
+    }
+}
