@@ -53,6 +53,8 @@ impl Providers {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("nexus/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the tenant's token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Providers {
             slack: SlackApi::new(http.clone(), base_url("Slack", &opts.slack_api_url)?),
@@ -106,12 +108,7 @@ async fn call(provider: &'static str, req: RequestBuilder) -> Result<Value, Prov
     if status.is_server_error() {
         return Err(transient(format!("HTTP {status}"), retry_after_ms(&resp)));
     }
-    let body = resp.bytes().await.map_err(|e| {
-        transient(
-            format!("the response was cut off ({})", e.without_url()),
-            None,
-        )
-    })?;
+    let body = read_bounded(provider, resp).await?;
     if status.is_client_error() || !status.is_success() {
         return Err(ProviderError::Permanent {
             provider,
@@ -124,6 +121,36 @@ async fn call(provider: &'static str, req: RequestBuilder) -> Result<Value, Prov
             None,
         )
     })
+}
+
+/// Largest response body read from a provider (a ClickUp task with many custom fields is
+/// tens of KiB); a larger one is refused rather than held in memory.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+async fn read_bounded(
+    provider: &'static str,
+    mut resp: Response,
+) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_RESPONSE_BYTES => {
+                return Err(ProviderError::Permanent {
+                    provider,
+                    message: format!("the response is larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(ProviderError::Transient {
+                    provider,
+                    message: format!("the response was cut off ({})", e.without_url()),
+                    retry_after_ms: None,
+                });
+            }
+        }
+    }
 }
 
 /// `Retry-After` in seconds, as Slack and ClickUp send it.

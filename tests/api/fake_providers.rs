@@ -29,6 +29,7 @@ struct Canned {
     path: String,
     status: StatusCode,
     retry_after_s: Option<u64>,
+    location: Option<String>,
     body: Value,
 }
 
@@ -98,7 +99,19 @@ impl FakeProviders {
             path: path.to_owned(),
             status,
             retry_after_s,
+            location: None,
             body,
+        });
+    }
+
+    /// The next request to `path` is answered `302 Found` to `location` (on this server).
+    pub fn redirect_next(&self, path: &str, location: &str) {
+        self.inner.canned.lock().expect("lock").push(Canned {
+            path: path.to_owned(),
+            status: StatusCode::FOUND,
+            retry_after_s: None,
+            location: Some(format!("{}{location}", self.base)),
+            body: json!({}),
         });
     }
 
@@ -166,6 +179,9 @@ async fn handle(
         let mut resp = (c.status, axum::Json(c.body)).into_response();
         if let Some(s) = c.retry_after_s {
             resp.headers_mut().insert("retry-after", s.into());
+        }
+        if let Some(to) = c.location.and_then(|l| l.parse().ok()) {
+            resp.headers_mut().insert("location", to);
         }
         return resp;
     }

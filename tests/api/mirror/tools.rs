@@ -16,6 +16,7 @@ both_profiles!(
     a_provider_500_is_retried_and_posts_once,
     a_provider_429_is_retried_after_its_retry_after,
     a_provider_400_is_a_tool_error_without_retry,
+    provider_redirects_are_not_followed_and_huge_answers_not_read,
     a_tool_past_its_timeout_answers_timeout,
     a_tenant_without_tokens_gets_a_clear_tool_error,
     what_nexus_wrote_is_forgotten_after_the_retention,
@@ -319,4 +320,48 @@ async fn agent_tool_request(agent: &mut Agent, request_id: &str, tool: &str, arg
     agent
         .send(json!({"type": "tool_request", "data": data}))
         .await;
+}
+
+async fn provider_redirects_are_not_followed_and_huge_answers_not_read(p: Profile) {
+    let mut m = setup(p).await;
+    m.task_created().await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    event(&alice.recv().await);
+    // A redirect would carry the bot token to wherever it points.
+    m.fake
+        .redirect_next("/slack/chat.postMessage", "/elsewhere/collect");
+    let result = m
+        .tool(
+            &mut alice,
+            "r-redirect",
+            "slack.post_message",
+            json!({"channel": "C7", "text": "hi"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["error"]["code"], "provider_error", "{result}");
+    let message = result["error"]["message"].as_str().expect("message");
+    assert!(message.contains("302"), "{message}");
+    assert!(
+        m.fake.requests_to("/elsewhere/collect").is_empty(),
+        "the redirect was followed"
+    );
+    // An answer over 4 MiB is refused, not read into memory.
+    m.fake.fail_next(
+        "/clickup/task/T1/comment",
+        200,
+        json!({"id": "x".repeat(5 * 1024 * 1024)}),
+    );
+    let result = m
+        .tool(
+            &mut alice,
+            "r-huge",
+            "clickup.create_comment",
+            json!({"task_id": "T1", "text": "x"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["error"]["code"], "provider_error", "{result}");
+    let message = result["error"]["message"].as_str().expect("message");
+    assert!(message.contains("larger than"), "{message}");
 }
