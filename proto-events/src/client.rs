@@ -150,6 +150,50 @@ impl FrameError {
     }
 }
 
+/// Longest `status` in `status_update` (chars): presence keeps it per session.
+pub const MAX_STATUS_LEN: usize = 64;
+/// Longest `detail` in `status_update` (chars).
+pub const MAX_DETAIL_LEN: usize = 1_024;
+/// Most `capabilities` in `agent_ready`, and the longest one (chars).
+pub const MAX_CAPABILITIES: usize = 64;
+pub const MAX_CAPABILITY_LEN: usize = 64;
+
+impl ClientMsg {
+    /// What is over a bound, for the `error` frame; `None` when all is within.
+    fn out_of_bounds(&self) -> Option<String> {
+        let over = |s: &str, max: usize| s.chars().count() > max;
+        match self {
+            ClientMsg::StatusUpdate { data }
+                if data.status.is_empty() || over(&data.status, MAX_STATUS_LEN) =>
+            {
+                Some(format!("status must be 1–{MAX_STATUS_LEN} characters"))
+            }
+            ClientMsg::StatusUpdate { data }
+                if data
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| over(d, MAX_DETAIL_LEN)) =>
+            {
+                Some(format!(
+                    "detail must be at most {MAX_DETAIL_LEN} characters"
+                ))
+            }
+            ClientMsg::AgentReady { data }
+                if data.capabilities.len() > MAX_CAPABILITIES
+                    || data
+                        .capabilities
+                        .iter()
+                        .any(|c| over(c, MAX_CAPABILITY_LEN)) =>
+            {
+                Some(format!(
+                    "at most {MAX_CAPABILITIES} capabilities of at most {MAX_CAPABILITY_LEN} characters"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Error messages quote parts of the input (serde names offending strings);
 /// the cap keeps an abusive frame from being echoed back at full size.
 pub const MAX_MESSAGE_LEN: usize = 200;
@@ -199,7 +243,14 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         return Err(FrameError::new(ErrorCode::UnknownType, &message, reference));
     }
     match serde_json::from_value::<ClientMsg>(Value::Object(object)) {
-        Ok(msg) => Ok(ClientFrame { id, msg }),
+        Ok(msg) => match msg.out_of_bounds() {
+            Some(message) => Err(FrameError::new(
+                ErrorCode::InvalidFields,
+                &message,
+                reference,
+            )),
+            None => Ok(ClientFrame { id, msg }),
+        },
         Err(e) => Err(FrameError::new(
             ErrorCode::InvalidFields,
             &e.to_string(),
@@ -227,6 +278,32 @@ mod tests {
 
     fn code(text: &str) -> ErrorCode {
         parse_client_frame(text).unwrap_err().code
+    }
+
+    #[test]
+    fn presence_fields_are_bounded() {
+        let status = |s: &str| json!({"type": "status_update", "data": {"status": s}}).to_string();
+        assert!(parse_client_frame(&status(&"é".repeat(MAX_STATUS_LEN))).is_ok());
+        assert_eq!(
+            code(&status(&"é".repeat(MAX_STATUS_LEN + 1))),
+            ErrorCode::InvalidFields
+        );
+        assert_eq!(code(&status("")), ErrorCode::InvalidFields);
+        let detail = json!({"type": "status_update", "data": {"status": "busy", "detail": "d".repeat(MAX_DETAIL_LEN + 1)}});
+        assert_eq!(code(&detail.to_string()), ErrorCode::InvalidFields);
+        let caps = |n: usize, len: usize| {
+            json!({"type": "agent_ready", "data": {"capabilities": vec!["c".repeat(len); n]}})
+                .to_string()
+        };
+        assert!(parse_client_frame(&caps(MAX_CAPABILITIES, MAX_CAPABILITY_LEN)).is_ok());
+        assert_eq!(
+            code(&caps(MAX_CAPABILITIES + 1, 1)),
+            ErrorCode::InvalidFields
+        );
+        assert_eq!(
+            code(&caps(1, MAX_CAPABILITY_LEN + 1)),
+            ErrorCode::InvalidFields
+        );
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub mod server;
 mod time;
 
 pub use client::{
-    Ack, AgentReady, ClientFrame, ClientMsg, FrameError, Refresh, Resume, StatusUpdate,
-    ToolRequest, parse_client_frame,
+    Ack, AgentReady, ClientFrame, ClientMsg, FrameError, MAX_CAPABILITIES, MAX_CAPABILITY_LEN,
+    MAX_DETAIL_LEN, MAX_STATUS_LEN, Refresh, Resume, StatusUpdate, ToolRequest, parse_client_frame,
 };
 pub use encode::{encode, encode_event};
 pub use external::{

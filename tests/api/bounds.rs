@@ -13,6 +13,7 @@ use crate::webhook_support::INGEST_SECRET;
 both_profiles!(
     a_replay_point_past_the_inbox_cannot_silence_an_agent,
     an_overlong_request_id_is_not_kept_as_a_trace_id,
+    an_oversized_status_is_refused_and_changes_nothing,
 );
 
 async fn a_replay_point_past_the_inbox_cannot_silence_an_agent(p: Profile) {
@@ -68,4 +69,33 @@ async fn an_overlong_request_id_is_not_kept_as_a_trace_id(p: Profile) {
             .await;
         assert_eq!(job["trace_id"].is_string(), kept, "{job}");
     }
+}
+
+async fn an_oversized_status_is_refused_and_changes_nothing(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let mut agent = app.online(&a, t.id).await;
+    agent
+        .send(json!({"type": "status_update", "id": "big", "data": {"status": "x".repeat(65)}}))
+        .await;
+    let refused = serde_json::to_value(agent.recv().await).expect("frame");
+    assert_eq!(
+        (
+            refused["data"]["code"].as_str(),
+            refused["data"]["ref"].as_str()
+        ),
+        (Some("invalid_fields"), Some("big")),
+        "{refused}"
+    );
+    // Frames are handled in order: once this one is answered, the first was dropped.
+    agent
+        .send(json!({"type": "no_such_frame", "id": "sync"}))
+        .await;
+    agent.recv().await;
+    let key = app.operator_key("read", None).await;
+    let online = app
+        .get_json(&format!("/api/tenants/{}/agents/online", t.id), &key)
+        .await;
+    assert_eq!(online["agents"][0]["status"], "online", "{online}");
 }
