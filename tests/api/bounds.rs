@@ -1,8 +1,10 @@
 //! Inputs a token holder or a sender controls stay within bounds: each over-limit value
 //! gets a clear answer, never a panic, a 500 or a silenced agent.
 
+use futures_util::SinkExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent_client::event;
 use crate::both_profiles;
@@ -14,6 +16,7 @@ both_profiles!(
     a_replay_point_past_the_inbox_cannot_silence_an_agent,
     an_overlong_request_id_is_not_kept_as_a_trace_id,
     an_oversized_status_is_refused_and_changes_nothing,
+    a_ping_flood_is_rate_limited_then_closed,
 );
 
 async fn a_replay_point_past_the_inbox_cannot_silence_an_agent(p: Profile) {
@@ -98,4 +101,19 @@ async fn an_oversized_status_is_refused_and_changes_nothing(p: Profile) {
         .get_json(&format!("/api/tenants/{}/agents/online", t.id), &key)
         .await;
     assert_eq!(online["agents"][0]["status"], "online", "{online}");
+}
+
+async fn a_ping_flood_is_rate_limited_then_closed(p: Profile) {
+    let app = TestApp::spawn_with(p, |c| c.serve.ws.inbound_rate = 5).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let mut agent = app.online(&a, t.id).await;
+    // Twice the rate passes as a burst; past it each ping is refused and counted as abuse
+    // (20 a minute), so a steady flood ends in 1008 like any other frame flood.
+    for _ in 0..60 {
+        if agent.ws.send(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(agent.closed().await, 1008);
 }

@@ -366,6 +366,11 @@ impl Session {
                 )
                 .await
             }
+            // Pings cost a pong each: they count against the inbound rate like frames.
+            Message::Ping(_) if self.inbound.check().is_err() => {
+                let msg = "too many pings; slow down".into();
+                self.refuse(ErrorCode::RateLimited, msg, None).await
+            }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
             Message::Close(_) => Err(End::Gone),
         }
