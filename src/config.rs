@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+/// Longest lifetime of an access token, seconds (24 h): tokens cannot be recalled.
+pub const MAX_TOKEN_TTL_S: u64 = 86_400;
+
 /// Options every command shares: where the data lives and how to log.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalOpts {
@@ -51,8 +54,9 @@ pub struct ServeOpts {
     #[arg(long, env = "NEXUS_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
 
-    /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600)]
+    /// Lifetime of issued access tokens, in seconds (at most 86400: 24 h).
+    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_TTL_S))]
     pub token_ttl_s: u64,
 
     /// Largest accepted request body, in bytes.

@@ -131,8 +131,10 @@ pub struct TokenArgs {
     /// Mint a token for this agent without its secret (operators only: needs database access).
     #[arg(long, required_unless_present = "client_id")]
     agent: Option<AgentId>,
-    /// Token lifetime in seconds.
-    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600)]
+    /// Token lifetime in seconds, at most 86400 (24 h): a token cannot be recalled
+    /// before it expires, so none lives long.
+    #[arg(long, env = "NEXUS_TOKEN_TTL_S", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=crate::config::MAX_TOKEN_TTL_S))]
     ttl_s: u64,
 }
 

@@ -92,6 +92,12 @@ async fn create_list_and_token_round_trip(p: Profile) {
         ],
     ));
     assert_eq!(by_secret["token_type"], "Bearer");
+    let too_long = nexus(&db, &["token", "--agent", agent_id, "--ttl-s", "86401"]);
+    assert!(
+        !too_long.status.success(),
+        "a token outliving a day is refused"
+    );
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("86400"));
     let minted = one(&nexus(&db, &["token", "--agent", agent_id]));
     assert!(
         minted["access_token"]
