@@ -136,7 +136,7 @@ impl Application {
             store: store.clone(),
             keys: keys.clone(),
             ws: config.serve.ws.clone(),
-            tools: Arc::new(Tools::new(queue.clone(), hub.clone())),
+            tools: Arc::new(Tools::new(queue.clone(), ctx.clone())),
             shutdown: shutdown.clone(),
             sessions: TaskTracker::new(),
         });

@@ -16,7 +16,7 @@ use crate::bus::{Hub, NewEvent};
 use crate::context::Context;
 use crate::mirror::tools::{Step, ToolCall, ToolFailure};
 use crate::queue::{Done, JobError, JobKind, Queue};
-use crate::store::{Enqueued, Job, NewJob};
+use crate::store::{AgentStatus, Enqueued, Job, NewJob};
 use crate::time::now_ms;
 
 /// Longest `timeout_ms` an agent may ask for, and the default when it asks none.
@@ -43,12 +43,12 @@ struct Payload {
 /// Takes agents' tool requests: queues them and answers their deadlines.
 pub struct Tools {
     queue: Arc<Queue>,
-    hub: Arc<Hub>,
+    ctx: Arc<Context>,
 }
 
 impl Tools {
-    pub fn new(queue: Arc<Queue>, hub: Arc<Hub>) -> Tools {
-        Tools { queue, hub }
+    pub fn new(queue: Arc<Queue>, ctx: Arc<Context>) -> Tools {
+        Tools { queue, ctx }
     }
 
     /// Checks the request, queues it and arms its deadline. Refusals answer at once.
@@ -58,10 +58,27 @@ impl Tools {
     }
 
     async fn request(&self, agent: AgentId, tenant: TenantId, req: ToolRequest) {
-        let hub = &self.hub;
+        let hub = &self.ctx.hub;
         if req.request_id.is_empty() || req.request_id.len() > 128 {
             let e = error("invalid_request", "request_id must be 1–128 characters");
             return answer(hub, agent, &req.request_id, Err(e)).await;
+        }
+        // A disabled agent's session may outlive the change by the cache TTL or until the
+        // next reconcile; its tool calls stop at once with the cache.
+        match self.ctx.agent(agent).await {
+            Ok(a) if a.status == AgentStatus::Active => {}
+            Ok(_) => {
+                let e = error("agent_disabled", "this agent is disabled");
+                return answer(hub, agent, &req.request_id, Err(e)).await;
+            }
+            Err(e) => {
+                tracing::warn!(agent_id = %agent, error = %e, "could not read the agent for a tool request");
+                let e = error(
+                    "unavailable",
+                    "the request could not be checked; retry later",
+                );
+                return answer(hub, agent, &req.request_id, Err(e)).await;
+            }
         }
         let call = match ToolCall::parse(&req.tool, req.args) {
             Ok(call) => call,

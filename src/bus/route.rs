@@ -177,7 +177,8 @@ impl Upkeep {
     }
 
     /// Compares every live session's last sent seq with its inbox and wakes those
-    /// behind: after each (re)subscribe, and every `reconcile_every`.
+    /// behind, and closes the sessions of agents disabled meanwhile (4003): after each
+    /// (re)subscribe, and every `reconcile_every`.
     pub async fn reconcile(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,10 +193,15 @@ impl Upkeep {
                 continue;
             }
             let agents: Vec<AgentId> = live.iter().map(|(a, _)| *a).collect();
-            match self.store.last_seqs(&agents).await {
-                Ok(last) => {
-                    for (agent, committed) in last {
-                        self.sessions.wake(agent, committed);
+            match self.store.live_states(&agents).await {
+                Ok(states) => {
+                    for (agent, committed, active) in states {
+                        if active {
+                            self.sessions.wake(agent, committed);
+                        } else {
+                            // Disabled by another process (the CLI) or node.
+                            self.sessions.close_agent(agent, close::AGENT_DISABLED);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "reconcile could not read cursors"),

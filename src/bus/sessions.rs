@@ -91,6 +91,13 @@ impl Sessions {
         self.map.is_empty()
     }
 
+    /// Closes whatever session of `agent` is here.
+    pub fn close_agent(&self, agent: AgentId, code: u16) {
+        if let Some(h) = self.map.get(&agent) {
+            h.ctl.close(code);
+        }
+    }
+
     /// Closes `session` of `agent` if it is here.
     pub fn close(&self, agent: AgentId, session: SessionId, code: u16) {
         if let Some(h) = self.map.get(&agent)

@@ -220,26 +220,30 @@ impl Store {
         }))
     }
 
-    /// The last committed seq of each of `agents` that has one (in chunks; for the
-    /// reconcile of live sessions).
-    pub async fn last_seqs(&self, agents: &[AgentId]) -> Result<Vec<(AgentId, Seq)>> {
+    /// Each agent's last committed seq and whether it is still active, for the
+    /// reconcile of live sessions (one query per chunk of agents).
+    pub async fn live_states(&self, agents: &[AgentId]) -> Result<Vec<(AgentId, Seq, bool)>> {
         let mut out = Vec::with_capacity(agents.len());
         for chunk in agents.chunks(CHUNK) {
             let sql = format!(
-                "SELECT agent_id, last_seq FROM agent_cursors WHERE agent_id IN ({})",
+                "SELECT a.id, COALESCE(c.last_seq, 0), a.status FROM agents a \
+                 LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id IN ({})",
                 dialect::placeholders(self.backend(), chunk.len())
             );
-            let rows: Vec<(Uuid, i64)> = on_pool!(self, p => {
+            let rows: Vec<(Uuid, i64, String)> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
                 for agent in chunk {
                     q = q.bind(*agent.as_uuid());
                 }
                 q.fetch_all(p).await
             })?;
-            out.extend(
-                rows.into_iter()
-                    .map(|(a, s)| (AgentId::from_uuid(a), Seq::new(s.max(0) as u64))),
-            );
+            out.extend(rows.into_iter().map(|(a, s, status)| {
+                (
+                    AgentId::from_uuid(a),
+                    Seq::new(s.max(0) as u64),
+                    status == "active",
+                )
+            }));
         }
         Ok(out)
     }

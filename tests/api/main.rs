@@ -21,6 +21,7 @@ mod pg_concurrency;
 mod probes;
 mod proxy;
 mod queue;
+mod revocation;
 mod routing_api;
 mod schema;
 mod serve;

@@ -8,6 +8,7 @@ use nexus_proto::{ErrorCode, ServerMsg, TokenExpiring, close};
 use tokio::time::Instant;
 
 use super::{End, Session};
+use crate::store::AgentStatus;
 use crate::time::now_ms;
 
 impl Session {
@@ -18,6 +19,13 @@ impl Session {
     ) -> Result<(), End> {
         match self.gw.keys.verify(token) {
             Ok(claims) if claims.sub == self.agent => {
+                // A disabled agent's tokens stay valid until they expire: refresh is where
+                // a live session learns of it without a query per frame.
+                match Box::pin(self.gw.store.get_agent(self.agent)).await {
+                    Ok(agent) if agent.status == AgentStatus::Active => {}
+                    Ok(_) => return Err(End::Close(close::AGENT_DISABLED)),
+                    Err(_) => return Err(End::Close(close::SERVICE_RESTART)),
+                }
                 let ws = &self.gw.ws;
                 let now = Instant::now();
                 let left = Duration::from_millis((claims.exp * 1000 - now_ms()).max(0) as u64);
