@@ -3,6 +3,7 @@
 
 mod events;
 mod jobs;
+mod keys;
 mod mirror;
 
 use axum::Router;
@@ -57,4 +58,6 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))
         .route("/jobs/{id}/replay", post(jobs::replay_one))
         .route("/queue/stats", get(jobs::stats))
+        .route("/operator-keys", get(keys::list).post(keys::create))
+        .route("/operator-keys/{id}", delete(keys::revoke))
 }

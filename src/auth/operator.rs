@@ -27,6 +27,11 @@ impl OperatorKeys {
         }
     }
 
+    /// A key was revoked through this node: no cached key is trusted any more.
+    pub fn forget_all(&self) {
+        self.cache.clear();
+    }
+
     async fn find(&self, key: &str) -> Result<Option<OperatorKey>, StoreError> {
         let hash = hash_operator_key(key);
         let load = self.store.operator_key_by_hash(&hash);

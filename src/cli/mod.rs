@@ -150,6 +150,13 @@ pub enum OperatorKeyCmd {
         #[arg(long)]
         tenant: Option<TenantId>,
     },
+    /// Live keys (never the keys themselves: only their hashes are stored).
+    List {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+    /// Revoke a key: refused by every node within `--cache-ttl`.
+    Revoke { id: uuid::Uuid },
 }
 
 pub(crate) fn print_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -219,6 +226,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let store = open_store(&global).await?;
             print_line(&admin::create_operator_key(&store, &name, scopes, tenant).await?)?;
+        }
+        Command::OperatorKey(OperatorKeyCmd::List { tenant }) => {
+            print_lines(
+                &open_store(&global)
+                    .await?
+                    .list_operator_keys(tenant)
+                    .await?,
+            )?;
+        }
+        Command::OperatorKey(OperatorKeyCmd::Revoke { id }) => {
+            print_line(&open_store(&global).await?.revoke_operator_key(id).await?)?;
         }
     }
     Ok(())

@@ -167,4 +167,35 @@ impl Store {
         })?;
         row.map(from_row).transpose()
     }
+
+    /// Live (not revoked) keys, oldest first; only `tenant`'s when given.
+    pub async fn list_operator_keys(&self, tenant: Option<TenantId>) -> Result<Vec<OperatorKey>> {
+        let rows: Vec<KeyRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT id, tenant_id, name, scopes, created_at FROM operator_keys \
+                 WHERE revoked_at IS NULL AND ($1 IS NULL OR tenant_id = $1) ORDER BY created_at, id",
+            )
+            .bind(tenant.map(|t| *t.as_uuid()))
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    /// Revokes a live key; `NotFound` when there is none with this id (or it is revoked).
+    pub async fn revoke_operator_key(&self, id: Uuid) -> Result<OperatorKey> {
+        let row: Option<KeyRow> = on_writer!(self, p => {
+            sqlx::query_as(
+                "UPDATE operator_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                 RETURNING id, tenant_id, name, scopes, created_at",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(p)
+            .await
+        })?;
+        row.map(from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("operator key"))
+    }
 }

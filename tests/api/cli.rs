@@ -36,7 +36,7 @@ pub fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-fn one(out: &Output) -> Value {
+pub fn one(out: &Output) -> Value {
     let mut lines = json_lines(out);
     assert_eq!(lines.len(), 1, "expected exactly one JSON line");
     lines.remove(0)

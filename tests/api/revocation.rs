@@ -4,15 +4,19 @@
 use std::time::Duration;
 
 use nexus::store::AgentStatus;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::agent_client::event;
 use crate::both_profiles;
-use crate::helpers::{Profile, TestApp};
+use crate::cli::{json_lines, nexus, one};
+use crate::helpers::{Profile, TestApp, TestDb};
 
 both_profiles!(
     a_disabled_agents_session_is_closed_with_4003,
     a_disabled_agent_cannot_refresh_or_call_tools,
+    operator_keys_are_listed_and_revoked_at_once,
+    the_cli_lists_and_revokes_operator_keys,
 );
 
 async fn disable(app: &TestApp, agent: nexus_proto::AgentId) {
@@ -62,4 +66,96 @@ async fn a_disabled_agent_cannot_refresh_or_call_tools(p: Profile) {
         .send(json!({"type": "refresh", "data": {"token": token}}))
         .await;
     assert_eq!(agent.closed().await, 4003);
+}
+
+async fn operator_keys_are_listed_and_revoked_at_once(p: Profile) {
+    // A long cache: a key revoked through the API must stop working regardless.
+    let app = TestApp::spawn_with(p, |c| c.serve.cache_ttl = Duration::from_secs(3600)).await;
+    let admin = app.operator_key("admin", None).await;
+    let (status, created) = app
+        .post_json(
+            "/api/operator-keys",
+            &admin,
+            json!({"name": "ci", "scopes": "read"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (id, key) = (
+        created["id"].as_str().expect("id").to_owned(),
+        created["key"].as_str().expect("key").to_owned(),
+    );
+    let stats = |key: String| {
+        let http = app.http.clone();
+        let url = app.url("/api/queue/stats");
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    assert_eq!(
+        stats(key.clone()).await,
+        StatusCode::OK,
+        "the key is cached now"
+    );
+    let listed = app.get_json("/api/operator-keys", &admin).await;
+    let listed = listed.as_array().expect("list");
+    assert!(listed.iter().any(|k| k["id"] == id.as_str()));
+    assert!(
+        listed.iter().all(|k| k.get("key").is_none()),
+        "keys are never shown again"
+    );
+
+    // A tenant's admin cannot revoke a key outside its tenant.
+    let t = app.tenant("acme").await;
+    let tenant_admin = app.operator_key("admin", Some(t.id)).await;
+    let revoke = |key: String| {
+        let http = app.http.clone();
+        let url = app.url(&format!("/api/operator-keys/{id}"));
+        async move {
+            http.delete(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    assert_eq!(revoke(tenant_admin).await, StatusCode::NOT_FOUND);
+    assert_eq!(revoke(admin.clone()).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        stats(key).await,
+        StatusCode::UNAUTHORIZED,
+        "refused at once"
+    );
+    assert_eq!(
+        revoke(admin).await,
+        StatusCode::NOT_FOUND,
+        "already revoked"
+    );
+}
+
+async fn the_cli_lists_and_revokes_operator_keys(p: Profile) {
+    let db = TestDb::new(p).await;
+    let created = one(&nexus(
+        &db,
+        &["operator-key", "create", "--name", "ci", "--scopes", "read"],
+    ));
+    let id = created["id"].as_str().expect("id");
+    let listed = json_lines(&nexus(&db, &["operator-key", "list"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id);
+    assert!(
+        listed[0].get("key").is_none(),
+        "the key is never shown again"
+    );
+    let revoked = one(&nexus(&db, &["operator-key", "revoke", id]));
+    assert_eq!(revoked["id"], id);
+    assert!(json_lines(&nexus(&db, &["operator-key", "list"])).is_empty());
+    let again = nexus(&db, &["operator-key", "revoke", id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not found"));
 }
