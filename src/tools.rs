@@ -23,13 +23,6 @@ use crate::time::now_ms;
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn error(code: &str, message: impl Into<String>) -> ToolError {
-    ToolError {
-        code: code.to_owned(),
-        message: message.into(),
-    }
-}
-
 /// What a `tool.call` job carries (`tool` and `args` as the agent sent them).
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -60,7 +53,7 @@ impl Tools {
     async fn request(&self, agent: AgentId, tenant: TenantId, req: ToolRequest) {
         let hub = &self.ctx.hub;
         if req.request_id.is_empty() || req.request_id.len() > 128 {
-            let e = error("invalid_request", "request_id must be 1–128 characters");
+            let e = ToolError::new("invalid_request", "request_id must be 1–128 characters");
             return answer(hub, agent, &req.request_id, Err(e)).await;
         }
         // A disabled agent's session may outlive the change by the cache TTL or until the
@@ -68,12 +61,12 @@ impl Tools {
         match self.ctx.agent(agent).await {
             Ok(a) if a.status == AgentStatus::Active => {}
             Ok(_) => {
-                let e = error("agent_disabled", "this agent is disabled");
+                let e = ToolError::new("agent_disabled", "this agent is disabled");
                 return answer(hub, agent, &req.request_id, Err(e)).await;
             }
             Err(e) => {
                 tracing::warn!(agent_id = %agent, error = %e, "could not read the agent for a tool request");
-                let e = error(
+                let e = ToolError::new(
                     "unavailable",
                     "the request could not be checked; retry later",
                 );
@@ -111,7 +104,7 @@ impl Tools {
             Ok(Enqueued::Duplicate(_)) => return,
             Err(e) => {
                 tracing::warn!(agent_id = %agent, error = %e, "could not queue a tool request");
-                let e = error(
+                let e = ToolError::new(
                     "unavailable",
                     "the request could not be stored; retry later",
                 );
@@ -119,7 +112,7 @@ impl Tools {
             }
         }
         tokio::time::sleep(timeout).await;
-        let e = error(
+        let e = ToolError::new(
             "timeout",
             format!("the tool did not finish within {} ms", timeout.as_millis()),
         );
@@ -152,7 +145,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     let hub = &ctx.hub;
     let left = p.deadline_ms - now_ms();
     if left <= 0 {
-        let e = error(
+        let e = ToolError::new(
             "timeout",
             "the request's deadline passed before it could run",
         );
@@ -176,7 +169,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
         }
         Ok(Err(ToolFailure::Retry(e))) => {
             if job.attempts >= job.max_attempts {
-                let e = error(
+                let e = ToolError::new(
                     "provider_unavailable",
                     format!("gave up after {} attempts: {e}", job.attempts),
                 );
@@ -185,7 +178,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
             Err(e)
         }
         Err(_) => {
-            let e = error(
+            let e = ToolError::new(
                 "timeout",
                 "the tool did not finish before the request's deadline",
             );

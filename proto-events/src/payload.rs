@@ -126,6 +126,15 @@ pub struct ToolError {
     pub message: String,
 }
 
+impl ToolError {
+    pub fn new(code: &str, message: impl Into<String>) -> ToolError {
+        ToolError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 impl EventData for TaskAssigned {
     const KIND: EventType = EventType::TaskAssigned;
 }

@@ -58,11 +58,7 @@ pub async fn revoke(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     op.require(Scope::Admin)?;
-    let own = state.store.list_operator_keys(op.0.tenant_id).await?;
-    if !own.iter().any(|k| k.id == id) {
-        return Err(ApiError::not_found("operator key"));
-    }
-    state.store.revoke_operator_key(id).await?;
+    state.store.revoke_operator_key(id, op.0.tenant_id).await?;
     state.operator_keys.forget_all();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -236,7 +236,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::OperatorKey(OperatorKeyCmd::Revoke { id }) => {
-            print_line(&open_store(&global).await?.revoke_operator_key(id).await?)?;
+            print_line(
+                &open_store(&global)
+                    .await?
+                    .revoke_operator_key(id, None)
+                    .await?,
+            )?;
         }
     }
     Ok(())

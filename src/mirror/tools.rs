@@ -75,10 +75,7 @@ pub enum ToolFailure {
 
 impl ToolFailure {
     pub fn fail(code: &str, message: impl Into<String>) -> ToolFailure {
-        ToolFailure::Fail(ToolError {
-            code: code.to_owned(),
-            message: message.into(),
-        })
+        ToolFailure::Fail(ToolError::new(code, message))
     }
 }
 
@@ -100,16 +97,15 @@ impl From<StoreError> for ToolFailure {
 impl ToolCall {
     /// The call an agent asked for: `unknown_tool` or `invalid_args` when it is not one.
     pub fn parse(tool: &str, args: Value) -> Result<ToolCall, ToolError> {
-        let refuse = |code: &str, message: String| ToolError {
-            code: code.to_owned(),
-            message,
-        };
         if !NAMES.contains(&tool) {
             let shown: String = tool.chars().take(64).collect();
-            return Err(refuse("unknown_tool", format!("no tool named {shown:?}")));
+            return Err(ToolError::new(
+                "unknown_tool",
+                format!("no tool named {shown:?}"),
+            ));
         }
         serde_json::from_value(json!({ "tool": tool, "args": args }))
-            .map_err(|e| refuse("invalid_args", format!("invalid args: {e}")))
+            .map_err(|e| ToolError::new("invalid_args", format!("invalid args: {e}")))
     }
 
     pub async fn run(self, ctx: &Context, step: &Step) -> Result<Value, ToolFailure> {

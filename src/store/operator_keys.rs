@@ -182,15 +182,22 @@ impl Store {
         rows.into_iter().map(from_row).collect()
     }
 
-    /// Revokes a live key; `NotFound` when there is none with this id (or it is revoked).
-    pub async fn revoke_operator_key(&self, id: Uuid) -> Result<OperatorKey> {
+    /// Revokes a live key (of `tenant` only, when given); `NotFound` when there is none
+    /// with this id there (or it is revoked already).
+    pub async fn revoke_operator_key(
+        &self,
+        id: Uuid,
+        tenant: Option<TenantId>,
+    ) -> Result<OperatorKey> {
         let row: Option<KeyRow> = on_writer!(self, p => {
             sqlx::query_as(
                 "UPDATE operator_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                 AND ($3 IS NULL OR tenant_id = $3) \
                  RETURNING id, tenant_id, name, scopes, created_at",
             )
             .bind(now_ms())
             .bind(id)
+            .bind(tenant.map(|t| *t.as_uuid()))
             .fetch_optional(p)
             .await
         })?;

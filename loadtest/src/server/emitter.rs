@@ -52,13 +52,7 @@ impl Emitter {
             Target::Nexus => format!("{}/api/agents/{agent}/events", self.http),
             Target::Socketio => format!("{}/emit/agent/{agent}", self.http),
         };
-        let resp = self
-            .request(&url)?
-            .json(&json!({"type": "wake_up", "data": data}))
-            .send()
-            .await?;
-        let status = resp.status();
-        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, answer) = self.post_wake_up(&url, data).await?;
         // The baseline also answers 202 for an agent it does not hold.
         match (status.as_u16(), self.target) {
             (202, Target::Nexus) => Ok(true),
@@ -74,17 +68,22 @@ impl Emitter {
             Target::Nexus => format!("{}/api/tenants/{tenant}/events", self.http),
             Target::Socketio => format!("{}/emit/tenant/{tenant}", self.http),
         };
-        let resp = self
-            .request(&url)?
-            .json(&json!({"type": "wake_up", "data": data}))
-            .send()
-            .await?;
-        let status = resp.status();
-        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, answer) = self.post_wake_up(&url, data).await?;
         if status.as_u16() != 202 {
             bail!("{url} answered {status}: {answer}");
         }
         Ok(answer["agents"].as_u64().unwrap_or(0))
+    }
+
+    /// Posts a `wake_up` with `data`; the status and the JSON answer (null if none).
+    async fn post_wake_up(&self, url: &str, data: Value) -> Result<(reqwest::StatusCode, Value)> {
+        let resp = self
+            .request(url)?
+            .json(&json!({"type": "wake_up", "data": data}))
+            .send()
+            .await?;
+        let status = resp.status();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
     fn request(&self, url: &str) -> Result<reqwest::RequestBuilder> {
