@@ -14,6 +14,7 @@ use crate::store::{
     Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
     SourceKind, Store, StoreError, Tenant,
 };
+use crate::time::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -152,6 +153,26 @@ pub async fn set_agent_status(
     status: AgentStatus,
 ) -> Result<Agent, AdminError> {
     Ok(store.set_agent_status(agent, status).await?)
+}
+
+/// What `nexus agent revoke-tokens` reports.
+#[derive(Debug, Serialize)]
+pub struct RevokedTokens {
+    pub agent_id: AgentId,
+    /// Tokens issued before this are refused at connect and refresh; live sessions
+    /// holding one are closed with 4001 within the reconcile interval.
+    #[serde(with = "crate::time::ms_rfc3339")]
+    pub tokens_valid_after: i64,
+}
+
+/// Every token issued up to this millisecond is revoked (the `+ 1`: a token from the
+/// same millisecond may predate the call).
+pub async fn revoke_tokens(store: &Store, agent: AgentId) -> Result<RevokedTokens, AdminError> {
+    let agent = store.revoke_agent_tokens(agent, now_ms() + 1).await?;
+    Ok(RevokedTokens {
+        agent_id: agent.id,
+        tokens_valid_after: agent.tokens_valid_after,
+    })
 }
 
 pub async fn create_operator_key(

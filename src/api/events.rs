@@ -63,7 +63,11 @@ impl From<EmitError> for ApiError {
 }
 
 /// The agent, if this operator may see it.
-async fn visible_agent(state: &AppState, op: &Operator, id: AgentId) -> Result<Agent, ApiError> {
+pub(super) async fn visible_agent(
+    state: &AppState,
+    op: &Operator,
+    id: AgentId,
+) -> Result<Agent, ApiError> {
     let agent = state.ctx.agent(id).await?;
     op.tenant(agent.tenant_id)?;
     Ok(agent)

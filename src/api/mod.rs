@@ -1,6 +1,7 @@
 //! The operator REST API under `/api` (Bearer operator key; `read` for GET, `write`
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
 
+mod agents;
 mod events;
 mod jobs;
 mod keys;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/agents/{id}/events", post(events::emit_to_agent))
         .route("/agents/{id}/inbox", get(events::inbox))
+        .route("/agents/{id}/revoke-tokens", post(agents::revoke_tokens))
         .route("/tenants/{id}/events", post(events::emit_to_tenant))
         .route("/tenants/{id}/agents/online", get(events::online))
         .route(

@@ -17,6 +17,20 @@ pub struct Claims {
     pub jti: Uuid,
 }
 
+impl Claims {
+    /// When the token was issued, in Unix ms: the UUIDv7 `jti` carries the millisecond
+    /// (`iat` has only seconds, too coarse to refuse tokens issued "before now").
+    pub fn issued_at_ms(&self) -> i64 {
+        match self.jti.get_timestamp() {
+            Some(ts) => {
+                let (secs, nanos) = ts.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            }
+            None => self.iat.saturating_mul(1000),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token expired")]
@@ -103,6 +117,18 @@ mod tests {
         let claims = k.verify(&t.access_token).expect("valid");
         assert_eq!(claims, t.claims);
         assert_eq!(claims.exp - claims.iat, 3600);
+    }
+
+    #[test]
+    fn issue_time_has_milliseconds_from_the_jti() {
+        let t = keys(60).issue(AgentId::new_v7(), TenantId::new_v7(), "c");
+        let ms = t.claims.issued_at_ms();
+        assert_eq!(ms / 1000, t.claims.iat);
+        let v4 = Claims {
+            jti: Uuid::new_v4(),
+            ..t.claims
+        };
+        assert_eq!(v4.issued_at_ms(), v4.iat * 1000);
     }
 
     #[test]

@@ -177,8 +177,8 @@ impl Upkeep {
     }
 
     /// Compares every live session's last sent seq with its inbox and wakes those
-    /// behind, and closes the sessions of agents disabled meanwhile (4003): after each
-    /// (re)subscribe, and every `reconcile_every`.
+    /// behind, and closes the sessions of agents disabled meanwhile (4003) or whose
+    /// token was revoked (4001): after each (re)subscribe, and every `reconcile_every`.
     pub async fn reconcile(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -195,12 +195,14 @@ impl Upkeep {
             let agents: Vec<AgentId> = live.iter().map(|(a, _)| *a).collect();
             match self.store.live_states(&agents).await {
                 Ok(states) => {
-                    for (agent, committed, active) in states {
-                        if active {
-                            self.sessions.wake(agent, committed);
+                    for s in states {
+                        if s.active {
+                            self.sessions
+                                .close_if_revoked(s.agent, s.tokens_valid_after);
+                            self.sessions.wake(s.agent, s.committed);
                         } else {
                             // Disabled by another process (the CLI) or node.
-                            self.sessions.close_agent(agent, close::AGENT_DISABLED);
+                            self.sessions.close_agent(s.agent, close::AGENT_DISABLED);
                         }
                     }
                 }

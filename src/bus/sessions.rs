@@ -2,7 +2,7 @@
 //! events pushed in process, wake-ups and closes sent by other nodes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use nexus_proto::{AgentId, Seq, SessionId, close};
@@ -28,6 +28,8 @@ pub enum Push {
 pub struct SessionCtl {
     code: AtomicU16,
     sent: AtomicU64,
+    /// When the session's current token was issued (Unix ms).
+    token_issued: AtomicI64,
     closed: CancellationToken,
 }
 
@@ -55,6 +57,10 @@ impl SessionCtl {
 
     pub fn sent(&self) -> Seq {
         Seq::new(self.sent.load(Ordering::Acquire))
+    }
+
+    pub fn set_token_issued(&self, at_ms: i64) {
+        self.token_issued.store(at_ms, Ordering::Release);
     }
 }
 
@@ -95,6 +101,16 @@ impl Sessions {
     pub fn close_agent(&self, agent: AgentId, code: u16) {
         if let Some(h) = self.map.get(&agent) {
             h.ctl.close(code);
+        }
+    }
+
+    /// Closes the agent's session here with 4001 if its token was issued before
+    /// `valid_after` (Unix ms): revoked tokens end their sessions too.
+    pub fn close_if_revoked(&self, agent: AgentId, valid_after: i64) {
+        if let Some(h) = self.map.get(&agent)
+            && h.ctl.token_issued.load(Ordering::Acquire) < valid_after
+        {
+            h.ctl.close(close::TOKEN_EXPIRED);
         }
     }
 

@@ -98,6 +98,11 @@ pub enum AgentCmd {
     RotateSecret {
         id: AgentId,
     },
+    /// Refuse every token issued to the agent before now; its live sessions holding
+    /// one are closed with 4001 (within --reconcile-interval).
+    RevokeTokens {
+        id: AgentId,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +283,7 @@ async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
             print_line(&admin::set_agent_status(store, id, AgentStatus::Active).await?)?
         }
         AgentCmd::RotateSecret { id } => print_line(&admin::rotate_secret(store, id).await?)?,
+        AgentCmd::RevokeTokens { id } => print_line(&admin::revoke_tokens(store, id).await?)?,
     }
     Ok(())
 }

@@ -125,10 +125,18 @@ async fn authorize(
             "this agent is disabled",
         ));
     }
+    if !agent.accepts_token_issued_at(claims.issued_at_ms()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "the access token was revoked; get a new one",
+        ));
+    }
     Ok(SessionInit {
         agent: agent.id,
         tenant: agent.tenant_id,
         token_exp: claims.exp,
+        token_issued_ms: claims.issued_at_ms(),
         // Never past what exists: a replay point beyond the last committed seq would
         // let the session ack, and so silence, events not yet written.
         after_seq: after_seq.unwrap_or(cursor.acked_seq).min(cursor.last_seq),

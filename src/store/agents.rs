@@ -41,6 +41,24 @@ pub struct Agent {
     pub status: AgentStatus,
     #[serde(with = "crate::time::ms_rfc3339")]
     pub created_at: i64,
+    /// Tokens issued before this instant (Unix ms) are refused; 0 when never revoked.
+    #[serde(skip)]
+    pub tokens_valid_after: i64,
+}
+
+impl Agent {
+    /// Whether a token issued at `issued_at_ms` (Unix ms) is still honoured.
+    pub fn accepts_token_issued_at(&self, issued_at_ms: i64) -> bool {
+        issued_at_ms >= self.tokens_valid_after
+    }
+}
+
+/// One column of an agent an operator changes.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Status(AgentStatus),
+    SecretHash(&'a str),
+    TokensValidAfter(i64),
 }
 
 /// An agent to insert: the caller has already generated and hashed its secret.
@@ -61,6 +79,7 @@ struct AgentRow {
     client_id: String,
     status: String,
     created_at: i64,
+    tokens_valid_after: i64,
 }
 
 impl TryFrom<AgentRow> for Agent {
@@ -73,11 +92,12 @@ impl TryFrom<AgentRow> for Agent {
             client_id: r.client_id,
             status: AgentStatus::parse(&r.status)?,
             created_at: r.created_at,
+            tokens_valid_after: r.tokens_valid_after,
         })
     }
 }
 
-const AGENT_COLS: &str = "id, tenant_id, name, client_id, status, created_at";
+const AGENT_COLS: &str = "id, tenant_id, name, client_id, status, created_at, tokens_valid_after";
 
 /// Maps constraint violations of an agent insert to what the operator did wrong.
 fn insert_error(e: sqlx::Error) -> StoreError {
@@ -112,6 +132,7 @@ impl Store {
                 client_id: n.client_id.clone(),
                 status: AgentStatus::Active,
                 created_at,
+                tokens_valid_after: 0,
             })
             .collect();
         on_writer!(self, p => {
@@ -190,7 +211,7 @@ impl Store {
         }
         let row: Option<Row> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, c.last_seq, c.acked_seq \
+                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, c.last_seq, c.acked_seq \
                  FROM agents a LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
             )
             .bind(*id.as_uuid())
@@ -227,25 +248,35 @@ impl Store {
     }
 
     pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<Agent> {
-        let done = on_writer!(self, p => {
-            sqlx::query("UPDATE agents SET status = $1 WHERE id = $2")
-                .bind(status.as_str())
-                .bind(*id.as_uuid())
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        if done == 0 {
-            return Err(StoreError::NotFound("agent"));
-        }
-        self.get_agent(id).await
+        self.update_agent(id, Change::Status(status)).await
+    }
+
+    /// Refuses every token of the agent issued before `at_ms` (see
+    /// [`Agent::accepts_token_issued_at`]).
+    pub async fn revoke_agent_tokens(&self, id: AgentId, at_ms: i64) -> Result<Agent> {
+        self.update_agent(id, Change::TokensValidAfter(at_ms)).await
     }
 
     pub async fn set_agent_secret_hash(&self, id: AgentId, hash: &str) -> Result<Agent> {
+        self.update_agent(id, Change::SecretHash(hash)).await
+    }
+
+    async fn update_agent(&self, id: AgentId, change: Change<'_>) -> Result<Agent> {
+        let sql = match change {
+            Change::Status(_) => "UPDATE agents SET status = $1 WHERE id = $2",
+            Change::SecretHash(_) => "UPDATE agents SET client_secret_hash = $1 WHERE id = $2",
+            Change::TokensValidAfter(_) => {
+                "UPDATE agents SET tokens_valid_after = $1 WHERE id = $2"
+            }
+        };
         let done = on_writer!(self, p => {
-            sqlx::query("UPDATE agents SET client_secret_hash = $1 WHERE id = $2")
-                .bind(hash)
-                .bind(*id.as_uuid())
+            let q = sqlx::query(sql);
+            let q = match change {
+                Change::Status(s) => q.bind(s.as_str()),
+                Change::SecretHash(h) => q.bind(h),
+                Change::TokensValidAfter(ms) => q.bind(ms),
+            };
+            q.bind(*id.as_uuid())
                 .execute(p)
                 .await
                 .map(|r| r.rows_affected())

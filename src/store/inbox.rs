@@ -44,6 +44,16 @@ pub struct Cursor {
 }
 
 /// Retention: events older than `ttl_ms`, or more than `cap` behind the newest, go.
+/// What the reconcile of live sessions needs to know about one agent.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveState {
+    pub agent: AgentId,
+    pub committed: Seq,
+    pub active: bool,
+    /// Tokens issued before this (Unix ms) are revoked.
+    pub tokens_valid_after: i64,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub ttl_ms: i64,
@@ -220,30 +230,32 @@ impl Store {
         }))
     }
 
-    /// Each agent's last committed seq and whether it is still active, for the
-    /// reconcile of live sessions (one query per chunk of agents).
-    pub async fn live_states(&self, agents: &[AgentId]) -> Result<Vec<(AgentId, Seq, bool)>> {
+    /// Each agent's last committed seq, whether it is still active and since when its
+    /// tokens are valid, for the reconcile of live sessions (one query per chunk).
+    pub async fn live_states(&self, agents: &[AgentId]) -> Result<Vec<LiveState>> {
         let mut out = Vec::with_capacity(agents.len());
         for chunk in agents.chunks(CHUNK) {
             let sql = format!(
-                "SELECT a.id, COALESCE(c.last_seq, 0), a.status FROM agents a \
+                "SELECT a.id, COALESCE(c.last_seq, 0), a.status, a.tokens_valid_after FROM agents a \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id IN ({})",
                 dialect::placeholders(self.backend(), chunk.len())
             );
-            let rows: Vec<(Uuid, i64, String)> = on_pool!(self, p => {
+            let rows: Vec<(Uuid, i64, String, i64)> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
                 for agent in chunk {
                     q = q.bind(*agent.as_uuid());
                 }
                 q.fetch_all(p).await
             })?;
-            out.extend(rows.into_iter().map(|(a, s, status)| {
-                (
-                    AgentId::from_uuid(a),
-                    Seq::new(s.max(0) as u64),
-                    status == "active",
-                )
-            }));
+            out.extend(
+                rows.into_iter()
+                    .map(|(a, s, status, valid_after)| LiveState {
+                        agent: AgentId::from_uuid(a),
+                        committed: Seq::new(s.max(0) as u64),
+                        active: status == "active",
+                        tokens_valid_after: valid_after,
+                    }),
+            );
         }
         Ok(out)
     }

@@ -21,7 +21,7 @@ mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
 pub use dialect::Backend;
-pub use inbox::{Cursor, InboxEvent, NewInboxEvent, Retention};
+pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};

@@ -1,11 +1,14 @@
 //! Disabling an agent takes effect on its live sessions: closed with 4003 (also when
 //! another process, the CLI, disabled it), no refresh, no tool calls, no token.
+//! Revoking its tokens refuses every token issued before, live sessions included.
 
 use std::time::Duration;
 
 use nexus::store::AgentStatus;
 use reqwest::StatusCode;
 use serde_json::json;
+
+use nexus_proto::ServerMsg;
 
 use crate::agent_client::event;
 use crate::both_profiles;
@@ -17,6 +20,8 @@ both_profiles!(
     a_disabled_agent_cannot_refresh_or_call_tools,
     operator_keys_are_listed_and_revoked_at_once,
     the_cli_lists_and_revokes_operator_keys,
+    revoked_tokens_are_refused_and_their_sessions_closed,
+    tokens_revoked_through_the_api_close_the_session_at_once,
 );
 
 async fn disable(app: &TestApp, agent: nexus_proto::AgentId) {
@@ -158,4 +163,92 @@ async fn the_cli_lists_and_revokes_operator_keys(p: Profile) {
     let again = nexus(&db, &["operator-key", "revoke", id]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not found"));
+}
+
+async fn revoked_tokens_are_refused_and_their_sessions_closed(p: Profile) {
+    let app = TestApp::spawn_with(p, |c| {
+        c.serve.reconcile_interval = Duration::from_millis(200);
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let other = app.agent(t.id, "other").await;
+    let mut agent = app.online(&a, t.id).await;
+    let mut bystander = app.online(&other, t.id).await;
+    let stolen = app.token_for(a.agent.id, t.id);
+
+    // Another process (the CLI) revokes: the node learns it from its reconcile pass.
+    let out = one(&nexus(
+        &app.db,
+        &["agent", "revoke-tokens", &a.agent.id.to_string()],
+    ));
+    assert_eq!(out["agent_id"], a.agent.id.to_string());
+    assert_eq!(
+        agent.closed().await,
+        4001,
+        "the session's token was revoked"
+    );
+    let Err(refused) = app.connect(&stolen, "").await else {
+        panic!("a revoked token connected");
+    };
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body["error"]["code"], "token_revoked");
+
+    // The agent's own secret still gets a token, and it works; the old one cannot refresh.
+    let fresh = app
+        .token_response(&a.agent.client_id, &a.client_secret)
+        .await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let fresh: serde_json::Value = fresh.json().await.expect("json");
+    let fresh = fresh["access_token"].as_str().expect("token");
+    let Ok(mut agent) = app.connect(fresh, "").await else {
+        panic!("a fresh token was refused");
+    };
+    agent.welcome().await;
+    agent
+        .send(json!({"type": "refresh", "data": {"token": stolen}}))
+        .await;
+    match agent.recv().await {
+        ServerMsg::Error { data } => assert_eq!(data.code.as_str(), "invalid_token"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+
+    // Other agents' sessions are untouched: the bystander still gets its events.
+    let key = app.operator_key("admin", None).await;
+    let (status, body) = app
+        .post_json(
+            &format!("/api/agents/{}/events", other.agent.id),
+            &key,
+            json!({"type": "wake_up", "data": {"reason": "still here"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (kind, ..) = event(&bystander.recv().await);
+    assert_eq!(kind, "wake_up");
+}
+
+async fn tokens_revoked_through_the_api_close_the_session_at_once(p: Profile) {
+    // No reconcile during the test: the revoking node closes its own sessions.
+    let app = TestApp::spawn_with(p, |c| {
+        c.serve.reconcile_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let mut agent = app.online(&a, t.id).await;
+    let path = format!("/api/agents/{}/revoke-tokens", a.agent.id);
+
+    let elsewhere = app.tenant("globex").await;
+    let foreign = app.operator_key("admin", Some(elsewhere.id)).await;
+    let (status, body) = app.post_json(&path, &foreign, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let writer = app.operator_key("write", None).await;
+    let (status, body) = app.post_json(&path, &writer, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let admin = app.operator_key("admin", Some(t.id)).await;
+    let (status, body) = app.post_json(&path, &admin, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["agent_id"], a.agent.id.to_string());
+    assert_eq!(agent.closed().await, 4001);
 }

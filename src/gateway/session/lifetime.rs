@@ -22,10 +22,17 @@ impl Session {
                 // A disabled agent's tokens stay valid until they expire: refresh is where
                 // a live session learns of it without a query per frame.
                 match Box::pin(self.gw.store.get_agent(self.agent)).await {
-                    Ok(agent) if agent.status == AgentStatus::Active => {}
-                    Ok(_) => return Err(End::Close(close::AGENT_DISABLED)),
+                    Ok(agent) if agent.status != AgentStatus::Active => {
+                        return Err(End::Close(close::AGENT_DISABLED));
+                    }
+                    Ok(agent) if !agent.accepts_token_issued_at(claims.issued_at_ms()) => {
+                        let msg = "refresh token was revoked; get a new one".to_owned();
+                        return self.refuse(ErrorCode::InvalidToken, msg, reference).await;
+                    }
+                    Ok(_) => {}
                     Err(_) => return Err(End::Close(close::SERVICE_RESTART)),
                 }
+                self.ctl.set_token_issued(claims.issued_at_ms());
                 let ws = &self.gw.ws;
                 let now = Instant::now();
                 let left = Duration::from_millis((claims.exp * 1000 - now_ms()).max(0) as u64);

@@ -42,6 +42,8 @@ pub struct SessionInit {
     pub tenant: TenantId,
     /// The token's `exp`, Unix seconds.
     pub token_exp: i64,
+    /// When that token was issued (Unix ms), for `nexus agent revoke-tokens`.
+    pub token_issued_ms: i64,
     pub after_seq: Seq,
     pub cursor: Cursor,
 }
@@ -87,6 +89,7 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         ctl,
     } = Box::pin(hub.attach(init.agent, init.tenant, ws.outbound_queue)).await;
     ctl.set_sent(init.after_seq);
+    ctl.set_token_issued(init.token_issued_ms);
     let now_ms = now_ms();
     metrics::gauge!("nexus_ws_connections").increment(1.0);
     metrics::counter!("nexus_ws_connects_total").increment(1);

@@ -1,0 +1,2 @@
+-- `nexus agent revoke-tokens`: tokens issued before this instant (Unix ms) are refused.
+ALTER TABLE agents ADD COLUMN tokens_valid_after BIGINT NOT NULL DEFAULT 0;

@@ -1,0 +1,29 @@
+//! `/api/agents/{id}/…`: operator actions on one agent (`admin` scope).
+
+use axum::extract::State;
+
+use crate::admin::{self, RevokedTokens};
+use crate::auth::Operator;
+use crate::http::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::store::Scope;
+use nexus_proto::AgentId;
+
+use super::events::visible_agent;
+
+/// Refuses the agent's tokens issued until now: its sessions on this node close with
+/// 4001 at once, on other nodes within `--reconcile-interval`.
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<AgentId>,
+) -> Result<ApiJson<RevokedTokens>, ApiError> {
+    op.require(Scope::Admin)?;
+    let agent = visible_agent(&state, &op, id).await?;
+    let revoked = admin::revoke_tokens(&state.store, agent.id).await?;
+    state
+        .hub
+        .sessions()
+        .close_if_revoked(agent.id, revoked.tokens_valid_after);
+    Ok(ApiJson(revoked))
+}
