@@ -143,7 +143,12 @@ impl Application {
         let processors = Arc::new(Processors::new(ctx.clone(), other_jobs));
         queue.start(processors, &background, stop_background.clone());
         let state = AppState(Arc::new(Shared {
-            auth: Arc::new(Authenticator::new(store.clone(), keys)),
+            auth: Arc::new(Authenticator::new(
+                store.clone(),
+                keys,
+                &config.serve.auth,
+                config.serve.cache_ttl,
+            )),
             operator_keys: Arc::new(OperatorKeys::new(store.clone(), config.serve.cache_ttl)),
             store,
             hub,
@@ -195,6 +200,7 @@ impl Application {
             "nexus listening"
         );
         let app = routes::router(state.clone());
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;

@@ -5,6 +5,9 @@
 //! they mirror (agents, keys), so no eviction policy is needed, only an age limit.
 //! A change made elsewhere (an agent disabled, a key revoked by another process) is
 //! seen within `ttl`; changes made through this node invalidate at once.
+//!
+//! Misses are remembered too ([`Misses`]), so a stranger repeating an unknown id (a
+//! source, an operator key, a client id) costs no query per request.
 
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -13,18 +16,65 @@ use dashmap::DashMap;
 
 pub struct TtlCache<K, V> {
     map: DashMap<K, (V, Instant)>,
+    misses: Misses<K>,
     ttl: Duration,
+}
+
+/// Keys recently found missing, kept `ttl`. Bounded: ids chosen by strangers are
+/// unbounded, so past `MAX_MISSES` the stale ones go, then all (a miss costs a query
+/// again, nothing worse).
+pub struct Misses<K> {
+    map: DashMap<K, Instant>,
+    ttl: Duration,
+}
+
+const MAX_MISSES: usize = 100_000;
+
+impl<K: Eq + Hash + Clone> Misses<K> {
+    pub fn new(ttl: Duration) -> Misses<K> {
+        Misses {
+            map: DashMap::new(),
+            ttl,
+        }
+    }
+
+    /// Whether `key` was found missing less than `ttl` ago.
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.get(key).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    pub fn insert(&self, key: K) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if self.map.len() >= MAX_MISSES {
+            self.map.retain(|_, at| at.elapsed() < self.ttl);
+            if self.map.len() >= MAX_MISSES {
+                self.map.clear();
+            }
+        }
+        self.map.insert(key, Instant::now());
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.map.remove(key);
+    }
+
+    pub fn clear(&self) {
+        self.map.clear();
+    }
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration) -> TtlCache<K, V> {
         TtlCache {
             map: DashMap::new(),
+            misses: Misses::new(ttl),
             ttl,
         }
     }
 
-    /// The cached value while fresh; otherwise `load`'s, cached when it found one.
+    /// The cached value (or miss) while fresh; otherwise `load`'s, cached.
     pub async fn get_or_load<E, F>(&self, key: &K, load: F) -> Result<Option<V>, E>
     where
         F: Future<Output = Result<Option<V>, E>>,
@@ -34,13 +84,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         {
             return Ok(Some(entry.0.clone()));
         }
+        if self.misses.contains(key) {
+            return Ok(None);
+        }
         let loaded = load.await?;
         match &loaded {
             Some(v) if !self.ttl.is_zero() => {
                 self.map.insert(key.clone(), (v.clone(), Instant::now()));
             }
-            _ => {
+            Some(_) => {}
+            None => {
                 self.map.remove(key);
+                self.misses.insert(key.clone());
             }
         }
         Ok(loaded)
@@ -48,10 +103,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
 
     pub fn invalidate(&self, key: &K) {
         self.map.remove(key);
+        self.misses.remove(key);
     }
 
     pub fn clear(&self) {
         self.map.clear();
+        self.misses.clear();
     }
 }
 
@@ -64,7 +121,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_fresh_entries_reloads_stale_ones_and_never_caches_misses() {
+    async fn serves_fresh_entries_and_misses_until_invalidated() {
         let cache = TtlCache::new(Duration::from_secs(60));
         assert_eq!(cache.get_or_load(&1, load(Some(10))).await, Ok(Some(10)));
         assert_eq!(
@@ -76,8 +133,14 @@ mod tests {
         assert_eq!(cache.get_or_load(&1, load(None)).await, Ok(None));
         assert_eq!(
             cache.get_or_load(&1, load(Some(12))).await,
+            Ok(None),
+            "a fresh miss is answered without loading"
+        );
+        cache.invalidate(&1);
+        assert_eq!(
+            cache.get_or_load(&1, load(Some(12))).await,
             Ok(Some(12)),
-            "a miss is not cached"
+            "invalidated: loaded again"
         );
 
         let off = TtlCache::new(Duration::ZERO);
@@ -86,6 +149,12 @@ mod tests {
             off.get_or_load(&1, load(Some(2))).await,
             Ok(Some(2)),
             "ttl 0 disables caching"
+        );
+        off.get_or_load(&2, load(None)).await.ok();
+        assert_eq!(
+            off.get_or_load(&2, load(Some(3))).await,
+            Ok(Some(3)),
+            "and remembering misses"
         );
     }
 }

@@ -79,6 +79,9 @@ pub struct ServeOpts {
     pub reconcile_interval: Duration,
 
     #[command(flatten)]
+    pub auth: AuthOpts,
+
+    #[command(flatten)]
     pub ws: WsOpts,
 
     #[command(flatten)]
@@ -93,6 +96,37 @@ pub struct ServeOpts {
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+/// `POST /auth/token` abuse limits.
+#[derive(Debug, Clone, Args)]
+pub struct AuthOpts {
+    /// Token requests waiting for an argon2 slot (one slot per core); beyond this a
+    /// request is answered 503 with Retry-After at once instead of queueing.
+    #[arg(
+        long = "auth-verify-queue",
+        env = "NEXUS_AUTH_VERIFY_QUEUE",
+        default_value_t = 64
+    )]
+    pub verify_queue: usize,
+
+    /// Failed attempts per client id *from one address* in a minute before that pair
+    /// is refused (429): a stranger elsewhere cannot lock the client out.
+    #[arg(
+        long = "auth-max-failures",
+        env = "NEXUS_AUTH_MAX_FAILURES",
+        default_value_t = 5
+    )]
+    pub max_failures: u32,
+
+    /// Failed attempts from one address in a minute, whatever the client ids, before
+    /// the address is refused (429).
+    #[arg(
+        long = "auth-max-failures-per-address",
+        env = "NEXUS_AUTH_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub max_failures_per_address: u32,
 }
 
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.

@@ -10,12 +10,16 @@ pub use jwt::{Claims, IssuedToken, JwtKeys, TokenError};
 pub use oauth::token_endpoint;
 pub use operator::{Operator, OperatorKeys};
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::store::{AgentStatus, Store, StoreError};
+use crate::cache::Misses;
+use crate::config::AuthOpts;
+use crate::store::{Agent, AgentStatus, Store, StoreError};
 use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,8 @@ pub enum ClientAuthError {
     InvalidClient,
     #[error("too many failed attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
+    #[error("too many token requests are waiting; retry shortly")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,23 +39,25 @@ pub enum ClientAuthError {
 pub struct Authenticator {
     store: Store,
     keys: JwtKeys,
-    throttle: Throttle,
-    /// argon2 costs CPU and memory per call: bound how many run at once so a burst
-    /// of token requests cannot starve the node.
-    verify_slots: Semaphore,
-    /// Verified against when the client id is unknown, so timing does not reveal it.
-    dummy_hash: Arc<str>,
+    /// Failures per (address, client id): a stranger elsewhere cannot lock a client out.
+    per_client: Throttle,
+    /// Failures per address, whatever the client id: one address spraying ids stops.
+    per_address: Throttle,
+    pool: VerifyPool,
+    /// Client ids found unknown: answered without a query or argon2.
+    unknown: Misses<String>,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, keys: JwtKeys) -> Authenticator {
+    pub fn new(store: Store, keys: JwtKeys, opts: &AuthOpts, cache_ttl: Duration) -> Authenticator {
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             store,
             keys,
-            throttle: Throttle::new(5, Duration::from_secs(60)),
-            verify_slots: Semaphore::new(slots),
-            dummy_hash: secrets::hash_secret(&secrets::generate_client_secret()).into(),
+            per_client: Throttle::new(opts.max_failures, FAILURE_WINDOW),
+            per_address: Throttle::new(opts.max_failures_per_address, FAILURE_WINDOW),
+            pool: VerifyPool::new(slots, opts.verify_queue),
+            unknown: Misses::new(cache_ttl),
         }
     }
 
@@ -57,48 +65,160 @@ impl Authenticator {
         &self.keys
     }
 
+    /// argon2 verifications run by this authenticator (`nexus_auth_verifications_total`
+    /// counts them for the whole process).
+    pub fn verifications(&self) -> u64 {
+        self.pool.runs.load(Ordering::Relaxed)
+    }
+
+    /// `from` is the caller's address (`None`: a local process, the CLI).
     pub async fn issue_for_client(
         &self,
         client_id: &str,
         client_secret: &str,
+        from: Option<IpAddr>,
     ) -> Result<IssuedToken, ClientAuthError> {
-        if let Some(wait) = self.throttle.blocked(client_id, Instant::now()) {
+        let address = from.map_or_else(|| "local".to_owned(), |ip| ip.to_string());
+        let pair = format!("{address} {client_id}");
+        let now = Instant::now();
+        if let Some(wait) = self
+            .per_address
+            .blocked(&address, now)
+            .or_else(|| self.per_client.blocked(&pair, now))
+        {
             metrics::counter!("nexus_auth_failures_total", "reason" => "throttled").increment(1);
             return Err(ClientAuthError::Throttled(wait));
         }
-        let found = self.store.agent_credentials(client_id).await?;
-        let hash: Arc<str> = match &found {
-            Some((_, hash)) => hash.as_str().into(),
-            None => self.dummy_hash.clone(),
-        };
-        let secret = client_secret.to_owned();
-        let verified = {
-            let _slot = self
-                .verify_slots
-                .acquire()
-                .await
-                .map_err(|_| ClientAuthError::InvalidClient)?;
-            tokio::task::spawn_blocking(move || secrets::verify_secret(&secret, &hash))
-                .await
-                .unwrap_or(false)
-        };
-        match found {
-            Some((agent, _)) if verified && agent.status == AgentStatus::Active => {
-                self.throttle.record_success(client_id);
+        let verdict = self.check(client_id, client_secret).await?;
+        match verdict {
+            Ok(agent) => {
+                self.per_client.record_success(&pair);
                 metrics::counter!("nexus_tokens_issued_total").increment(1);
                 Ok(self.keys.issue(agent.id, agent.tenant_id, &agent.client_id))
             }
-            found => {
-                let (reason, agent_id) = match &found {
-                    None => ("unknown_client", None),
-                    Some((a, _)) if verified => ("agent_disabled", Some(a.id.to_string())),
-                    Some((a, _)) => ("wrong_secret", Some(a.id.to_string())),
-                };
-                tracing::info!(reason, agent_id, "client authentication failed");
+            Err((reason, agent_id)) => {
+                tracing::info!(reason, agent_id, %address, "client authentication failed");
                 metrics::counter!("nexus_auth_failures_total", "reason" => reason).increment(1);
-                self.throttle.record_failure(client_id, Instant::now());
+                self.per_client.record_failure(&pair, now);
+                self.per_address.record_failure(&address, now);
                 Err(ClientAuthError::InvalidClient)
             }
         }
+    }
+
+    /// The agent if the secret is right and it is active; otherwise why not. Unknown
+    /// client ids cost no argon2: client ids are not secrets, so the timing difference
+    /// tells a stranger nothing a token request wouldn't.
+    async fn check(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Result<Agent, (&'static str, Option<String>)>, ClientAuthError> {
+        let client_id = client_id.to_owned();
+        if self.unknown.contains(&client_id) {
+            return Ok(Err(("unknown_client", None)));
+        }
+        let Some((agent, hash)) = self.store.agent_credentials(&client_id).await? else {
+            self.unknown.insert(client_id);
+            return Ok(Err(("unknown_client", None)));
+        };
+        let secret = client_secret.to_owned();
+        let verified = self
+            .pool
+            .run(move || secrets::verify_secret(&secret, &hash))
+            .await?;
+        let id = Some(agent.id.to_string());
+        Ok(match (verified, agent.status) {
+            (true, AgentStatus::Active) => Ok(agent),
+            (true, _) => Err(("agent_disabled", id)),
+            (false, _) => Err(("wrong_secret", id)),
+        })
+    }
+}
+
+/// Attempts counted against the throttles expire after this.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// argon2 costs CPU and memory per call: at most `slots` run at once, at most `queue`
+/// more wait, and anything beyond is refused at once rather than queued without bound.
+struct VerifyPool {
+    slots: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    runs: AtomicU64,
+}
+
+impl VerifyPool {
+    fn new(slots: usize, queue: usize) -> VerifyPool {
+        VerifyPool {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            admitted: Arc::new(Semaphore::new(slots.max(1) + queue)),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    async fn run(
+        &self,
+        verify: impl FnOnce() -> bool + Send + 'static,
+    ) -> Result<bool, ClientAuthError> {
+        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
+            metrics::counter!("nexus_auth_failures_total", "reason" => "busy").increment(1);
+            return Err(ClientAuthError::Busy);
+        };
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientAuthError::Busy)?;
+        metrics::counter!("nexus_auth_verifications_total").increment(1);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        // The permits move into the blocking task: a caller that goes away (client
+        // disconnected) does not free a slot while argon2 still runs.
+        tokio::task::spawn_blocking(move || {
+            let _held = (admitted, slot);
+            verify()
+        })
+        .await
+        .map_err(|_| ClientAuthError::Busy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pool_refuses_beyond_its_queue_at_once() {
+        let pool = Arc::new(VerifyPool::new(1, 1));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    wait.recv().is_ok()
+                })
+                .await
+            }
+        });
+        running.await.expect("the first verification runs");
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(|| true).await }
+        });
+        // Until the queued request holds its admission, the queue is not full yet.
+        while pool.admitted.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // The slot is held and one request waits: a third is refused without waiting.
+        assert!(matches!(
+            pool.run(|| true).await,
+            Err(ClientAuthError::Busy)
+        ));
+        release.send(()).expect("release");
+        assert!(busy.await.expect("task").expect("ran"));
+        assert!(queued.await.expect("task").expect("ran after the first"));
+        assert!(pool.run(|| true).await.expect("free again"));
     }
 }

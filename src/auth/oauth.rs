@@ -4,7 +4,7 @@
 //! envelope, so that off-the-shelf OAuth2 client libraries understand them.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::{Authenticator, ClientAuthError};
@@ -91,6 +92,14 @@ impl From<ClientAuthError> for OAuthError {
                     e.to_string(),
                 )
             },
+            ClientAuthError::Busy => OAuthError {
+                retry_after: Some(1),
+                ..OAuthError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    e.to_string(),
+                )
+            },
             ClientAuthError::Store(err) => match StorageFailure::from(&err) {
                 StorageFailure::Unavailable => OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -109,10 +118,11 @@ impl From<ClientAuthError> for OAuthError {
 
 pub async fn token_endpoint(
     State(auth): State<Arc<Authenticator>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match issue(&auth, &headers, &body).await {
+    match issue(&auth, peer.ip(), &headers, &body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -120,6 +130,7 @@ pub async fn token_endpoint(
 
 async fn issue(
     auth: &Authenticator,
+    peer: IpAddr,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
@@ -146,7 +157,9 @@ async fn issue(
         (None, Some(id), Some(secret)) => (id, secret),
         (None, _, _) => return Err(OAuthError::invalid_client()),
     };
-    let token = auth.issue_for_client(&client_id, &secret).await?;
+    let token = auth
+        .issue_for_client(&client_id, &secret, Some(peer))
+        .await?;
     let body = json!({
         "access_token": token.access_token,
         "token_type": "Bearer",

@@ -301,8 +301,9 @@ async fn token(store: &Store, args: TokenArgs) -> anyhow::Result<()> {
     let issued = match (args.agent, args.client_id, args.client_secret) {
         (Some(agent), None, _) => admin::mint_token(store, &keys, agent).await?,
         (None, Some(id), Some(secret)) => {
-            Authenticator::new(store.clone(), keys)
-                .issue_for_client(&id, &secret)
+            let defaults = ServeOpts::defaults();
+            Authenticator::new(store.clone(), keys, &defaults.auth, defaults.cache_ttl)
+                .issue_for_client(&id, &secret, None)
                 .await?
         }
         _ => bail!("give --client-id with --client-secret, or --agent"),

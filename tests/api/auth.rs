@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::both_profiles;
-use crate::helpers::{Profile, TestApp};
+use crate::helpers::{Profile, TestApp, request_token};
 
 both_profiles!(
     token_by_basic_form_and_json,
@@ -13,7 +13,17 @@ both_profiles!(
     bad_credentials_are_invalid_client,
     unsupported_grant_and_bad_requests,
     repeated_failures_are_throttled,
+    a_strangers_failures_do_not_lock_out_the_right_secret,
+    a_flood_of_client_ids_leaves_a_legitimate_client_served,
 );
+
+/// A client whose requests come from `ip` (any 127.x address is loopback on Linux).
+fn client_at(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .expect("client")
+}
 
 fn basic(id: &str, secret: &str) -> String {
     format!(
@@ -229,4 +239,55 @@ async fn repeated_failures_are_throttled(p: Profile) {
         .token_response(&b.agent.client_id, &b.client_secret)
         .await;
     assert_eq!(ok.status(), StatusCode::OK);
+}
+
+async fn a_strangers_failures_do_not_lock_out_the_right_secret(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let addr = app.addr.to_string();
+    let stranger = client_at([127, 0, 0, 2]);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = request_token(&stranger, &addr, &a.agent.client_id, "nxs_guess").await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+    // The agent itself, from its own address, is not locked out.
+    let agent = client_at([127, 0, 0, 3]);
+    let ok = request_token(&agent, &addr, &a.agent.client_id, &a.client_secret).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+async fn a_flood_of_client_ids_leaves_a_legitimate_client_served(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let addr = app.addr.to_string();
+    let attacker = client_at([127, 0, 0, 4]);
+    let before = app.state.auth.verifications();
+    // Unknown ids, each sent twice: no argon2, and the repeat is not even a query.
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        for _ in 0..2 {
+            let id = format!("nxc_unknown_{i}");
+            let r = request_token(&attacker, &addr, &id, "nxs_guess").await;
+            statuses.push(r.status().as_u16());
+        }
+    }
+    assert_eq!(
+        app.state.auth.verifications(),
+        before,
+        "unknown client ids cost no argon2"
+    );
+    // 50 failures from one address, whatever the ids: then the address is refused.
+    assert!(statuses[..50].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[50..].iter().all(|s| *s == 429), "{statuses:?}");
+    let refused = request_token(&attacker, &addr, &a.agent.client_id, &a.client_secret).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let agent = client_at([127, 0, 0, 5]);
+    let ok = request_token(&agent, &addr, &a.agent.client_id, &a.client_secret).await;
+    assert_eq!(ok.status(), StatusCode::OK, "another address is served");
+    assert_eq!(app.state.auth.verifications(), before + 1);
 }
