@@ -1,12 +1,13 @@
 //! `POST /webhooks/ingest/{id}`: generic senders (put.io transfer notifications and the
-//! like), authenticated by HMAC (`X-Nexus-Signature: sha256=<hex>`) or a bearer token,
-//! and delivered by the source's rule to an agent or an alias as an inbox event.
+//! like), authenticated by a timestamped HMAC over the idempotency key and the body
+//! (`X-Nexus-Timestamp`, `X-Nexus-Signature: v1=<hex>`) or a bearer token, and delivered
+//! by the source's rule to an agent or an alias as an inbox event.
 
 use axum::http::header;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::signature::verify_hex;
+use super::signature::verify_stamped;
 use super::{Rejection, Request, Route, Sender, sha256_hex};
 use crate::queue::JobKind;
 use crate::store::{Source, SourceKind, Store};
@@ -27,20 +28,30 @@ impl Sender for Ingest {
 
     fn verify(source: &Source, req: &Request<'_>) -> Result<(), Rejection> {
         let secret = source.secret.expose();
-        let by_hmac = req
-            .header("x-nexus-signature")
-            .and_then(|v| v.strip_prefix("sha256="))
-            .is_some_and(|hex| verify_hex(secret, &[req.raw], hex));
-        let by_token = req
+        if let Some(token) = req
             .header(header::AUTHORIZATION.as_str())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| bool::from(t.trim().as_bytes().ct_eq(secret.as_bytes())));
-        if !by_hmac && !by_token {
-            return Err(Rejection::Signature(
-                "sign the body (X-Nexus-Signature: sha256=<hex HMAC>) or send the source's token as Bearer".into(),
-            ));
+        {
+            return match bool::from(token.trim().as_bytes().ct_eq(secret.as_bytes())) {
+                true => Ok(()),
+                false => Err(Rejection::Signature(
+                    "the bearer token is not the source's".into(),
+                )),
+            };
         }
-        Ok(())
+        let (Some(ts), Some(sig)) = (
+            req.header("x-nexus-timestamp"),
+            req.header("x-nexus-signature"),
+        ) else {
+            return Err(Rejection::Signature(
+                "send X-Nexus-Timestamp (Unix seconds) and X-Nexus-Signature: v1=<hex HMAC-SHA256 of \
+                 v1:{timestamp}:{Idempotency-Key or empty}:{body}>, or the source's token as Bearer"
+                    .into(),
+            ));
+        };
+        let key = req.header("idempotency-key").unwrap_or_default();
+        verify_stamped(secret, "v1", ts, sig, &[key.as_bytes(), req.raw], req.now_s)
+            .map_err(|e| Rejection::Signature(e.to_string()))
     }
 
     fn claims(_: &Value) -> Option<&str> {

@@ -5,8 +5,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Slack refuses requests whose timestamp is further than this from now (replay defence).
-pub const SLACK_WINDOW_S: i64 = 300;
+/// Timestamped signatures (Slack's, ingest's) further than this from now are refused
+/// (replay defence).
+pub const SIGNATURE_WINDOW_S: i64 = 300;
 
 fn mac(key: &str, parts: &[&[u8]]) -> HmacSha256 {
     // HMAC accepts keys of any length.
@@ -32,13 +33,45 @@ pub fn verify_hex(key: &str, parts: &[&[u8]], given_hex: &str) -> bool {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SlackSigError {
-    #[error("missing X-Slack-Request-Timestamp or X-Slack-Signature")]
+pub enum StampError {
+    #[error("missing or unreadable timestamp or signature")]
     Missing,
     #[error("the request timestamp is more than 5 minutes from now")]
     Stale,
     #[error("the signature does not match")]
     Mismatch,
+}
+
+/// Checks a signature `{version}=` + hex HMAC of `{version}:{timestamp}:{field}:…` made
+/// at most 5 minutes from `now_s`: what is signed cannot be replayed later, nor with
+/// any field (the body, an idempotency key) changed.
+pub fn verify_stamped(
+    secret: &str,
+    version: &str,
+    timestamp: &str,
+    signature: &str,
+    fields: &[&[u8]],
+    now_s: i64,
+) -> Result<(), StampError> {
+    let timestamp = timestamp.trim();
+    let ts: i64 = timestamp.parse().map_err(|_| StampError::Missing)?;
+    // abs_diff: a timestamp is the sender's i64, and `now - i64::MIN` would overflow.
+    if now_s.abs_diff(ts) > SIGNATURE_WINDOW_S.unsigned_abs() {
+        return Err(StampError::Stale);
+    }
+    let hex = signature
+        .strip_prefix(version)
+        .and_then(|s| s.strip_prefix('='))
+        .ok_or(StampError::Mismatch)?;
+    let mut parts: Vec<&[u8]> = vec![version.as_bytes(), b":", timestamp.as_bytes()];
+    for field in fields {
+        parts.extend_from_slice(&[b":", field]);
+    }
+    if verify_hex(secret, &parts, hex) {
+        Ok(())
+    } else {
+        Err(StampError::Mismatch)
+    }
 }
 
 /// Checks `X-Slack-Signature` (`v0=` + hex HMAC of `v0:{timestamp}:{body}`) at time `now_s`.
@@ -48,27 +81,8 @@ pub fn verify_slack(
     signature: &str,
     body: &[u8],
     now_s: i64,
-) -> Result<(), SlackSigError> {
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| SlackSigError::Missing)?;
-    // abs_diff: a timestamp is the sender's i64, and `now - i64::MIN` would overflow.
-    if now_s.abs_diff(ts) > SLACK_WINDOW_S.unsigned_abs() {
-        return Err(SlackSigError::Stale);
-    }
-    let hex = signature
-        .strip_prefix("v0=")
-        .ok_or(SlackSigError::Mismatch)?;
-    if verify_hex(
-        secret,
-        &[b"v0:", timestamp.trim().as_bytes(), b":", body],
-        hex,
-    ) {
-        Ok(())
-    } else {
-        Err(SlackSigError::Mismatch)
-    }
+) -> Result<(), StampError> {
+    verify_stamped(secret, "v0", timestamp, signature, &[body], now_s)
 }
 
 #[cfg(test)]
@@ -93,27 +107,27 @@ mod tests {
         let tampered = format!("{BODY}x");
         assert_eq!(
             verify_slack(SECRET, TS, SIG, tampered.as_bytes(), now),
-            Err(SlackSigError::Mismatch)
+            Err(StampError::Mismatch)
         );
         assert_eq!(
             verify_slack("other", TS, SIG, BODY.as_bytes(), now),
-            Err(SlackSigError::Mismatch)
+            Err(StampError::Mismatch)
         );
         assert_eq!(
             verify_slack(SECRET, TS, SIG, BODY.as_bytes(), now + 301),
-            Err(SlackSigError::Stale)
+            Err(StampError::Stale)
         );
         assert_eq!(
             verify_slack(SECRET, TS, SIG, BODY.as_bytes(), now - 301),
-            Err(SlackSigError::Stale)
+            Err(StampError::Stale)
         );
         assert_eq!(
             verify_slack(SECRET, "soon", SIG, BODY.as_bytes(), now),
-            Err(SlackSigError::Missing)
+            Err(StampError::Missing)
         );
         assert_eq!(
             verify_slack(SECRET, TS, "a2114d", BODY.as_bytes(), now),
-            Err(SlackSigError::Mismatch)
+            Err(StampError::Mismatch)
         );
     }
 
@@ -122,9 +136,28 @@ mod tests {
         for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
             assert_eq!(
                 verify_slack(SECRET, &ts, SIG, BODY.as_bytes(), 1_531_420_618),
-                Err(SlackSigError::Stale)
+                Err(StampError::Stale)
             );
         }
+    }
+
+    #[test]
+    fn a_stamped_signature_covers_every_field() {
+        let now = 1_700_000_000;
+        let ts = now.to_string();
+        let sig = format!(
+            "v1={}",
+            hmac_hex("k", &[b"v1:", ts.as_bytes(), b":key-1:", b"{}"])
+        );
+        let check = |key: &[u8], at: i64| verify_stamped("k", "v1", &ts, &sig, &[key, b"{}"], at);
+        assert_eq!(check(b"key-1", now + 299), Ok(()));
+        assert_eq!(check(b"key-2", now), Err(StampError::Mismatch), "a new key");
+        assert_eq!(check(b"key-1", now + 301), Err(StampError::Stale), "later");
+        let old_style = sig.replacen("v1=", "sha256=", 1);
+        assert_eq!(
+            verify_stamped("k", "v1", &ts, &old_style, &[b"key-1", b"{}"], now),
+            Err(StampError::Mismatch)
+        );
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Webhooks stay inside their tenant: a tenant's own secret cannot store deliveries for
-//! another tenant's team or webhook, nor make another tenant's deliveries "duplicate".
+//! another tenant's team or webhook, nor make another tenant's deliveries "duplicate";
+//! a captured ingest request cannot be replayed later or under a new idempotency key.
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_profiles;
 use crate::helpers::{Profile, TestApp};
-use crate::webhook_support::{CLICKUP_SECRET, SLACK_SECRET, hmac_hex, now_s, slack_event};
+use crate::webhook_support::{
+    CLICKUP_SECRET, INGEST_SECRET, SLACK_SECRET, hmac_hex, now_s, slack_event,
+};
 
 both_profiles!(
     a_payload_for_another_tenants_source_is_refused,
     one_delivery_id_in_two_tenants_makes_two_jobs,
+    a_captured_ingest_request_cannot_be_replayed,
 );
 
 async fn a_payload_for_another_tenants_source_is_refused(p: Profile) {
@@ -97,4 +101,78 @@ async fn one_delivery_id_in_two_tenants_makes_two_jobs(p: Profile) {
     }
     assert_ne!(jobs[0], jobs[1], "each tenant has its own job");
     assert_eq!(app.job_count().await, 2);
+}
+
+async fn a_captured_ingest_request_cannot_be_replayed(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "downloader").await;
+    let source = app.ingest_source(t.id, Some(a.agent.id), None).await;
+    let body = json!({"transfer": {"id": 7}}).to_string();
+    let ts = now_s();
+    let (status, resp) = app
+        .post_ingest(&source.url_path, Some("transfer-7"), ts, &body)
+        .await;
+    assert_eq!(
+        (status, resp["status"].as_str()),
+        (StatusCode::OK, Some("accepted"))
+    );
+
+    // The same bytes again: a duplicate, not a second delivery.
+    let (status, resp) = app
+        .post_ingest(&source.url_path, Some("transfer-7"), ts, &body)
+        .await;
+    assert_eq!(
+        (status, resp["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+
+    // The captured signature under a new idempotency key: refused, nothing stored.
+    let signed = format!("v1:{ts}:transfer-7:{body}");
+    let captured = format!("v1={}", hmac_hex(INGEST_SECRET, signed.as_bytes()));
+    let replay = |key: &'static str, ts: i64, sig: String| {
+        app.http
+            .post(app.url(&source.url_path))
+            .header("x-nexus-timestamp", ts.to_string())
+            .header("x-nexus-signature", sig)
+            .header("idempotency-key", key)
+            .body(body.clone())
+            .send()
+    };
+    let resp = replay("transfer-7-again", ts, captured.clone())
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // Signed correctly but six minutes old: refused.
+    let (status, resp) = app
+        .post_ingest(&source.url_path, Some("transfer-8"), ts - 360, &body)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("5 minutes"),
+        "{resp}"
+    );
+
+    // The old scheme (body only, no timestamp) is refused with what to send instead.
+    let old = format!("sha256={}", hmac_hex(INGEST_SECRET, body.as_bytes()));
+    let (status, resp) = app
+        .post_signed(&source.url_path, "x-nexus-signature", old, &body)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-Nexus-Timestamp"),
+        "{resp}"
+    );
+    assert_eq!(
+        app.job_count().await,
+        1,
+        "only the first delivery was stored"
+    );
 }

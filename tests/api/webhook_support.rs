@@ -116,6 +116,34 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// An ingest delivery signed as the README says: `v1=` HMAC of
+    /// `v1:{ts}:{Idempotency-Key or empty}:{body}` at `ts`.
+    pub async fn post_ingest(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        ts: i64,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let signed = format!("v1:{ts}:{}:{body}", key.unwrap_or_default());
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("x-nexus-timestamp", ts.to_string())
+            .header(
+                "x-nexus-signature",
+                format!("v1={}", hmac_hex(INGEST_SECRET, signed.as_bytes())),
+            )
+            .body(body.to_owned());
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// How many jobs `GET /api/jobs` lists (up to a page of 500).
     pub async fn job_count(&self) -> usize {
         let key = self.operator_key("read", None).await;
