@@ -56,6 +56,7 @@ pub struct IssuedToken {
 
 impl JwtKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> JwtKeys {
+        super::hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         // Tokens are issued and checked by the same fleet: no clock-skew allowance.
         validation.leeway = 0;
@@ -129,6 +130,34 @@ mod tests {
             ..t.claims
         };
         assert_eq!(v4.issued_at_ms(), v4.iat * 1000);
+    }
+
+    #[test]
+    fn the_provider_verifies_the_published_hs256_example_and_nothing_else() {
+        keys(60); // installs the provider
+        // jwt.io's introductory example token.
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+            eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+            SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        v.validate_exp = false;
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &DecodingKey::from_secret(b"your-256-bit-secret"),
+            &v,
+        )
+        .expect("verifies");
+        assert_eq!(decoded.claims["name"], "John Doe");
+        let wrong = DecodingKey::from_secret(b"another-secret");
+        assert!(jsonwebtoken::decode::<serde_json::Value>(token, &wrong, &v).is_err());
+        // HS512 is not provided, even if asked for.
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &serde_json::json!({}),
+            &EncodingKey::from_secret(b"k"),
+        );
+        assert!(hs512.is_err());
     }
 
     #[test]

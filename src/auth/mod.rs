@@ -1,5 +1,6 @@
 //! Who is calling: agents by OAuth2 client credentials and JWTs, operators by API keys.
 
+mod hs256;
 pub mod jwt;
 mod oauth;
 mod operator;

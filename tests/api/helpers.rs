@@ -67,7 +67,7 @@ macro_rules! cluster_profile {
     )*};
 }
 
-const DATABASE_VAR: &str = "NEXUS_TEST_DATABASE_URL";
+pub const DATABASE_VAR: &str = "NEXUS_TEST_DATABASE_URL";
 const REDIS_VAR: &str = "NEXUS_TEST_REDIS_URL";
 
 /// Whether a test needing the service `var` points at runs. Unset, it is skipped with a
@@ -94,7 +94,7 @@ pub fn redis_configured() -> bool {
 }
 
 /// The URL in `var`; only tests under the macros above, which check it first, ask.
-fn service_url(var: &str) -> String {
+pub fn service_url(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is unset: a test needing it runs under both_profiles!, \

@@ -26,6 +26,7 @@ mod routing_api;
 mod schema;
 mod serve;
 mod trace;
+mod transport;
 mod webhook_scope;
 mod webhook_support;
 mod webhooks;
