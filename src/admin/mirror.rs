@@ -27,11 +27,7 @@ async fn check_agents(
     agents: &[AgentId],
 ) -> Result<(), AdminError> {
     for agent in agents {
-        if store.get_agent(*agent).await?.tenant_id != tenant {
-            return Err(AdminError::Invalid(format!(
-                "agent {agent} belongs to another tenant"
-            )));
-        }
+        super::agent_of(store, tenant, *agent).await?;
     }
     Ok(())
 }

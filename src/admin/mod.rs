@@ -147,6 +147,22 @@ pub async fn rotate_secret(store: &Store, agent: AgentId) -> Result<AgentWithSec
     })
 }
 
+/// The agent, if it is `tenant`'s. An agent of another tenant gets the same answer as
+/// one that does not exist: whether an id exists elsewhere is none of the caller's business.
+pub(crate) async fn agent_of(
+    store: &Store,
+    tenant: TenantId,
+    agent: AgentId,
+) -> Result<Agent, AdminError> {
+    match store.get_agent(agent).await {
+        Ok(found) if found.tenant_id == tenant => Ok(found),
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(AdminError::Invalid(format!(
+            "agent {agent} is not an agent of this tenant"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn set_agent_status(
     store: &Store,
     agent: AgentId,
@@ -230,12 +246,8 @@ pub async fn add_source(store: &Store, spec: SourceSpec) -> Result<Source, Admin
                     "an ingest source needs --to-agent or --to-alias".into(),
                 ));
             }
-            if let Some(agent) = spec.to_agent
-                && store.get_agent(agent).await?.tenant_id != spec.tenant
-            {
-                return Err(AdminError::Invalid(
-                    "--to-agent must be an agent of the same tenant".into(),
-                ));
+            if let Some(agent) = spec.to_agent {
+                agent_of(store, spec.tenant, agent).await?;
             }
             let event = spec.event.unwrap_or(EventType::WakeUp);
             if !matches!(event, EventType::WakeUp | EventType::ContextUpdate) {

@@ -62,14 +62,16 @@ impl From<EmitError> for ApiError {
     }
 }
 
-/// The agent, if this operator may see it.
+/// The agent, if this operator may see it; one of another tenant is "not found", as if
+/// it did not exist.
 pub(super) async fn visible_agent(
     state: &AppState,
     op: &Operator,
     id: AgentId,
 ) -> Result<Agent, ApiError> {
     let agent = state.ctx.agent(id).await?;
-    op.tenant(agent.tenant_id)?;
+    op.tenant(agent.tenant_id)
+        .map_err(|_| ApiError::not_found("agent"))?;
     Ok(agent)
 }
 

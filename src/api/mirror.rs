@@ -143,9 +143,7 @@ pub async fn add_identity(
     ApiJson(body): ApiJson<IdentityBody>,
 ) -> Result<(StatusCode, ApiJson<Identity>), ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
-    if state.store.get_agent(body.agent_id).await?.tenant_id != tenant {
-        return Err(ApiError::not_found("agent"));
-    }
+    admin::agent_of(&state.store, tenant, body.agent_id).await?;
     let identity = admin::add_identity(&state.store, body.agent_id, body.user).await?;
     Ok((StatusCode::CREATED, ApiJson(identity)))
 }

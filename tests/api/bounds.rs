@@ -17,6 +17,7 @@ both_profiles!(
     an_overlong_request_id_is_not_kept_as_a_trace_id,
     an_oversized_status_is_refused_and_changes_nothing,
     a_ping_flood_is_rate_limited_then_closed,
+    another_tenants_agent_looks_like_no_agent,
 );
 
 async fn a_replay_point_past_the_inbox_cannot_silence_an_agent(p: Profile) {
@@ -116,4 +117,34 @@ async fn a_ping_flood_is_rate_limited_then_closed(p: Profile) {
         }
     }
     assert_eq!(agent.closed().await, 1008);
+}
+
+async fn another_tenants_agent_looks_like_no_agent(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let (mine, theirs) = (app.tenant("mine").await, app.tenant("theirs").await);
+    let hidden = app.agent(theirs.id, "hidden").await.agent.id;
+    let made_up = nexus_proto::AgentId::new_v7();
+    let key = app.operator_key("write", Some(mine.id)).await;
+    let answer = |id: nexus_proto::AgentId| {
+        let key = key.clone();
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .post_json(
+                    &format!("/api/agents/{id}/events"),
+                    &key,
+                    json!({"type": "wake_up", "data": {"reason": "probe"}}),
+                )
+                .await;
+            (status, body.to_string().replace(&id.to_string(), "ID"))
+        }
+    };
+    let (hidden_answer, made_up_answer) = (answer(hidden).await, answer(made_up).await);
+    assert_eq!(
+        hidden_answer.0,
+        StatusCode::NOT_FOUND,
+        "{}",
+        hidden_answer.1
+    );
+    assert_eq!(hidden_answer, made_up_answer);
 }

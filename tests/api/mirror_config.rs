@@ -175,11 +175,23 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("another tenant")
+    // Another tenant's agent gets the answer a made-up id gets: its existence stays hidden.
+    let made_up = nexus_proto::AgentId::new_v7();
+    let (status_x, err_x) = call(
+        Method::POST,
+        path.clone(),
+        &key,
+        Some(
+            json!({"clickup_list_id": "L2", "slack_channel_id": "C2", "default_agents": [made_up]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, err.to_string().replace(&stranger.to_string(), "ID")),
+        (
+            status_x,
+            err_x.to_string().replace(&made_up.to_string(), "ID")
+        )
     );
     let (status, err) = call(
         Method::POST,
@@ -260,17 +272,20 @@ async fn api_manages_mappings_aliases_and_identities(p: Profile) {
     );
     let message = err["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains("the ClickUp user id must be"), "{message}");
-    let (status, _) = call(
+    let (status, err) = call(
         Method::POST,
         format!("/api/tenants/{t}/identities"),
         &key,
         Some(json!({"agent_id": stranger, "provider": "slack", "external_user_id": "U2"})),
     )
     .await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "an agent of another tenant is invisible"
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is not an agent of this tenant"),
+        "an agent of another tenant is invisible: {err}"
     );
     let (_, identities) = call(
         Method::GET,
