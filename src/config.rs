@@ -95,6 +95,15 @@ fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
 
+/// A timeout: zero would close every connection at once, so it is refused.
+fn timeout(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.
 #[derive(Debug, Clone, Args)]
 pub struct WsOpts {
@@ -105,6 +114,10 @@ pub struct WsOpts {
     /// A socket silent this long after a ping is closed.
     #[arg(long = "ws-pong-timeout", env = "NEXUS_WS_PONG_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub pong_timeout: Duration,
+
+    /// An agent's upgrade must be authorized and answered within this (503 otherwise).
+    #[arg(long = "ws-handshake-timeout", env = "NEXUS_WS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    pub handshake_timeout: Duration,
 
     /// Largest frame an agent may send, in bytes (close 1009 beyond).
     #[arg(long = "ws-max-message-bytes", env = "NEXUS_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
