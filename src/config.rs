@@ -79,6 +79,9 @@ pub struct ServeOpts {
     pub reconcile_interval: Duration,
 
     #[command(flatten)]
+    pub http: HttpOpts,
+
+    #[command(flatten)]
     pub ws: WsOpts,
 
     #[command(flatten)]
@@ -102,6 +105,29 @@ fn timeout(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Limits on HTTP connections, so slow or idle clients cannot hold the listener.
+#[derive(Debug, Clone, Args)]
+pub struct HttpOpts {
+    /// A request's line and headers must arrive within this of the connection opening
+    /// or of the request's first byte; the connection is closed otherwise.
+    #[arg(long, env = "NEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    pub header_read_timeout: Duration,
+
+    /// A request's body must arrive within this of its headers (408 otherwise).
+    #[arg(long, env = "NEXUS_BODY_READ_TIMEOUT", default_value = "30s", value_parser = timeout)]
+    pub body_read_timeout: Duration,
+
+    /// A kept-alive connection idle this long between requests is closed.
+    #[arg(long, env = "NEXUS_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    pub keep_alive_timeout: Duration,
+
+    /// Connections open at once, agent sockets included; more are answered 503 and
+    /// closed. Lowered to what the open-file limit allows.
+    #[arg(long, env = "NEXUS_MAX_CONNECTIONS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.
