@@ -25,7 +25,7 @@ use crate::state::{AppState, Shared};
 use crate::store::{Retention, Store, StoreError};
 use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
-use crate::{routes, telemetry};
+use crate::{routes, server, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -95,7 +95,7 @@ impl Application {
     }
 
     /// As [`Application::build`], with a different clock or more processors (tests).
-    pub async fn build_with(config: Config, extras: Extras) -> Result<Application, AppError> {
+    pub async fn build_with(mut config: Config, extras: Extras) -> Result<Application, AppError> {
         let Extras { clock, other_jobs } = extras;
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
@@ -113,7 +113,8 @@ impl Application {
             config.serve.node_id.clone().unwrap_or_else(|| {
                 format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
             });
-        raise_open_file_limit();
+        let http = &mut config.serve.http;
+        http.max_connections = raise_open_file_limit(http.max_connections);
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
         let (hub, redis) =
@@ -200,12 +201,19 @@ impl Application {
             "nexus listening"
         );
         let app = routes::router(state.clone());
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        // Sessions saw the same signal and are closing with 1012.
+        let limits = state.config.serve.http.clone();
         let grace = Duration::from_secs(state.config.serve.shutdown_grace_s);
+        let served = server::serve(listener, app, limits, shutdown.clone());
+        // Requests in flight at the signal get the grace period to finish.
+        let overdue = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = served => {}
+            () = overdue => tracing::warn!("requests still in flight after the grace period"),
+        }
+        // Sessions saw the same signal and are closing with 1012.
         let sessions = &state.gateway.sessions;
         sessions.close();
         if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
@@ -231,7 +239,7 @@ impl Application {
             redis.quit().await;
         }
         tracing::info!("nexus stopped");
-        served.map_err(AppError::Serve)
+        Ok(())
     }
 }
 
@@ -250,16 +258,31 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Sockets need file descriptors: take every one the hard limit allows, and say
-/// how many agents this node can therefore hold.
-fn raise_open_file_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(
-            open_files = limit,
-            socket_capacity = limit.saturating_sub(100),
-            "open-file limit raised to the hard limit"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+/// how many agents this node can therefore hold. Returns the connection cap, lowered
+/// to that capacity: past it `accept` would fail, and refusing is cleaner.
+fn raise_open_file_limit(max_connections: u32) -> u32 {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            return max_connections;
+        }
+    };
+    // Left for the database, Redis and the listener itself.
+    let capacity = limit.saturating_sub(100).max(1);
+    tracing::info!(
+        open_files = limit,
+        socket_capacity = capacity,
+        "open-file limit raised to the hard limit"
+    );
+    if u64::from(max_connections) > capacity {
+        tracing::warn!(
+            max_connections,
+            socket_capacity = capacity,
+            "--max-connections lowered to what the open-file limit allows"
+        );
     }
+    max_connections.min(u32::try_from(capacity).unwrap_or(u32::MAX))
 }
 
 type Links = (Arc<dyn Presence>, Arc<dyn Broker>, Option<Redis>);

@@ -82,6 +82,9 @@ pub struct ServeOpts {
     pub auth: AuthOpts,
 
     #[command(flatten)]
+    pub http: HttpOpts,
+
+    #[command(flatten)]
     pub ws: WsOpts,
 
     #[command(flatten)]
@@ -129,6 +132,38 @@ pub struct AuthOpts {
     pub max_failures_per_address: u32,
 }
 
+/// A timeout: zero would close every connection at once, so it is refused.
+fn timeout(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Limits on HTTP connections, so slow or idle clients cannot hold the listener.
+#[derive(Debug, Clone, Args)]
+pub struct HttpOpts {
+    /// A request's line and headers must arrive within this of the connection opening
+    /// or of the request's first byte; the connection is closed otherwise.
+    #[arg(long, env = "NEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    pub header_read_timeout: Duration,
+
+    /// A request's body must arrive within this of its headers (408 otherwise).
+    #[arg(long, env = "NEXUS_BODY_READ_TIMEOUT", default_value = "30s", value_parser = timeout)]
+    pub body_read_timeout: Duration,
+
+    /// A kept-alive connection idle this long between requests is closed.
+    #[arg(long, env = "NEXUS_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    pub keep_alive_timeout: Duration,
+
+    /// Connections open at once, agent sockets included; more are answered 503 and
+    /// closed. Lowered to what the open-file limit allows.
+    #[arg(long, env = "NEXUS_MAX_CONNECTIONS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.
 #[derive(Debug, Clone, Args)]
 pub struct WsOpts {
@@ -139,6 +174,10 @@ pub struct WsOpts {
     /// A socket silent this long after a ping is closed.
     #[arg(long = "ws-pong-timeout", env = "NEXUS_WS_PONG_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub pong_timeout: Duration,
+
+    /// An agent's upgrade must be authorized and answered within this (503 otherwise).
+    #[arg(long = "ws-handshake-timeout", env = "NEXUS_WS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    pub handshake_timeout: Duration,
 
     /// Largest frame an agent may send, in bytes (close 1009 beyond).
     #[arg(long = "ws-max-message-bytes", env = "NEXUS_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]

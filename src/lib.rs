@@ -9,7 +9,9 @@
 //! 1. [`cli`]: the `nexus` command line.
 //! 2. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
 //!    and reports the real address).
-//! 3. [`routes`]: the router — every endpoint and the layers around them; probes, metrics.
+//! 3. [`routes`], [`server`]: the router — every endpoint and the layers around them;
+//!    probes, metrics. The accept loop and its limits (header, body and keep-alive
+//!    timeouts, the connection cap).
 //! 4. [`api`], [`webhooks`]: the operator REST API under `/api`;
 //!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
 //! 5. [`state`]: what handlers reach (each extracts only its part where it can).
@@ -63,6 +65,7 @@ pub mod providers;
 pub mod queue;
 pub mod redis;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The router: every endpoint, the layers around them, probes and metrics. It sits
 //! above the handlers (which know only `http`'s envelope and extractors below them).
 
+use std::any::Any;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -40,7 +42,8 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::x_request_id()),
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(catch_panics()),
         )
         .with_state(state)
 }
@@ -63,6 +66,23 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
         request_id,
         trace_id,
     )
+}
+
+/// A handler that panics answers 500 in the envelope (inside the request's span and
+/// with its id), not a dropped connection, and is counted.
+fn catch_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send>) -> Response> {
+    CatchPanicLayer::custom(panic_response)
+}
+
+fn panic_response(panic: Box<dyn Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("-");
+    tracing::error!(panic = message, "handler panicked");
+    metrics::counter!("nexus_http_panics_total").increment(1);
+    ApiError::internal().into_response()
 }
 
 async fn health() -> impl IntoResponse {
@@ -119,4 +139,41 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this endpoint",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope_and_is_counted() {
+        let metrics = crate::telemetry::metrics_handle();
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(catch_panics());
+        let req = Request::get("/boom").body(Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            body,
+            json!({"error": {"code": "internal", "message": "internal error"}})
+        );
+        let text = metrics.render();
+        let counted = text
+            .lines()
+            .find_map(|l| l.strip_prefix("nexus_http_panics_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        assert!(counted.is_some_and(|n| n >= 1.0), "{text}");
+    }
 }

@@ -55,7 +55,19 @@ pub async fn agents_ws(
 ) -> Result<Response, ApiError> {
     let params: ConnectParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))?;
-    let init = match authorize(&gw, &params, &headers).await {
+    // The agent sends nothing after its upgrade request: the handshake is this check
+    // and the answer, and a database too slow for it must not pile upgrades up.
+    let patience = gw.ws.handshake_timeout;
+    let authorized = tokio::time::timeout(patience, authorize(&gw, &params, &headers))
+        .await
+        .unwrap_or_else(|_| {
+            metrics::counter!("nexus_http_timeouts_total", "phase" => "ws_handshake").increment(1);
+            Err(ApiError::unavailable(format!(
+                "the connection could not be authorized within {}; retry later",
+                humantime::format_duration(patience)
+            )))
+        });
+    let init = match authorized {
         Ok(init) => init,
         Err(e) => {
             if e.status == StatusCode::UNAUTHORIZED {

@@ -15,6 +15,7 @@ mod delivery;
 mod fake_providers;
 mod gateway;
 mod helpers;
+mod http_limits;
 mod mirror;
 mod mirror_config;
 mod pg_concurrency;
