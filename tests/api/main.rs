@@ -24,6 +24,7 @@ mod queue;
 mod revocation;
 mod routing_api;
 mod schema;
+mod secrets;
 mod serve;
 mod trace;
 mod webhook_scope;
