@@ -2,6 +2,7 @@
 //! Every option here is listed in the README's configuration table.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -21,6 +22,12 @@ pub struct GlobalOpts {
         global = true
     )]
     pub database_url: String,
+
+    /// The file holding the key that seals secrets in the database; created (mode 0600)
+    /// with a fresh key on a database that has none yet. Default: beside a SQLite file
+    /// (`FILE.key`); PostgreSQL needs this or `NEXUS_SECRETS_KEY`.
+    #[arg(long, env = "NEXUS_SECRETS_KEY_FILE", global = true)]
+    pub secrets_key_file: Option<PathBuf>,
 
     /// Log format on stderr (stdout is kept for command output).
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -252,28 +259,52 @@ impl ServeOpts {
 }
 
 /// Everything `serve` needs, gathered so tests can build a node without a command line.
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds secrets.
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub serve: ServeOpts,
     /// From `NEXUS_JWT_SECRET` only: secrets don't belong in argv, where `ps` shows them.
     pub jwt_secret: Option<String>,
+    /// Where the key sealing stored secrets comes from.
+    pub secrets_key: SecretsKeyOpts,
 }
 
 impl Config {
-    pub fn new(database_url: String, serve: ServeOpts) -> Config {
+    pub fn new(global: GlobalOpts, serve: ServeOpts) -> Config {
         Config {
-            database_url,
+            secrets_key: SecretsKeyOpts::new(&global),
+            database_url: global.database_url,
             serve,
             jwt_secret: jwt_secret_from_env(),
         }
     }
 }
 
+/// The key sealing stored secrets: `NEXUS_SECRETS_KEY` (environment only, as any
+/// secret), else the key file (`--secrets-key-file`, else beside a SQLite file).
+#[derive(Clone, Default)]
+pub struct SecretsKeyOpts {
+    pub key: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretsKeyOpts {
+    pub fn new(global: &GlobalOpts) -> SecretsKeyOpts {
+        SecretsKeyOpts {
+            key: env_secret("NEXUS_SECRETS_KEY"),
+            file: global.secrets_key_file.clone(),
+        }
+    }
+}
+
 pub fn jwt_secret_from_env() -> Option<String> {
-    std::env::var("NEXUS_JWT_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
+    env_secret("NEXUS_JWT_SECRET")
+}
+
+/// A secret from the environment; set but empty counts as unset.
+pub fn env_secret(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|s| !s.is_empty())
 }
 
 /// The job queue (DESIGN §11).

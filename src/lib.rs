@@ -37,7 +37,8 @@
 //!     transaction (inbox appends, job acceptance).
 //! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
-//! 19. [`telemetry`]: logs and metrics.
+//! 19. [`telemetry`], [`seal`]: logs and metrics; secrets sealed at rest
+//!     (XChaCha20-Poly1305) and the key that seals them.
 //! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
 //!     configuration table), read-through caches, time and clocks.
 //!
@@ -65,6 +66,7 @@ pub mod providers;
 pub mod queue;
 pub mod redis;
 pub mod routes;
+pub mod seal;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -40,6 +40,9 @@ pub struct NodeEnv {
     pub bin: PathBuf,
     pub database_url: String,
     pub jwt_secret: String,
+    /// `NEXUS_SECRETS_KEY` (PostgreSQL keeps no key file of its own); `None`: the key
+    /// file beside a SQLite database, or whatever the environment gives.
+    pub secrets_key: Option<String>,
     /// Where the node reads ClickUp tasks (`--via clickup` points it at a fake).
     pub clickup_api_url: Option<String>,
 }
@@ -53,6 +56,9 @@ impl NodeEnv {
             .kill_on_drop(true);
         if let Some(url) = &self.clickup_api_url {
             cmd.env("NEXUS_CLICKUP_API_URL", url);
+        }
+        if let Some(key) = &self.secrets_key {
+            cmd.env("NEXUS_SECRETS_KEY", key);
         }
         cmd
     }

@@ -53,15 +53,17 @@ pub async fn online_agents(
         .collect())
 }
 
-/// An agent with its client secret: returned at creation and rotation only.
-#[derive(Debug, Serialize)]
+/// An agent with its client secret: returned at creation and rotation only. No `Debug`:
+/// it holds the secret.
+#[derive(Serialize)]
 pub struct AgentWithSecret {
     #[serde(flatten)]
     pub agent: Agent,
     pub client_secret: String,
 }
 
-#[derive(Debug, Serialize)]
+/// No `Debug`: it holds the key.
+#[derive(Serialize)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: OperatorKey,

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use super::{Authenticator, ClientAuthError};
 use crate::http::StorageFailure;
 
-/// Unknown parameters (such as `scope`: an agent has exactly one) are ignored.
-#[derive(Debug, Default, Deserialize)]
+/// Unknown parameters (such as `scope`: an agent has exactly one) are ignored. No
+/// `Debug`: it holds the client secret.
+#[derive(Default, Deserialize)]
 struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,

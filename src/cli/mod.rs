@@ -4,8 +4,10 @@
 mod mirror;
 mod presence;
 mod queue;
+mod secrets;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -15,8 +17,8 @@ use serde::Serialize;
 use crate::admin::{self, AgentSpec};
 use crate::app::{self, Application};
 use crate::auth::Authenticator;
-use crate::config::{Config, GlobalOpts, ServeOpts, jwt_secret_from_env};
-use crate::store::{AgentStatus, Scopes, Store};
+use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, jwt_secret_from_env};
+use crate::store::{AgentStatus, Scopes, Secret, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +71,9 @@ pub enum Command {
     /// Who is online: list.
     #[command(subcommand)]
     Presence(presence::PresenceCmd),
+    /// Secrets sealed in the database: rotate-key.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,8 +136,9 @@ pub struct AgentCreate {
 pub struct TokenArgs {
     #[arg(long, requires = "client_secret", conflicts_with = "agent")]
     client_id: Option<String>,
+    /// The client secret (`-`: read from stdin).
     #[arg(long, env = "NEXUS_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    client_secret: Option<Secret>,
     /// Mint a token for this agent without its secret (operators only: needs database access).
     #[arg(long, required_unless_present = "client_id")]
     agent: Option<AgentId>,
@@ -189,11 +195,51 @@ async fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// [`open_store`], with the key that opens its sealed secrets, for commands that read or
+/// write them; also the key file used (`None`: the key is in `NEXUS_SECRETS_KEY`).
+async fn open_sealed_store(global: &GlobalOpts) -> anyhow::Result<(Store, Option<PathBuf>)> {
+    let mut store = open_store(global).await?;
+    let opts = SecretsKeyOpts::new(global);
+    let file = app::open_secrets(&mut store, &global.database_url, &opts).await?;
+    Ok((store, file))
+}
+
+/// Secret flags given as `-` are read from stdin (one line), which keeps them out of
+/// argv and the environment; one per command, so which is which stays plain.
+pub(crate) fn stdin_secrets<const N: usize>(
+    mut values: [Option<Secret>; N],
+) -> anyhow::Result<[Option<Secret>; N]> {
+    let mut dashes = values
+        .iter_mut()
+        .filter(|v| v.as_ref().is_some_and(|s| s.expose() == "-"));
+    if let Some(slot) = dashes.next() {
+        if dashes.next().is_some() {
+            bail!("only one secret can be read from stdin (`-`) per command");
+        }
+        *slot = Some(read_stdin_line("the secret")?);
+    }
+    Ok(values)
+}
+
+/// One line of stdin, without its line ending; an empty one is an error naming `what`.
+pub(crate) fn read_stdin_line(what: &str) -> anyhow::Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read stdin")?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        bail!("expected {what} on stdin, got an empty line");
+    }
+    Ok(Secret::new(line))
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Serve(opts) => {
-            let app = Application::build(Config::new(global.database_url, *opts)).await?;
+            let app = Application::build(Config::new(global, *opts)).await?;
             let stop = app.shutdown_token();
             tokio::spawn(async move {
                 app::shutdown_signal().await;
@@ -216,8 +262,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,
-        Command::Token(args) => token(&open_store(&global).await?, args).await?,
-        Command::Source(cmd) => queue::source(&open_store(&global).await?, cmd).await?,
+        Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,
+        Command::Source(cmd) => queue::source(&open_sealed_store(&global).await?.0, cmd).await?,
+        Command::Secrets(cmd) => secrets::secrets(&global, cmd).await?,
         Command::Jobs(cmd) => queue::jobs(&open_store(&global).await?, cmd).await?,
         Command::Mapping(cmd) => mirror::mapping(&open_store(&global).await?, cmd).await?,
         Command::Alias(cmd) => mirror::alias(&open_store(&global).await?, cmd).await?,
@@ -298,12 +345,13 @@ struct TokenOut {
 async fn token(store: &Store, args: TokenArgs) -> anyhow::Result<()> {
     let ttl = std::time::Duration::from_secs(args.ttl_s);
     let keys = app::jwt_keys(store, jwt_secret_from_env().as_deref(), ttl).await?;
-    let issued = match (args.agent, args.client_id, args.client_secret) {
+    let [client_secret] = stdin_secrets([args.client_secret])?;
+    let issued = match (args.agent, args.client_id, client_secret) {
         (Some(agent), None, _) => admin::mint_token(store, &keys, agent).await?,
         (None, Some(id), Some(secret)) => {
             let defaults = ServeOpts::defaults();
             Authenticator::new(store.clone(), keys, &defaults.auth, defaults.cache_ttl)
-                .issue_for_client(&id, &secret, None)
+                .issue_for_client(&id, secret.expose(), None)
                 .await?
         }
         _ => bail!("give --client-id with --client-secret, or --agent"),

@@ -4,14 +4,15 @@ use clap::{Args, Subcommand};
 use nexus_proto::{AgentId, EventType, TenantId};
 use uuid::Uuid;
 
-use super::{print_line, print_lines};
+use super::{print_line, print_lines, stdin_secrets};
 use crate::admin::{self, SourceSpec};
 use crate::queue::ops;
-use crate::store::{JobFilter, JobStatus, SourceKind, Store};
+use crate::store::{JobFilter, JobStatus, Secret, SourceKind, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum SourceCmd {
-    /// Register a webhook source; prints its id and its own endpoint (`url_path`).
+    /// Register a webhook source; prints its id and its own endpoint (`url_path`). Each
+    /// secret flag also reads its environment variable, or stdin when given as `-`.
     Add(Box<SourceAdd>),
     List {
         #[arg(long)]
@@ -38,10 +39,10 @@ pub struct SourceAdd {
         hide_env_values = true,
         required_if_eq("kind", "slack")
     )]
-    signing_secret: Option<String>,
+    signing_secret: Option<Secret>,
     /// Slack: a bot token for posting.
     #[arg(long, env = "NEXUS_SLACK_BOT_TOKEN", hide_env_values = true)]
-    bot_token: Option<String>,
+    bot_token: Option<Secret>,
     /// Slack: the bot's own user id (its messages are ignored).
     #[arg(long)]
     bot_user: Option<String>,
@@ -50,10 +51,10 @@ pub struct SourceAdd {
     webhook_id: Option<String>,
     /// ClickUp: the webhook's secret; ingest: the HMAC key / bearer token.
     #[arg(long, env = "NEXUS_SOURCE_SECRET", hide_env_values = true)]
-    secret: Option<String>,
+    secret: Option<Secret>,
     /// ClickUp: an API token for reading tasks and commenting.
     #[arg(long, env = "NEXUS_CLICKUP_API_TOKEN", hide_env_values = true)]
-    api_token: Option<String>,
+    api_token: Option<Secret>,
     /// Ingest: the source's name.
     #[arg(long, required_if_eq("kind", "ingest"))]
     name: Option<String>,
@@ -128,10 +129,12 @@ pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
     match cmd {
         SourceCmd::Add(a) => {
             let a = *a;
+            let [signing_secret, bot_token, secret, api_token] =
+                stdin_secrets([a.signing_secret, a.bot_token, a.secret, a.api_token])?;
             let (external_id, secret) = match a.kind {
-                SourceKind::Slack => (a.team_id, a.signing_secret),
-                SourceKind::Clickup => (a.webhook_id, a.secret),
-                SourceKind::Ingest => (a.name, a.secret),
+                SourceKind::Slack => (a.team_id, signing_secret),
+                SourceKind::Clickup => (a.webhook_id, secret),
+                SourceKind::Ingest => (a.name, secret),
             };
             let external_id =
                 external_id.ok_or_else(|| anyhow::anyhow!("missing the source's id"))?;
@@ -140,8 +143,8 @@ pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
                 tenant: a.tenant,
                 kind: a.kind,
                 external_id,
-                secret,
-                api_token: a.api_token.or(a.bot_token),
+                secret: secret.expose().to_owned(),
+                api_token: api_token.or(bot_token).map(|t| t.expose().to_owned()),
                 bot_user: a.bot_user,
                 to_agent: a.to_agent,
                 to_alias: a.to_alias,

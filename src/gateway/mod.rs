@@ -40,7 +40,8 @@ pub struct Gateway {
     pub sessions: TaskTracker,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// No `Debug`: it holds the access token.
+#[derive(Default, Deserialize)]
 struct ConnectParams {
     token: Option<String>,
     v: Option<String>,

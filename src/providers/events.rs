@@ -21,9 +21,17 @@ pub struct SlackEnvelope {
     /// `event_callback` only; read by the job ([`SlackEnvelope::event`]), so the webhook
     /// only checks that it is JSON.
     event: Option<Box<RawValue>>,
+    /// Slack's legacy verification token, a credential: noted, never kept.
+    #[serde(default, rename = "token")]
+    legacy_token: Option<serde::de::IgnoredAny>,
 }
 
 impl SlackEnvelope {
+    /// Whether the body carries Slack's legacy verification `token` (to be dropped).
+    pub fn has_legacy_token(&self) -> bool {
+        self.legacy_token.is_some()
+    }
+
     /// The event, or `None` for one of a shape Nexus does not read (`user_change` and
     /// `team_join` carry a user object, not an id; a malformed id): acknowledged and
     /// ignored, not refused — Slack retries a refusal and, after enough of them, turns

@@ -23,6 +23,7 @@
 //! (`(a, b) IN (SELECT …)`) and `LIMIT` in subqueries read the same in both.
 
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ pub(crate) use on_writer;
 pub(super) async fn connect(url: &str) -> Result<(Pool, Pool)> {
     let acquire = Duration::from_secs(5);
     if url.starts_with("sqlite:") {
+        if let Some(file) = sqlite_file(url) {
+            create_private_file(&file)?;
+        }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
             .create_if_missing(true)
@@ -121,6 +125,26 @@ pub(super) async fn connect(url: &str) -> Result<(Pool, Pool)> {
         Err(StoreError::InvalidUrl(
             "expected a sqlite:// or postgres:// url".into(),
         ))
+    }
+}
+
+/// The file a `sqlite:` url names; `None` for any other url and for in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    Some(opts.get_filename().to_owned())
+}
+
+/// Creates a missing database file with mode 0600 before SQLite opens it: SQLite gives
+/// its `-wal` and `-shm` files the database file's mode, so all three are private
+/// (they hold the same pages). An existing file keeps its mode.
+fn create_private_file(file: &std::path::Path) -> Result<()> {
+    match crate::seal::create_private(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
     }
 }
 

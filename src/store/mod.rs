@@ -14,13 +14,14 @@ mod jobs;
 mod mappings;
 mod operator_keys;
 mod provider;
+mod secrets;
 mod settings;
 mod sources;
 mod tasks;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
-pub use dialect::Backend;
+pub use dialect::{Backend, sqlite_file};
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
@@ -31,10 +32,13 @@ pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::Tenant;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dialect::{Pool, on_pool, on_writer};
 use nexus_proto::InvalidExternalId;
+
+use crate::seal::{SealError, SecretsKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +61,8 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("secrets: {0}")]
+    Sealed(#[from] SealError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -143,14 +149,21 @@ pub struct Store {
     pub(crate) pool: Pool,
     /// The same database; for SQLite a pool of one connection (see [`dialect::on_writer!`]).
     pub(crate) writer: Pool,
+    /// Seals and opens the secrets stored in `sources` and `settings` (see [`secrets`]).
+    key: Option<Arc<SecretsKey>>,
 }
 
 impl Store {
     /// Opens the database named by `url` (`sqlite://path` or `postgres://…`).
-    /// A SQLite file is created when missing and runs in WAL mode with foreign keys on.
+    /// A SQLite file is created (mode 0600) when missing and runs in WAL mode with
+    /// foreign keys on. Sealed secrets need a key first ([`Store::use_secrets_key`]).
     pub async fn connect(url: &str) -> Result<Store> {
         let (pool, writer) = dialect::connect(url).await?;
-        Ok(Store { pool, writer })
+        Ok(Store {
+            pool,
+            writer,
+            key: None,
+        })
     }
 
     /// Copies committed WAL pages into the database file (SQLite; a no-op on

@@ -1,15 +1,19 @@
 //! Webhook sources: who may post to which endpoint, with which secret, for which tenant.
 //!
-//! Secrets are kept in the database (verifying an HMAC needs the key itself) and
-//! wrapped in [`Secret`], which never prints and never serializes.
+//! Secrets are kept in the database (verifying an HMAC needs the key itself), sealed
+//! (see [`super::secrets`]), and handed out opened in [`Secret`], which never prints
+//! and never serializes.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::str::FromStr;
 
 use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
+use super::secrets::source_slot;
 use super::{Result, Store, StoreError};
 use crate::time::now_ms;
 
@@ -30,6 +34,14 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// So command-line flags taking secrets parse straight into a `Secret`.
+impl FromStr for Secret {
+    type Err = Infallible;
+    fn from_str(s: &str) -> Result<Secret, Infallible> {
+        Ok(Secret::new(s))
     }
 }
 
@@ -115,9 +127,9 @@ struct SourceRow {
 
 const COLS: &str = "id, tenant_id, kind, external_id, secret, api_token, bot_user, rule_agent, rule_alias, rule_event, created_at";
 
-impl TryFrom<SourceRow> for Source {
-    type Error = StoreError;
-    fn try_from(r: SourceRow) -> Result<Source> {
+impl Store {
+    /// The source of a row, its secrets opened.
+    fn source(&self, r: SourceRow) -> Result<Source> {
         let kind = SourceKind::parse(&r.kind)?;
         let rule = match kind {
             SourceKind::Ingest => Some(IngestRule {
@@ -138,8 +150,11 @@ impl TryFrom<SourceRow> for Source {
             tenant_id: TenantId::from_uuid(r.tenant_id),
             kind,
             external_id: r.external_id,
-            secret: Secret(r.secret),
-            api_token: r.api_token.map(Secret),
+            secret: self.open(&source_slot(r.id, "secret"), &r.secret)?,
+            api_token: r
+                .api_token
+                .map(|t| self.open(&source_slot(r.id, "api_token"), &t))
+                .transpose()?,
             bot_user: r.bot_user,
             rule,
             created_at: r.created_at,
@@ -151,6 +166,12 @@ impl Store {
     pub async fn create_source(&self, new: NewSource) -> Result<Source> {
         let id = Uuid::now_v7();
         let rule = new.rule.as_ref();
+        let secret = self.seal(&source_slot(id, "secret"), &new.secret)?;
+        let api_token = new
+            .api_token
+            .as_ref()
+            .map(|t| self.seal(&source_slot(id, "api_token"), t))
+            .transpose()?;
         on_writer!(self, p => {
             sqlx::query(
                 "INSERT INTO sources (id, tenant_id, kind, external_id, secret, api_token, bot_user, \
@@ -161,8 +182,8 @@ impl Store {
             .bind(*new.tenant_id.as_uuid())
             .bind(new.kind.as_str())
             .bind(new.external_id.clone())
-            .bind(new.secret.expose().to_owned())
-            .bind(new.api_token.as_ref().map(|t| t.expose().to_owned()))
+            .bind(secret.clone())
+            .bind(api_token.clone())
             .bind(new.bot_user.clone())
             .bind(rule.and_then(|r| r.to_agent).map(|a| *a.as_uuid()))
             .bind(rule.and_then(|r| r.to_alias.clone()))
@@ -184,7 +205,7 @@ impl Store {
         let row: Option<SourceRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await
         })?;
-        row.ok_or(StoreError::NotFound("source"))?.try_into()
+        self.source(row.ok_or(StoreError::NotFound("source"))?)
     }
 
     /// The source of `kind` known by its external id (team id, webhook id).
@@ -197,7 +218,7 @@ impl Store {
                 .fetch_optional(p)
                 .await
         })?;
-        row.map(Source::try_from).transpose()
+        row.map(|r| self.source(r)).transpose()
     }
 
     /// Every source of `kind`, optionally of one tenant.
@@ -216,7 +237,7 @@ impl Store {
                 .fetch_all(p)
                 .await
         })?;
-        rows.into_iter().map(Source::try_from).collect()
+        rows.into_iter().map(|r| self.source(r)).collect()
     }
 
     pub async fn remove_source(&self, id: Uuid) -> Result<()> {

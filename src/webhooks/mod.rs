@@ -16,6 +16,8 @@ use clickup::ClickUp;
 use ingest::Ingest;
 use slack::Slack;
 
+use std::borrow::Cow;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -74,6 +76,12 @@ trait Sender: Send + Sync + 'static {
     /// The job's kind and the delivery's id (scoped to the source by [`handle`]), or an
     /// answer that needs no job.
     fn route(body: Self::Body, req: &Request<'_>) -> Result<Route, Rejection>;
+
+    /// What the job keeps of the request: the raw body, as it arrived, unless it carries
+    /// something that must not be stored.
+    fn stored<'a>(_body: &Self::Body, raw: &'a [u8]) -> Result<Cow<'a, [u8]>, Rejection> {
+        Ok(Cow::Borrowed(raw))
+    }
 }
 
 /// The request as senders see it.
@@ -195,13 +203,14 @@ async fn handle<S: Sender>(
             S::SOURCE.as_str()
         )));
     }
+    let stored = S::stored(&body, &raw)?;
     match S::route(body, &req)? {
         Route::Answer(received) => Ok(received),
         Route::Job { kind, dedupe_key } => {
             // Scoped to the source: one tenant's deliveries can never be taken for
             // another's duplicates (nor reveal their job ids).
             let dedupe_key = format!("{}:{dedupe_key}", source.id);
-            accept(state, &source, kind, dedupe_key, &raw, trace_id(headers)).await
+            accept(state, &source, kind, dedupe_key, &stored, trace_id(headers)).await
         }
     }
 }

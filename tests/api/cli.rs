@@ -5,7 +5,7 @@ use std::process::Output;
 use serde_json::Value;
 
 use crate::both_profiles;
-use crate::helpers::{Profile, TestDb};
+use crate::helpers::{Profile, TestDb, secrets_key};
 
 both_profiles!(
     create_list_and_token_round_trip,
@@ -19,6 +19,7 @@ pub fn nexus(db: &TestDb, args: &[&str]) -> Output {
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("NEXUS_JWT_SECRET", "cli-test-secret-0123456789abcdefghij")
+        .envs(secrets_key(&db.url).map(|k| ("NEXUS_SECRETS_KEY", k)))
         .env_remove("RUST_LOG")
         .output()
         .expect("run nexus")

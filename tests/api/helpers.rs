@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use nexus::app::Application;
-use nexus::config::{Config, ServeOpts};
+use nexus::config::{Config, SecretsKeyOpts, ServeOpts};
 use nexus::state::AppState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -190,6 +190,15 @@ impl Drop for TestDb {
     }
 }
 
+/// The key sealing secrets in the test PostgreSQL (which has no file to keep one
+/// beside); a SQLite test database keeps its own key file beside it, as by default.
+pub const TEST_SECRETS_KEY: &str = "c2VhbGVkLXNlY3JldHMtdGVzdC1rZXktMDEyMzQ1Njc=";
+
+/// The `NEXUS_SECRETS_KEY` a node or command on `url` is given in tests.
+pub fn secrets_key(url: &str) -> Option<&'static str> {
+    url.starts_with("postgres").then_some(TEST_SECRETS_KEY)
+}
+
 pub fn serve_opts() -> ServeOpts {
     let mut opts = ServeOpts::defaults();
     opts.listen = "127.0.0.1:0".parse().expect("addr");
@@ -229,6 +238,10 @@ impl TestApp {
             database_url: db.url.clone(),
             serve: serve_opts(),
             jwt_secret: Some("integration-test-secret-0123456789abcdef".into()),
+            secrets_key: SecretsKeyOpts {
+                key: secrets_key(&db.url).map(str::to_owned),
+                file: None,
+            },
         };
         tweak(&mut config);
         let app = Application::build_with(config, extras)

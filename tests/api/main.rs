@@ -25,6 +25,7 @@ mod queue;
 mod revocation;
 mod routing_api;
 mod schema;
+mod secrets;
 mod serve;
 mod trace;
 mod transport;

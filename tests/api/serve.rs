@@ -19,6 +19,11 @@ pub struct Node {
 }
 
 pub async fn start(dir: &std::path::Path) -> Node {
+    start_with(dir, &[]).await
+}
+
+/// As [`start`], with `env` added (another database, a key).
+pub async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
@@ -26,6 +31,7 @@ pub async fn start(dir: &std::path::Path) -> Node {
         .env_remove("NEXUS_JWT_SECRET")
         .env("RUST_LOG", "debug")
         .env("NEXUS_LOG_FORMAT", "json")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -148,18 +154,17 @@ async fn default_node_keeps_data_across_restarts_and_logs_no_secrets() {
     logs.extend(node.stop().await);
 
     let jwt_secret = {
-        let store = nexus::store::Store::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("nexus.db").display()
-        ))
-        .await
-        .expect("open");
+        let url = format!("sqlite://{}", dir.path().join("nexus.db").display());
+        let mut store = nexus::store::Store::connect(&url).await.expect("open");
+        nexus::app::open_secrets(&mut store, &url, &Default::default())
+            .await
+            .expect("the key file beside the database");
         let s = store
-            .setting_or_init("jwt_secret", String::new)
+            .secret_setting_or_init("jwt_secret", String::new)
             .await
             .expect("secret");
         store.close().await;
-        s
+        s.expose().to_owned()
     };
     assert!(
         !jwt_secret.is_empty(),

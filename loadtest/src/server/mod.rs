@@ -88,6 +88,7 @@ impl Server {
                     bin: node::locate_bin().await?,
                     database_url,
                     jwt_secret: server.jwt_secret.clone(),
+                    secrets_key: None,
                     clickup_api_url: None,
                 });
             }
@@ -102,6 +103,7 @@ impl Server {
                     bin: node::locate_bin().await?,
                     database_url: format!("sqlite://{}/nexus.db", dir.path().display()),
                     jwt_secret: server.jwt_secret.clone(),
+                    secrets_key: None,
                     clickup_api_url: opts.clickup_api_url.clone(),
                 };
                 let started = env.serve(&[]).await?;

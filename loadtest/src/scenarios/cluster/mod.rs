@@ -87,6 +87,8 @@ pub async fn run(opts: &ClusterOpts) -> Result<ClusterReport> {
         bin: node::locate_bin().await?,
         database_url: with_search_path(&opts.database_url, &schema),
         jwt_secret: crate::jwt::random_secret(),
+        // 64 hex digits: a 32-byte key.
+        secrets_key: Some(crate::jwt::random_secret()),
         clickup_api_url: None,
     };
     let mut nodes = Vec::new();
