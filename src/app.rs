@@ -136,7 +136,11 @@ impl Application {
             store: store.clone(),
             keys: keys.clone(),
             ws: config.serve.ws.clone(),
-            tools: Arc::new(Tools::new(queue.clone(), ctx.clone())),
+            tools: Arc::new(Tools::new(
+                queue.clone(),
+                ctx.clone(),
+                config.serve.tool_max_in_flight as usize,
+            )),
             shutdown: shutdown.clone(),
             sessions: TaskTracker::new(),
         });
