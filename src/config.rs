@@ -85,6 +85,12 @@ pub struct ServeOpts {
     #[arg(long, env = "NEXUS_RECONCILE_INTERVAL", default_value = "10s", value_parser = duration)]
     pub reconcile_interval: Duration,
 
+    /// Tool requests one agent may have unanswered on this node (queued or running);
+    /// more are answered `too_many_requests` at once, without being queued.
+    #[arg(long, env = "NEXUS_TOOL_MAX_IN_FLIGHT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub tool_max_in_flight: u32,
+
     #[command(flatten)]
     pub auth: AuthOpts,
 

@@ -2,16 +2,18 @@
 //! read-through caches in front of rows read on every job. Narrow on purpose: no HTTP
 //! state, no configuration, no queue.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_proto::{AgentId, ClickUpListId, TenantId};
+use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
+use uuid::Uuid;
 
 use crate::bus::Hub;
 use crate::cache::TtlCache;
 use crate::providers::{ProviderError, Providers};
 use crate::queue::JobError;
-use crate::store::{Agent, ProjectMapping, Source, Store, StoreError};
+use crate::store::{Agent, ProjectMapping, Source, Store, StoreError, ToolScope};
 
 pub struct Context {
     pub store: Store,
@@ -23,6 +25,19 @@ pub struct Context {
     sources: TtlCache<uuid::Uuid, Source>,
     /// Project mappings by ClickUp list, read by every ClickUp webhook job.
     mappings: TtlCache<(TenantId, ClickUpListId), ProjectMapping>,
+    /// What each tenant's agents may reach with tools, read by every tool request.
+    tool_policies: TtlCache<TenantId, Arc<ToolPolicy>>,
+}
+
+/// A tenant's tool settings and, in `mapped` scope, what its mappings cover.
+#[derive(Debug)]
+pub struct ToolPolicy {
+    pub scope: ToolScope,
+    pub allow_broadcasts: bool,
+    /// The Slack channels of the tenant's project mappings.
+    pub channels: HashSet<SlackChannelId>,
+    /// The tenant's project mappings by id (a known task names its mapping).
+    pub mappings: HashSet<Uuid>,
 }
 
 impl Context {
@@ -34,6 +49,7 @@ impl Context {
             agents: TtlCache::new(cache_ttl),
             sources: TtlCache::new(cache_ttl),
             mappings: TtlCache::new(cache_ttl),
+            tool_policies: TtlCache::new(cache_ttl),
         }
     }
 
@@ -64,9 +80,34 @@ impl Context {
             .await
     }
 
-    /// A mapping was removed through this node: forget them all at once.
+    /// The tenant's tool policy, from the cache when read within the cache TTL.
+    pub async fn tool_policy(&self, tenant: TenantId) -> Result<Arc<ToolPolicy>, StoreError> {
+        let load = async {
+            let Some(t) = found(self.store.get_tenant(tenant).await)? else {
+                return Ok(None);
+            };
+            let mapped = match t.tool_scope {
+                ToolScope::Mapped => self.store.list_mappings(tenant).await?,
+                ToolScope::Any => Vec::new(),
+            };
+            Ok(Some(Arc::new(ToolPolicy {
+                scope: t.tool_scope,
+                allow_broadcasts: t.allow_broadcasts,
+                channels: mapped.iter().map(|m| m.slack_channel_id.clone()).collect(),
+                mappings: mapped.iter().map(|m| m.id).collect(),
+            })))
+        };
+        let policy = self
+            .tool_policies
+            .get_or_load::<StoreError, _>(&tenant, load)
+            .await?;
+        policy.ok_or(StoreError::NotFound("tenant"))
+    }
+
+    /// A mapping was added or removed through this node: forget them all at once.
     pub fn forget_mappings(&self) {
         self.mappings.clear();
+        self.tool_policies.clear();
     }
 }
 

@@ -12,7 +12,7 @@ use crate::auth::{IssuedToken, JwtKeys, secrets};
 use crate::presence::PresenceEntry;
 use crate::store::{
     Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
-    SourceKind, Store, StoreError, Tenant,
+    SourceKind, Store, StoreError, Tenant, ToolScope,
 };
 use crate::time::now_ms;
 
@@ -86,6 +86,23 @@ fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
 pub async fn create_tenant(store: &Store, name: &str) -> Result<Tenant, AdminError> {
     check_name("tenant name", name)?;
     Ok(store.create_tenant(name).await?)
+}
+
+/// What the tenant's agents may do with tools (see the README's `## Security`).
+pub async fn set_tenant_tools(
+    store: &Store,
+    tenant: TenantId,
+    scope: Option<ToolScope>,
+    allow_broadcasts: Option<bool>,
+) -> Result<Tenant, AdminError> {
+    if scope.is_none() && allow_broadcasts.is_none() {
+        return Err(AdminError::Invalid(
+            "nothing to change: give a tool scope or allow_broadcasts".into(),
+        ));
+    }
+    Ok(store
+        .set_tenant_tools(tenant, scope, allow_broadcasts)
+        .await?)
 }
 
 pub struct AgentSpec {

@@ -55,10 +55,10 @@ pub async fn add_mapping(
         default_agents: body.default_agents,
         open_threads: body.open_threads,
     };
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(admin::add_mapping(&state.store, spec).await?),
-    ))
+    let mapping = admin::add_mapping(&state.store, spec).await?;
+    // Tools may reach the new channel and list at once.
+    state.ctx.forget_mappings();
+    Ok((StatusCode::CREATED, ApiJson(mapping)))
 }
 
 pub async fn list_mappings(

@@ -18,7 +18,7 @@ use crate::admin::{self, AgentSpec};
 use crate::app::{self, Application};
 use crate::auth::Authenticator;
 use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, jwt_secret_from_env};
-use crate::store::{AgentStatus, Scopes, Secret, Store};
+use crate::store::{AgentStatus, Scopes, Secret, Store, ToolScope};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +39,7 @@ pub enum Command {
     Serve(Box<ServeOpts>),
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Tenants: create, list.
+    /// Tenants: create, list, set (what their agents may do with tools).
     #[command(subcommand)]
     Tenant(TenantCmd),
     /// Agents: create (one or in bulk), list, disable, enable, rotate-secret.
@@ -83,6 +83,19 @@ pub enum TenantCmd {
         name: String,
     },
     List,
+    /// What the tenant's agents may do with tools; takes effect within `--cache-ttl`.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
+    Set {
+        id: TenantId,
+        /// `mapped`: only the Slack channels and ClickUp lists (and their tasks) of the
+        /// tenant's mappings; `any`: whatever its tokens reach.
+        #[arg(long, group = "change")]
+        tool_scope: Option<ToolScope>,
+        /// Post `<!channel>`, `<!here>`, `<!everyone>`, user-group and `@channel`
+        /// mentions as written instead of neutralised.
+        #[arg(long, group = "change", action = clap::ArgAction::Set)]
+        allow_broadcasts: Option<bool>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +272,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     print_line(&admin::create_tenant(&store, &name).await?)?
                 }
                 TenantCmd::List => print_lines(&store.list_tenants().await?)?,
+                TenantCmd::Set {
+                    id,
+                    tool_scope,
+                    allow_broadcasts,
+                } => print_line(
+                    &admin::set_tenant_tools(&store, id, tool_scope, allow_broadcasts).await?,
+                )?,
             }
         }
         Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,

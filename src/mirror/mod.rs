@@ -1,6 +1,7 @@
 //! The mirror (DESIGN §12): ClickUp and Slack webhook jobs become agent events, and
 //! agents' tool requests become Slack posts and ClickUp comments.
 
+mod broadcast;
 pub mod clickup;
 mod mentions;
 pub mod slack;

@@ -2,17 +2,21 @@
 //! `clickup.update_status` and `task.reply` (one post in the task's Slack thread and
 //! one ClickUp comment). Each write is recorded with its result under a step key, so a
 //! retried job skips what already happened, and the webhook echo of it is ignored.
+//! Targets are checked against the tenant's tool scope before a call is queued, and
+//! broadcasts in Slack text are neutralised unless the tenant allows them.
+
+use std::borrow::Cow;
 
 use nexus_proto::{ClickUpTaskId, SlackChannelId, SlackTs, TenantId, ToolError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{SlackPost, api_token, post_recorded, posted_before};
-use crate::context::Context;
+use super::{SlackPost, api_token, broadcast, post_recorded, posted_before};
+use crate::context::{Context, ToolPolicy};
 use crate::providers::{Posted, ProviderError};
 use crate::queue::JobError;
-use crate::store::{Provider, Secret, SourceKind, StoreError};
+use crate::store::{Provider, Secret, SourceKind, StoreError, ToolScope};
 
 /// Longest text posted or commented (Slack's own limit is 40,000 characters).
 const MAX_TEXT: usize = 40_000;
@@ -64,6 +68,8 @@ pub struct StatusArgs {
 pub struct Step {
     pub tenant: TenantId,
     pub job_id: Uuid,
+    /// Post broadcasts in Slack text as written (the tenant's `allow_broadcasts`).
+    pub allow_broadcasts: bool,
 }
 
 /// Why a tool did not answer: try again later, or answer the agent with this error.
@@ -108,6 +114,37 @@ impl ToolCall {
             .map_err(|e| ToolError::new("invalid_args", format!("invalid args: {e}")))
     }
 
+    /// `target_not_allowed` for a channel or task outside the tenant's mappings, unless
+    /// its tool scope is `any`. A task counts as inside when Nexus knows it from a
+    /// mapped list: one it has not seen yet is refused, never looked up at ClickUp.
+    pub async fn check_target(
+        &self,
+        ctx: &Context,
+        tenant: TenantId,
+        policy: &ToolPolicy,
+    ) -> Result<(), ToolFailure> {
+        if policy.scope == ToolScope::Any {
+            return Ok(());
+        }
+        let task = match self {
+            ToolCall::PostMessage(a) if policy.channels.contains(&a.channel) => return Ok(()),
+            ToolCall::PostMessage(a) => {
+                return Err(not_allowed(format!(
+                    "Slack channel {} is not a mapped channel of this tenant",
+                    a.channel
+                )));
+            }
+            ToolCall::CreateComment(a) | ToolCall::TaskReply(a) => &a.task_id,
+            ToolCall::UpdateStatus(a) => &a.task_id,
+        };
+        match ctx.store.task_by_clickup_id(tenant, task).await? {
+            Some(tm) if policy.mappings.contains(&tm.project_mapping_id) => Ok(()),
+            _ => Err(not_allowed(format!(
+                "ClickUp task {task} is not in a mapped list of this tenant (or not seen there yet)"
+            ))),
+        }
+    }
+
     pub async fn run(self, ctx: &Context, step: &Step) -> Result<Value, ToolFailure> {
         match self {
             ToolCall::PostMessage(a) => {
@@ -123,6 +160,12 @@ impl ToolCall {
             ToolCall::TaskReply(a) => task_reply(ctx, step, a).await,
         }
     }
+}
+
+fn not_allowed(message: String) -> ToolFailure {
+    let hint =
+        "; an operator can map it, or allow any target with `nexus tenant set --tool-scope any`";
+    ToolFailure::fail("target_not_allowed", message + hint)
 }
 
 fn text(t: &str) -> Result<&str, ToolFailure> {
@@ -212,10 +255,15 @@ async fn post_once(
         return Ok(posted);
     }
     let token = token(ctx, step, SourceKind::Slack).await?;
+    let text = if step.allow_broadcasts {
+        Cow::Borrowed(text)
+    } else {
+        broadcast::neutralise(text)
+    };
     let post = SlackPost {
         token: &token,
         channel,
-        text,
+        text: &text,
         thread_ts,
     };
     Ok(post_recorded(ctx, step.tenant, &op_key, post).await??)

@@ -29,7 +29,7 @@ pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
 pub use tasks::{SlackChannel, TaskMapping};
-pub use tenants::Tenant;
+pub use tenants::{Tenant, ToolScope};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -13,8 +13,39 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub tier: String,
+    /// Which Slack channels and ClickUp tasks the tenant's agents' tools may reach.
+    pub tool_scope: ToolScope,
+    /// Tools may post `<!channel>`, `<!here>`, `@everyone`, user-group mentions as they are.
+    pub allow_broadcasts: bool,
     #[serde(with = "crate::time::ms_rfc3339")]
     pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolScope {
+    /// Only the channels and lists (with their tasks) of the tenant's project mappings.
+    #[default]
+    Mapped,
+    /// Whatever the tenant's Slack and ClickUp tokens reach.
+    Any,
+}
+
+impl ToolScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolScope::Mapped => "mapped",
+            ToolScope::Any => "any",
+        }
+    }
+
+    fn parse(s: &str) -> Result<ToolScope> {
+        match s {
+            "mapped" => Ok(ToolScope::Mapped),
+            "any" => Ok(ToolScope::Any),
+            other => Err(StoreError::Corrupt(format!("tool scope {other:?}"))),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -22,19 +53,26 @@ struct TenantRow {
     id: Uuid,
     name: String,
     tier: String,
+    tool_scope: String,
+    allow_broadcasts: bool,
     created_at: i64,
 }
 
-impl From<TenantRow> for Tenant {
-    fn from(r: TenantRow) -> Self {
-        Tenant {
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+    fn try_from(r: TenantRow) -> Result<Self> {
+        Ok(Tenant {
             id: TenantId::from_uuid(r.id),
             name: r.name,
             tier: r.tier,
+            tool_scope: ToolScope::parse(&r.tool_scope)?,
+            allow_broadcasts: r.allow_broadcasts,
             created_at: r.created_at,
-        }
+        })
     }
 }
+
+const TENANT_COLS: &str = "id, name, tier, tool_scope, allow_broadcasts, created_at";
 
 impl Store {
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
@@ -42,6 +80,8 @@ impl Store {
             id: TenantId::new_v7(),
             name: name.to_owned(),
             tier: "standard".into(),
+            tool_scope: ToolScope::default(),
+            allow_broadcasts: false,
             created_at: now_ms(),
         };
         on_writer!(self, p => {
@@ -59,21 +99,46 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let sql = format!("SELECT {TENANT_COLS} FROM tenants ORDER BY id");
         let rows: Vec<TenantRow> = on_pool!(self, p => {
-            sqlx::query_as("SELECT id, name, tier, created_at FROM tenants ORDER BY id")
-                .fetch_all(p)
-                .await
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).fetch_all(p).await
         })?;
-        Ok(rows.into_iter().map(Tenant::from).collect())
+        rows.into_iter().map(Tenant::try_from).collect()
     }
 
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
+        let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1");
         let row: Option<TenantRow> = on_pool!(self, p => {
-            sqlx::query_as("SELECT id, name, tier, created_at FROM tenants WHERE id = $1")
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(*id.as_uuid())
                 .fetch_optional(p)
                 .await
         })?;
-        row.map(Tenant::from).ok_or(StoreError::NotFound("tenant"))
+        row.ok_or(StoreError::NotFound("tenant"))?.try_into()
+    }
+
+    /// Changes what the tenant's agents may do with tools; `None` keeps a setting.
+    pub async fn set_tenant_tools(
+        &self,
+        id: TenantId,
+        scope: Option<ToolScope>,
+        allow_broadcasts: Option<bool>,
+    ) -> Result<Tenant> {
+        let changed = on_writer!(self, p => {
+            sqlx::query(
+                "UPDATE tenants SET tool_scope = COALESCE($2, tool_scope), \
+                 allow_broadcasts = COALESCE($3, allow_broadcasts) WHERE id = $1",
+            )
+            .bind(*id.as_uuid())
+            .bind(scope.map(ToolScope::as_str))
+            .bind(allow_broadcasts)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("tenant"));
+        }
+        self.get_tenant(id).await
     }
 }

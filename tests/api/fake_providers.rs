@@ -39,8 +39,9 @@ struct Inner {
     tasks: Mutex<HashMap<String, Value>>,
     /// Answers given instead of the normal one, first come first served, by path.
     canned: Mutex<Vec<Canned>>,
-    /// Paths that never answer.
+    /// Paths that do not answer until released.
     held: Mutex<Vec<String>>,
+    released: tokio::sync::Notify,
     seq: AtomicU64,
 }
 
@@ -115,9 +116,15 @@ impl FakeProviders {
         });
     }
 
-    /// Requests to `path` are recorded but never answered.
+    /// Requests to `path` are recorded but not answered until [`FakeProviders::release`].
     pub fn hold(&self, path: &str) {
         self.inner.held.lock().expect("lock").push(path.to_owned());
+    }
+
+    /// Requests to `path` held so far, and later ones, are answered normally.
+    pub fn release(&self, path: &str) {
+        self.inner.held.lock().expect("lock").retain(|p| p != path);
+        self.inner.released.notify_waiters();
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
@@ -165,8 +172,13 @@ async fn handle(
         auth: auth.clone(),
         body: body.clone(),
     });
-    if inner.held.lock().expect("lock").contains(&path) {
-        std::future::pending::<()>().await;
+    loop {
+        // Registered before the check, so a release in between is not missed.
+        let released = inner.released.notified();
+        if !inner.held.lock().expect("lock").contains(&path) {
+            break;
+        }
+        released.await;
     }
     let canned = {
         let mut canned = inner.canned.lock().expect("lock");

@@ -19,11 +19,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt, SinkExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use nexus_proto::{
-    AgentId, ClientMsg, ErrorCode, ErrorData, Gap, PROTOCOL_V1, Seq, ServerMsg, SessionId,
-    TenantId, Welcome, close,
+    AgentId, ClientMsg, ErrorCode, ErrorData, EventType, Gap, PROTOCOL_V1, Seq, ServerMsg,
+    SessionId, TenantId, Welcome, close,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use crate::bus::{Attached, Push, SessionCtl};
@@ -78,6 +79,8 @@ struct Session {
     inbound: DefaultDirectRateLimiter,
     abuse: DefaultDirectRateLimiter,
     traced: traced::Traced,
+    /// The waits of this session's tool requests: cancelled as it ends.
+    tool_waits: CancellationToken,
 }
 
 pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
@@ -123,6 +126,7 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         inbound: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         abuse: RateLimiter::direct(Quota::per_minute(abuse)),
         traced: traced::Traced::default(),
+        tool_waits: CancellationToken::new(),
         gw: gw.clone(),
     };
     let welcome = ServerMsg::Welcome {
@@ -140,7 +144,8 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         Err(end) => end,
     };
     // Offline as soon as the session decides to end, before the goodbye handshake
-    // (which can take seconds for a slow consumer).
+    // (which can take seconds for a slow consumer); its tool requests stop waiting first.
+    session.tool_waits.cancel();
     Box::pin(hub.detach(init.agent, id)).await;
     let code = match end {
         End::Close(code) => {
@@ -280,6 +285,9 @@ impl Session {
     }
 
     async fn feed_event(&mut self, ev: &InboxEvent) -> Result<(), End> {
+        if ev.kind == EventType::ToolResult {
+            self.gw.tools.answered(self.agent, &ev.data);
+        }
         let ts = chrono::DateTime::from_timestamp_millis(ev.created_at).unwrap_or_default();
         let frame = nexus_proto::encode_event(
             ev.kind,
@@ -449,7 +457,8 @@ impl Session {
             }
             ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,
             ClientMsg::ToolRequest { data } => {
-                self.gw.tools.dispatch(self.agent, self.tenant, data);
+                let waits = &self.tool_waits;
+                self.gw.tools.dispatch(self.agent, self.tenant, data, waits);
                 Ok(())
             }
         }

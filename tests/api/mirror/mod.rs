@@ -1,10 +1,11 @@
 //! The mirror end to end: signed ClickUp and Slack webhooks in, agent events out, agent
 //! tool requests out to fake Slack and ClickUp servers that check every request. The
-//! fixture is here; the tests are in `clickup`, `slack` and `tools`.
+//! fixture is here; the tests are in `clickup`, `slack`, `tools` and `tool_scope`.
 
 use std::time::Duration;
 
 use nexus::admin::{AgentSpec, AgentWithSecret, MappingSpec, SourceSpec};
+use nexus::config::Config;
 use nexus::queue::JobOutcome;
 use nexus::store::{JobStatus, SourceKind};
 use nexus_proto::TenantId;
@@ -20,6 +21,7 @@ use crate::webhook_support::{CLICKUP_SECRET, SLACK_SECRET, hmac_hex, now_s};
 
 mod clickup;
 mod slack;
+mod tool_scope;
 mod tools;
 
 /// Nexus's own users in ClickUp and Slack: its changes come back as webhooks.
@@ -43,12 +45,12 @@ struct Mirror {
 }
 
 async fn setup(p: Profile) -> Mirror {
-    setup_with(p, true).await
+    setup_with(p, true, |_| {}).await
 }
 
 /// A tenant with Slack and ClickUp sources (`tokens`: with API tokens), list L1 mapped
-/// to channel C1, three agents and an alias.
-async fn setup_with(p: Profile, tokens: bool) -> Mirror {
+/// to channel C1, three agents and an alias; `tweak` adjusts the node's configuration.
+async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -> Mirror {
     let fake = FakeProviders::start().await;
     let (slack_url, clickup_url) = (fake.slack_url(), fake.clickup_url());
     let app = TestApp::spawn_with(p, |c| {
@@ -56,6 +58,7 @@ async fn setup_with(p: Profile, tokens: bool) -> Mirror {
         c.serve.providers.clickup_api_url = clickup_url;
         c.serve.queue.backoff_base = Duration::from_millis(20);
         c.serve.queue.backoff_max = Duration::from_millis(100);
+        tweak(c);
     })
     .await;
     let store = &app.state.store;

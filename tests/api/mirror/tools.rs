@@ -95,12 +95,12 @@ async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
             &mut alice,
             "r2",
             "slack.post_message",
-            json!({"channel": "C9", "text": "hello"}),
+            json!({"channel": "C1", "text": "hello"}),
             None,
         )
         .await;
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["result"]["channel"], "C9");
+    assert_eq!(result["result"]["channel"], "C1");
     let posts = m.fake.requests_to("/slack/chat.postMessage");
     assert_eq!(posts.len(), 2, "the failed attempt and the retry");
     assert_eq!(posts[0].body, posts[1].body);
@@ -135,7 +135,7 @@ async fn a_provider_429_is_retried_after_its_retry_after(p: Profile) {
         &mut alice,
         "r8",
         "slack.post_message",
-        json!({"channel": "C9", "text": "hi"}),
+        json!({"channel": "C1", "text": "hi"}),
     )
     .await;
     let limited = m.finished_or_retried(|o| o.kind == "tool.call").await;
@@ -241,7 +241,14 @@ async fn a_tool_past_its_timeout_answers_timeout(p: Profile) {
 }
 
 async fn a_tenant_without_tokens_gets_a_clear_tool_error(p: Profile) {
-    let mut m = setup_with(p, false).await;
+    let mut m = setup_with(p, false, |_| {}).await;
+    // T1 was never seen (no token to read it): only an `any` scope lets the call through.
+    let any = Some(nexus::store::ToolScope::Any);
+    let store = &m.app.state.store;
+    store
+        .set_tenant_tools(m.tenant, any, None)
+        .await
+        .expect("scope");
     let mut alice = m.app.online(&m.alice, m.tenant).await;
     let slack = m
         .tool(
@@ -335,7 +342,7 @@ async fn provider_redirects_are_not_followed_and_huge_answers_not_read(p: Profil
             &mut alice,
             "r-redirect",
             "slack.post_message",
-            json!({"channel": "C7", "text": "hi"}),
+            json!({"channel": "C1", "text": "hi"}),
             None,
         )
         .await;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, JwtKeys, OperatorKeys};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
-use crate::config::{Config, SecretsKeyOpts};
+use crate::config::Config;
 use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::inbox::Inbox;
@@ -22,12 +21,15 @@ use crate::processors::Processors;
 use crate::providers::Providers;
 use crate::queue::{Processor, Queue};
 use crate::redis::Redis;
-use crate::seal::{SealError, SecretsKey};
+use crate::seal::SealError;
 use crate::state::{AppState, Shared};
-use crate::store::{self, Retention, Store, StoreError};
+use crate::store::{Retention, Store, StoreError};
 use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
 use crate::{routes, server, telemetry};
+
+mod secrets_key;
+pub use secrets_key::open_secrets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -51,105 +53,6 @@ pub enum AppError {
         #[source]
         source: SealError,
     },
-}
-
-/// Loads the key that seals stored secrets and gives it to `store`, which refuses a key
-/// other than the one its secrets are sealed with and seals what an older version left
-/// in plaintext. Returns the key file used (`None`: the key came from the environment).
-pub async fn open_secrets(
-    store: &mut Store,
-    database_url: &str,
-    opts: &SecretsKeyOpts,
-) -> Result<Option<PathBuf>, AppError> {
-    let recorded = store.secrets_key_id().await?;
-    let (key, file) = match key_source(database_url, opts)? {
-        KeySource::Env(text) => (SecretsKey::parse("NEXUS_SECRETS_KEY", text), None),
-        KeySource::File(file) => (read_or_create_key(&file, recorded.as_deref()), Some(file)),
-    };
-    let origin = file.as_ref().map_or_else(
-        || "NEXUS_SECRETS_KEY".to_owned(),
-        |f| format!("key file {}", f.display()),
-    );
-    let secrets_error = |source| AppError::Secrets {
-        origin: origin.clone(),
-        source,
-    };
-    let key = key.map_err(secrets_error)?;
-    let sealed = store.use_secrets_key(key).await.map_err(|e| match e {
-        StoreError::Sealed(source) => secrets_error(source),
-        other => AppError::Store(other),
-    })?;
-    if sealed > 0 {
-        tracing::info!(
-            sealed,
-            "sealed the secrets an older version stored in plaintext"
-        );
-    }
-    Ok(file)
-}
-
-enum KeySource<'a> {
-    Env(&'a str),
-    File(PathBuf),
-}
-
-/// `NEXUS_SECRETS_KEY`, else `--secrets-key-file`, else `FILE.key` beside a SQLite `FILE`.
-fn key_source<'a>(database_url: &str, opts: &'a SecretsKeyOpts) -> Result<KeySource<'a>, AppError> {
-    match (&opts.key, &opts.file, store::sqlite_file(database_url)) {
-        (Some(_), Some(_), _) => Err(AppError::Config(
-            "give the secrets key by NEXUS_SECRETS_KEY or by --secrets-key-file, not both".into(),
-        )),
-        (Some(text), None, _) => Ok(KeySource::Env(text)),
-        (None, Some(file), _) => Ok(KeySource::File(file.clone())),
-        (None, None, Some(db)) => {
-            let mut file = db.into_os_string();
-            file.push(".key");
-            Ok(KeySource::File(file.into()))
-        }
-        (None, None, None) => Err(AppError::Config(
-            "secrets are sealed with a key kept outside the database: on PostgreSQL set \
-             NEXUS_SECRETS_KEY (the same on every node) or --secrets-key-file"
-                .into(),
-        )),
-    }
-}
-
-/// The key in `file`. A missing file is created with a fresh key only while the database
-/// has no secrets sealed (`recorded` is the key id they are sealed with): otherwise a
-/// lost key file would silently become a new key that opens nothing.
-fn read_or_create_key(
-    file: &std::path::Path,
-    recorded: Option<&str>,
-) -> Result<SecretsKey, SealError> {
-    if file.exists() {
-        return SecretsKey::read_file(file);
-    }
-    if let Some(id) = recorded {
-        return Err(SealError::KeyFile {
-            path: file.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "missing, and this database's secrets are sealed with key {id}: restore \
-                     the file from the backup taken with the database"
-                ),
-            ),
-        });
-    }
-    match SecretsKey::create_file(file) {
-        Ok(key) => {
-            tracing::info!(path = %file.display(), key_id = key.id(),
-                "created the secrets key file: back it up with the database");
-            Ok(key)
-        }
-        // Another process (a node, a command) created it first.
-        Err(SealError::KeyFile { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
-            SecretsKey::read_file(file)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// The signing keys: `NEXUS_JWT_SECRET` when given, else the secret this database
@@ -248,7 +151,11 @@ impl Application {
             store: store.clone(),
             keys: keys.clone(),
             ws: config.serve.ws.clone(),
-            tools: Arc::new(Tools::new(queue.clone(), ctx.clone())),
+            tools: Arc::new(Tools::new(
+                queue.clone(),
+                ctx.clone(),
+                config.serve.tool_max_in_flight as usize,
+            )),
             shutdown: shutdown.clone(),
             sessions: TaskTracker::new(),
         });
