@@ -157,6 +157,9 @@ pub const MAX_DETAIL_LEN: usize = 1_024;
 /// Most `capabilities` in `agent_ready`, and the longest one (chars).
 pub const MAX_CAPABILITIES: usize = 64;
 pub const MAX_CAPABILITY_LEN: usize = 64;
+/// A tool request's id is its idempotency key, stored with its job.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub const MAX_TOOL_NAME_LEN: usize = 64;
 
 impl ClientMsg {
     /// What is over a bound, for the `error` frame; `None` when all is within.
@@ -177,6 +180,14 @@ impl ClientMsg {
                 Some(format!(
                     "detail must be at most {MAX_DETAIL_LEN} characters"
                 ))
+            }
+            ClientMsg::ToolRequest { data }
+                if data.request_id.is_empty() || data.request_id.len() > MAX_REQUEST_ID_LEN =>
+            {
+                Some(format!("request_id must be 1–{MAX_REQUEST_ID_LEN} bytes"))
+            }
+            ClientMsg::ToolRequest { data } if data.tool.len() > MAX_TOOL_NAME_LEN => {
+                Some(format!("tool must be at most {MAX_TOOL_NAME_LEN} bytes"))
             }
             ClientMsg::AgentReady { data }
                 if data.capabilities.len() > MAX_CAPABILITIES
@@ -304,6 +315,23 @@ mod tests {
             code(&caps(1, MAX_CAPABILITY_LEN + 1)),
             ErrorCode::InvalidFields
         );
+    }
+
+    #[test]
+    fn tool_request_ids_and_names_are_bounded() {
+        let req = |id: &str, tool: &str| {
+            json!({"type": "tool_request", "data": {"request_id": id, "tool": tool}}).to_string()
+        };
+        let id = "r".repeat(MAX_REQUEST_ID_LEN);
+        let tool = "t".repeat(MAX_TOOL_NAME_LEN);
+        assert!(parse_client_frame(&req(&id, &tool)).is_ok());
+        for bad in [
+            req(&format!("{id}r"), "slack.post_message"),
+            req("", "slack.post_message"),
+            req("r1", &format!("{tool}t")),
+        ] {
+            assert_eq!(code(&bad), ErrorCode::InvalidFields, "{bad}");
+        }
     }
 
     #[test]
