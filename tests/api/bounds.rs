@@ -1,6 +1,8 @@
 //! Inputs a token holder or a sender controls stay within bounds: each over-limit value
 //! gets a clear answer, never a panic, a 500 or a silenced agent.
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,6 +20,7 @@ both_profiles!(
     an_oversized_status_is_refused_and_changes_nothing,
     a_ping_flood_is_rate_limited_then_closed,
     another_tenants_agent_looks_like_no_agent,
+    an_agent_acking_every_event_of_a_backlog_stays_connected,
 );
 
 async fn a_replay_point_past_the_inbox_cannot_silence_an_agent(p: Profile) {
@@ -147,4 +150,32 @@ async fn another_tenants_agent_looks_like_no_agent(p: Profile) {
         hidden_answer.1
     );
     assert_eq!(hidden_answer, made_up_answer);
+}
+
+async fn an_agent_acking_every_event_of_a_backlog_stays_connected(p: Profile) {
+    // The default inbound rate (50 frames/s): acks that move the cursor do not count.
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    const BACKLOG: u64 = 5_000;
+    for chunk in (1..=BACKLOG).collect::<Vec<_>>().chunks(500) {
+        futures_util::future::join_all(chunk.iter().map(|i| emit(&app, a.agent.id, *i))).await;
+    }
+    let mut agent = app.online(&a, t.id).await;
+    for expected in 1..=BACKLOG {
+        // Anything but the next event (an error frame, a close) fails here.
+        let (kind, seq, _, _) = event(&agent.recv().await);
+        assert_eq!((kind, seq), ("context_update", expected));
+        agent
+            .send(json!({"type": "ack", "data": {"seq": seq}}))
+            .await;
+    }
+    // Still connected and served: one more event arrives on the same socket.
+    emit(&app, a.agent.id, BACKLOG + 1).await;
+    assert_eq!(event(&agent.recv().await).1, BACKLOG + 1);
+    let key = app.operator_key("read", None).await;
+    crate::cluster::eventually("acks recorded", Duration::from_secs(10), || async {
+        app.cursor(a.agent.id, &key).await.acked_seq == BACKLOG
+    })
+    .await;
 }

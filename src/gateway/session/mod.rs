@@ -402,7 +402,13 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        if self.inbound.check().is_err() {
+        let parsed = nexus_proto::parse_client_frame(text);
+        // An ack that moves the cursor is free: there is at most one per event sent, and
+        // an agent acking each event of a backlog must not be cut off for it. Anything
+        // else, repeated acks included, counts against the inbound rate.
+        let advancing_ack = matches!(&parsed, Ok(f) if matches!(f.msg,
+            ClientMsg::Ack { data } if data.seq > self.acked && data.seq <= self.last_sent));
+        if !advancing_ack && self.inbound.check().is_err() {
             return self
                 .refuse(
                     ErrorCode::RateLimited,
@@ -411,7 +417,7 @@ impl Session {
                 )
                 .await;
         }
-        let frame = match nexus_proto::parse_client_frame(text) {
+        let frame = match parsed {
             Ok(frame) => frame,
             Err(e) => return self.refuse(e.code, e.message, e.reference).await,
         };
