@@ -73,8 +73,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("57P01") => {
-                // admin_shutdown: the server is going away under us.
+            sqlx::Error::Database(ref db)
+                if unavailable_code(
+                    db.code().as_deref(),
+                    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
+                ) =>
+            {
                 StoreError::Unavailable(e)
             }
             // deadlock_detected, serialization_failure: the whole transaction was rolled
@@ -89,11 +93,53 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Error codes that say "not now" rather than "never": the server is going away or
+/// refusing connections, out of resources, or too busy to finish in time.
+fn unavailable_code(code: Option<&str>, sqlite: bool) -> bool {
+    let Some(code) = code else { return false };
+    // SQLite reports its (extended) result code as a number: BUSY 5, LOCKED 6, IOERR 10,
+    // FULL 13, CANTOPEN 14; the primary code is the low byte.
+    if sqlite {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14));
+    }
+    // PostgreSQL SQLSTATEs: class 08 connection exceptions, class 53 insufficient
+    // resources (too many connections, disk full, out of memory), 57014 statement
+    // timeout, 57P01–57P03 shutting down or not yet accepting connections.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57014" | "57P01" | "57P02" | "57P03")
+}
+
 impl StoreError {
     /// Worth retrying later as it is: the database is down, or lost a race it could not
     /// settle. Callers answer 503 instead of 500.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Contended(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn not_now_codes_are_unavailable_and_real_errors_are_not() {
+        for code in ["5", "517", "6", "13", "10"] {
+            assert!(unavailable_code(Some(code), true), "SQLite {code}");
+        }
+        for code in ["08006", "08001", "53300", "53100", "57014", "57P03"] {
+            assert!(unavailable_code(Some(code), false), "PostgreSQL {code}");
+        }
+        // Constraint violations, syntax errors; SQLite CONSTRAINT (19, 2067 unique).
+        for code in ["23505", "42601", "22P02", "40P01"] {
+            assert!(!unavailable_code(Some(code), false), "PostgreSQL {code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!unavailable_code(Some(code), true), "SQLite {code}");
+        }
+        assert!(!unavailable_code(None, false));
     }
 }
 

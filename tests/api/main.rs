@@ -27,6 +27,7 @@ mod routing_api;
 mod schema;
 mod secrets;
 mod serve;
+mod storage_errors;
 mod trace;
 mod transport;
 mod webhook_scope;
