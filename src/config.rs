@@ -324,11 +324,12 @@ pub struct QueueOpts {
     )]
     pub workers: usize,
 
-    /// Attempts before a transiently failing job is dead-lettered.
+    /// Attempts before a transiently failing job is dead-lettered. With the default
+    /// backoff, 8 attempts retry for about 2 minutes: a provider blip is outlasted.
     #[arg(
         long = "queue-max-attempts",
         env = "NEXUS_QUEUE_MAX_ATTEMPTS",
-        default_value_t = 3
+        default_value_t = 8
     )]
     pub max_attempts: u32,
 

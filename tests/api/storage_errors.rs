@@ -28,12 +28,16 @@ async fn a_database_that_cannot_answer_now_is_unavailable(p: Profile) {
         // Another process holds the write lock and we may not wait: SQLITE_BUSY.
         Profile::Sqlite => {
             let url = format!("{}?mode=rwc", db.url);
-            let mut holder = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+            let mut holder = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
             sqlx::query("BEGIN EXCLUSIVE")
                 .execute(&mut holder)
                 .await
                 .expect("lock");
-            let mut other = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+            let mut other = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
             sqlx::query("PRAGMA busy_timeout = 0")
                 .execute(&mut other)
                 .await

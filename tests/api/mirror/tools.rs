@@ -20,6 +20,7 @@ both_profiles!(
     a_tool_past_its_timeout_answers_timeout,
     a_tenant_without_tokens_gets_a_clear_tool_error,
     what_nexus_wrote_is_forgotten_after_the_retention,
+    a_provider_outage_of_five_failures_is_outlasted,
 );
 
 async fn task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored(p: Profile) {
@@ -371,4 +372,35 @@ async fn provider_redirects_are_not_followed_and_huge_answers_not_read(p: Profil
     assert_eq!(result["error"]["code"], "provider_error", "{result}");
     let message = result["error"]["message"].as_str().expect("message");
     assert!(message.contains("larger than"), "{message}");
+}
+
+async fn a_provider_outage_of_five_failures_is_outlasted(p: Profile) {
+    // The default retry budget (8 attempts); only the delays are shortened.
+    let mut m = setup(p).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    for _ in 0..5 {
+        m.fake
+            .fail_next("/slack/chat.postMessage", 503, json!({"ok": false}));
+    }
+    let result = m
+        .tool(
+            &mut alice,
+            "r-outage",
+            "slack.post_message",
+            json!({"channel": "C1", "text": "after the blip"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(m.fake.requests_to("/slack/chat.postMessage").len(), 6);
+    let done = m.finished(|o| o.kind == "tool.call").await;
+    let job = m
+        .app
+        .get_json(&format!("/api/jobs/{}", done.job_id), &m.reader)
+        .await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_u64()),
+        (Some("done"), Some(6)),
+        "{job}"
+    );
 }
