@@ -180,6 +180,14 @@ impl Mirror {
         self.finished(|o| o.job_id == id).await
     }
 
+    /// `GET /api/jobs/{id}` of the first tool call to finish since setup.
+    async fn finished_tool_job(&mut self) -> Value {
+        let done = self.finished(|o| o.kind == "tool.call").await;
+        self.app
+            .get_json(&format!("/api/jobs/{}", done.job_id), &self.reader)
+            .await
+    }
+
     /// The first job matching `which` to finish (done or dead) since setup.
     async fn finished(&mut self, which: impl Fn(&JobOutcome) -> bool) -> JobOutcome {
         loop {

@@ -105,11 +105,7 @@ async fn a_provider_500_is_retried_and_posts_once(p: Profile) {
     let posts = m.fake.requests_to("/slack/chat.postMessage");
     assert_eq!(posts.len(), 2, "the failed attempt and the retry");
     assert_eq!(posts[0].body, posts[1].body);
-    let done = m.finished(|o| o.kind == "tool.call").await;
-    let job = m
-        .app
-        .get_json(&format!("/api/jobs/{}", done.job_id), &m.reader)
-        .await;
+    let job = m.finished_tool_job().await;
     assert_eq!(
         (job["status"].as_str(), job["attempts"].as_u64()),
         (Some("done"), Some(2))
@@ -393,11 +389,7 @@ async fn a_provider_outage_of_five_failures_is_outlasted(p: Profile) {
         .await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(m.fake.requests_to("/slack/chat.postMessage").len(), 6);
-    let done = m.finished(|o| o.kind == "tool.call").await;
-    let job = m
-        .app
-        .get_json(&format!("/api/jobs/{}", done.job_id), &m.reader)
-        .await;
+    let job = m.finished_tool_job().await;
     assert_eq!(
         (job["status"].as_str(), job["attempts"].as_u64()),
         (Some("done"), Some(6)),
