@@ -68,10 +68,7 @@ impl Tools {
         req: ToolRequest,
         session: &CancellationToken,
     ) {
-        if req.request_id.is_empty() || req.request_id.len() > 128 {
-            let e = ToolError::new("invalid_request", "request_id must be 1–128 characters");
-            return self.refuse(agent, req.request_id, e);
-        }
+        // `request_id` is 1–128 bytes: `parse_client_frame` refuses anything else.
         // Counted here, in frame order, so the request over the limit is the one refused.
         let wait = match self.in_flight.admit(agent, &req.request_id, session) {
             Admission::Admitted(wait) => wait,
