@@ -110,6 +110,17 @@ pub struct ServeOpts {
     pub providers: ProviderOpts,
 }
 
+/// `KIND=N` with N ≥ 1, for `--queue-max-attempts-for`.
+fn kind_attempts(s: &str) -> Result<(String, u32), String> {
+    let (kind, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KIND=N, got {s:?}"))?;
+    match n.trim().parse::<u32>() {
+        Ok(n) if n >= 1 && !kind.trim().is_empty() => Ok((kind.trim().to_owned(), n)),
+        _ => Err(format!("expected KIND=N with N at least 1, got {s:?}")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -332,6 +343,16 @@ pub struct QueueOpts {
         default_value_t = 8
     )]
     pub max_attempts: u32,
+
+    /// Per-kind attempts overriding `--queue-max-attempts`: `KIND=N`, comma-separated or
+    /// repeated (e.g. `tool.call=3`: an agent waits on a tool call, so give up sooner).
+    #[arg(
+        long = "queue-max-attempts-for",
+        env = "NEXUS_QUEUE_MAX_ATTEMPTS_FOR",
+        value_delimiter = ',',
+        value_parser = kind_attempts
+    )]
+    pub max_attempts_for: Vec<(String, u32)>,
 
     /// First retry delay; doubles per attempt (with jitter).
     #[arg(long = "queue-backoff-base", env = "NEXUS_QUEUE_BACKOFF_BASE", default_value = "1s", value_parser = duration)]

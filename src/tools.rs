@@ -130,7 +130,7 @@ impl Tools {
             dedupe_key: format!("{agent}:{id}"),
             payload: serde_json::to_string(&payload).unwrap_or_default(),
             trace_id: None,
-            max_attempts: self.queue.max_attempts(),
+            max_attempts: self.queue.max_attempts(JobKind::ToolCall.as_str()),
             run_at: 0,
         };
         match self.queue.enqueue(job).await {

@@ -82,8 +82,14 @@ impl Queue {
         &self.clock
     }
 
-    pub fn max_attempts(&self) -> u32 {
-        self.opts.max_attempts.max(1)
+    /// Attempts a job of `kind` gets: its `--queue-max-attempts-for`, else the default.
+    pub fn max_attempts(&self, kind: &str) -> u32 {
+        self.opts
+            .max_attempts_for
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(self.opts.max_attempts, |(_, n)| *n)
+            .max(1)
     }
 
     /// Commits the job (or finds its duplicate) and wakes a worker. Concurrent calls

@@ -343,7 +343,7 @@ async fn accept(
         dedupe_key,
         payload,
         trace_id,
-        max_attempts: state.queue.max_attempts(),
+        max_attempts: state.queue.max_attempts(kind.as_str()),
         run_at: 0,
     };
     let received = match state.queue.enqueue(job).await? {

@@ -99,6 +99,12 @@ async fn create_list_and_token_round_trip(p: Profile) {
         "a token outliving a day is refused"
     );
     assert!(String::from_utf8_lossy(&too_long.stderr).contains("86400"));
+    let bad_budget = nexus(&db, &["serve", "--queue-max-attempts-for", "tool.call=0"]);
+    assert!(
+        !bad_budget.status.success(),
+        "a budget of 0 attempts is refused"
+    );
+    assert!(String::from_utf8_lossy(&bad_budget.stderr).contains("expected KIND=N"));
     let minted = one(&nexus(&db, &["token", "--agent", agent_id]));
     assert!(
         minted["access_token"]

@@ -21,6 +21,7 @@ both_profiles!(
     a_tenant_without_tokens_gets_a_clear_tool_error,
     what_nexus_wrote_is_forgotten_after_the_retention,
     a_provider_outage_of_five_failures_is_outlasted,
+    a_kinds_own_attempt_budget_gives_up_sooner,
 );
 
 async fn task_reply_posts_in_the_thread_and_comments_and_its_echo_is_ignored(p: Profile) {
@@ -393,6 +394,35 @@ async fn a_provider_outage_of_five_failures_is_outlasted(p: Profile) {
     assert_eq!(
         (job["status"].as_str(), job["attempts"].as_u64()),
         (Some("done"), Some(6)),
+        "{job}"
+    );
+}
+
+async fn a_kinds_own_attempt_budget_gives_up_sooner(p: Profile) {
+    let mut m = setup_with(p, true, |c| {
+        c.serve.queue.max_attempts_for = vec![("tool.call".into(), 2)];
+    })
+    .await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    for _ in 0..3 {
+        m.fake
+            .fail_next("/slack/chat.postMessage", 503, json!({"ok": false}));
+    }
+    let result = m
+        .tool(
+            &mut alice,
+            "r-budget",
+            "slack.post_message",
+            json!({"channel": "C1", "text": "soon or never"}),
+            None,
+        )
+        .await;
+    assert_eq!(result["error"]["code"], "provider_unavailable", "{result}");
+    assert_eq!(m.fake.requests_to("/slack/chat.postMessage").len(), 2);
+    let job = m.finished_tool_job().await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_u64()),
+        (Some("dead"), Some(2)),
         "{job}"
     );
 }
