@@ -7,9 +7,7 @@ use serde_json::json;
 
 use crate::both_profiles;
 use crate::helpers::{Profile, TestApp};
-use crate::webhook_support::{
-    CLICKUP_SECRET, INGEST_SECRET, SLACK_SECRET, hmac_hex, now_s, slack_event,
-};
+use crate::webhook_support::{INGEST_SECRET, SLACK_SECRET, hmac_hex, now_s, slack_event};
 
 both_profiles!(
     a_payload_for_another_tenants_source_is_refused,
@@ -27,14 +25,7 @@ async fn a_payload_for_another_tenants_source_is_refused(p: Profile) {
     let forged = json!({"event": "taskCreated", "task_id": "86a1", "webhook_id": "wh-victim",
                         "history_items": [{"id": "2800763136717140857"}]})
     .to_string();
-    let (status, resp) = app
-        .post_signed(
-            &own.url_path,
-            "x-signature",
-            hmac_hex(CLICKUP_SECRET, forged.as_bytes()),
-            &forged,
-        )
-        .await;
+    let (status, resp) = app.post_clickup(&own.url_path, &forged).await;
     assert_eq!(
         (status, resp["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unknown_source")),
@@ -46,14 +37,7 @@ async fn a_payload_for_another_tenants_source_is_refused(p: Profile) {
         "nothing stored for the forged delivery"
     );
     // The victim's real delivery is accepted, not taken for a duplicate.
-    let (status, real) = app
-        .post_signed(
-            "/webhooks/clickup",
-            "x-signature",
-            hmac_hex(CLICKUP_SECRET, forged.as_bytes()),
-            &forged,
-        )
-        .await;
+    let (status, real) = app.post_clickup("/webhooks/clickup", &forged).await;
     assert_eq!(
         (status, real["status"].as_str()),
         (StatusCode::OK, Some("accepted"))

@@ -96,6 +96,12 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// A ClickUp webhook signed with [`CLICKUP_SECRET`] (`X-Signature`: hex HMAC of the body).
+    pub async fn post_clickup(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let sig = hmac_hex(CLICKUP_SECRET, body.as_bytes());
+        self.post_signed(path, "x-signature", sig, body).await
+    }
+
     pub async fn post_signed(
         &self,
         path: &str,

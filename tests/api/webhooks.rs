@@ -229,14 +229,7 @@ async fn clickup_signature_and_history_dedupe(p: Profile) {
         (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
     );
     let other = body.replace("wh-1", "wh-unknown");
-    let (status, _) = app
-        .post_signed(
-            "/webhooks/clickup",
-            "x-signature",
-            hmac_hex(CLICKUP_SECRET, other.as_bytes()),
-            &other,
-        )
-        .await;
+    let (status, _) = app.post_clickup("/webhooks/clickup", &other).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let id: uuid::Uuid = first["job_id"].as_str().expect("id").parse().expect("uuid");
     let key = app.operator_key("read", None).await;
