@@ -147,8 +147,9 @@ async fn checkpoint(store: Store, stop: CancellationToken) {
 }
 
 /// Deletes expired events a chunk at a time, so retention never holds a long lock; and,
-/// past the same age, the record of what Nexus wrote to Slack and ClickUp (webhook echoes
-/// and tool retries need it for minutes, not days).
+/// past the same age, the record of what Nexus wrote to Slack and ClickUp and of the
+/// writes it began (webhook echoes and retries need them for minutes, replays of dead
+/// letters for days).
 async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -161,6 +162,10 @@ async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
         let before = now.saturating_sub(ttl_ms);
         drain("provider writes", |limit| {
             store.delete_old_provider_writes(before, limit)
+        })
+        .await;
+        drain("side effects", |limit| {
+            store.delete_old_effects(before, limit)
         })
         .await;
     }

@@ -101,7 +101,7 @@ impl Tools {
 
     fn refuse(&self, agent: AgentId, request_id: String, e: ToolError) {
         let hub = self.ctx.hub.clone();
-        tokio::spawn(async move { answer(&hub, agent, &request_id, Err(e), false).await });
+        tokio::spawn(async move { tell(&hub, agent, &request_id, Err(e), false).await });
     }
 
     async fn request(&self, agent: AgentId, tenant: TenantId, req: ToolRequest, wait: Wait) {
@@ -109,7 +109,7 @@ impl Tools {
         let id = &req.request_id;
         let (call, allow_broadcasts) = match self.check(agent, tenant, &req.tool, req.args).await {
             Ok(checked) => checked,
-            Err(e) => return answer(hub, agent, id, Err(e), false).await,
+            Err(e) => return tell(hub, agent, id, Err(e), false).await,
         };
         let timeout = req
             .timeout_ms
@@ -143,7 +143,7 @@ impl Tools {
                     "unavailable",
                     "the request could not be stored; retry later",
                 );
-                return answer(hub, agent, id, Err(e), false).await;
+                return tell(hub, agent, id, Err(e), false).await;
             }
         }
         tokio::select! {
@@ -152,7 +152,7 @@ impl Tools {
                     "timeout",
                     format!("the tool did not finish within {} ms", timeout.as_millis()),
                 );
-                answer(hub, agent, id, Err(e), true).await;
+                tell(hub, agent, id, Err(e), true).await;
             }
             // Answered, or the session ended: the job answers through the inbox.
             () = wait.done.cancelled() => {}
@@ -207,73 +207,86 @@ async fn answer(
     request_id: &str,
     outcome: Result<Value, ToolError>,
     queued: bool,
-) {
+) -> Result<(), String> {
     let result = match outcome {
         Ok(value) => ToolResult::success(request_id, value),
         Err(e) => ToolResult::failure(request_id, e),
     };
-    let event = match NewEvent::encode(&result) {
-        Ok(event) if queued => event.key(format!("tool:{request_id}")),
-        Ok(event) => event,
-        Err(e) => {
-            tracing::error!(agent_id = %agent, error = %e, "could not encode a tool_result");
-            return;
-        }
+    let event =
+        NewEvent::encode(&result).map_err(|e| format!("could not encode a tool_result: {e}"))?;
+    let event = if queued {
+        event.key(format!("tool:{request_id}"))
+    } else {
+        event
     };
-    if let Err(e) = hub.emit_to_agent(agent, event).await {
-        tracing::warn!(agent_id = %agent, error = %e, "could not deliver tool_result");
+    hub.emit_to_agent(agent, event)
+        .await
+        .map(drop)
+        .map_err(|e| format!("could not deliver the tool_result: {e}"))
+}
+
+/// [`answer`] where nothing would retry it: a failure is only logged.
+async fn tell(
+    hub: &Hub,
+    agent: AgentId,
+    request_id: &str,
+    outcome: Result<Value, ToolError>,
+    queued: bool,
+) {
+    if let Err(e) = answer(hub, agent, request_id, outcome, queued).await {
+        tracing::warn!(agent_id = %agent, error = %e, "tool_result lost");
     }
 }
 
-/// Runs a `tool.call` job.
+/// Runs a `tool.call` job. Its answer is part of the job: one that cannot be stored
+/// fails the attempt, and the retry answers with what the first attempt wrote.
 pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     let p: Payload = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::permanent("unparseable", format!("not a tool call: {e}")))?;
-    let hub = &ctx.hub;
     let left = p.deadline_ms - now_ms();
-    if left <= 0 {
+    let (outcome, done) = if left <= 0 {
         let e = ToolError::new(
             "timeout",
             "the request's deadline passed before it could run",
         );
-        answer(hub, p.agent, &p.request_id, Err(e), true).await;
-        return Done::because("timeout");
-    }
-    let step = Step {
-        tenant: job.tenant_id,
-        job_id: job.id,
-        allow_broadcasts: p.allow_broadcasts,
-    };
-    let outcome =
-        tokio::time::timeout(Duration::from_millis(left as u64), p.call.run(ctx, &step)).await;
-    match outcome {
-        Ok(Ok(value)) => {
-            answer(hub, p.agent, &p.request_id, Ok(value), true).await;
-            Ok(Done::default())
-        }
-        Ok(Err(ToolFailure::Fail(e))) => {
-            answer(hub, p.agent, &p.request_id, Err(e), true).await;
-            Done::because("tool_error")
-        }
-        Ok(Err(ToolFailure::Retry(e))) => {
-            if job.attempts >= job.max_attempts {
-                let e = ToolError::new(
+        (Err(e), Some("timeout"))
+    } else {
+        let step = Step {
+            tenant: job.tenant_id,
+            holder: job.holder(),
+            allow_broadcasts: p.allow_broadcasts,
+        };
+        let ran =
+            tokio::time::timeout(Duration::from_millis(left as u64), p.call.run(ctx, &step)).await;
+        match ran {
+            Ok(Ok(value)) => (Ok(value), None),
+            Ok(Err(ToolFailure::Fail(e))) => (Err(e), Some("tool_error")),
+            Ok(Err(ToolFailure::Retry(e @ JobError::Transient { .. })))
+                if job.attempts >= job.max_attempts =>
+            {
+                let told = ToolError::new(
                     "provider_unavailable",
                     format!("gave up after {} attempts: {e}", job.attempts),
                 );
-                answer(hub, p.agent, &p.request_id, Err(e), true).await;
+                answer(&ctx.hub, p.agent, &p.request_id, Err(told), true)
+                    .await
+                    .map_err(JobError::transient)?;
+                return Err(e);
             }
-            Err(e)
+            Ok(Err(ToolFailure::Retry(e))) => return Err(e),
+            Err(_) => {
+                let e = ToolError::new(
+                    "timeout",
+                    "the tool did not finish before the request's deadline",
+                );
+                (Err(e), Some("timeout"))
+            }
         }
-        Err(_) => {
-            let e = ToolError::new(
-                "timeout",
-                "the tool did not finish before the request's deadline",
-            );
-            answer(hub, p.agent, &p.request_id, Err(e), true).await;
-            Done::because("timeout")
-        }
-    }
+    };
+    answer(&ctx.hub, p.agent, &p.request_id, outcome, true)
+        .await
+        .map_err(JobError::transient)?;
+    Ok(Done { reason: done })
 }
 
 /// This node's unanswered tool requests, per agent: what `--tool-max-in-flight` bounds.

@@ -5,18 +5,12 @@ use std::sync::Arc;
 
 use nexus_proto::{AgentId, ClickUpTaskId, ContextUpdate, MappingRef, TaskAssigned, TaskRef};
 
-use super::{
-    KeyedLocks, Mentions, SlackPost, api_token, emit, job_source, post_recorded, posted_before,
-};
+use super::{Effect, KeyedLocks, Mentions, SlackPost, api_token, emit, job_source, post_once};
 use crate::context::Context;
 use crate::providers::ClickUpTask;
 use crate::providers::events::{ClickUpWebhook, HistoryItem};
 use crate::queue::{Done, JobError};
 use crate::store::{AgentStatus, Job, ProjectMapping, Provider, Source, SourceKind, TaskMapping};
-use crate::time::now_ms;
-
-/// How long one worker may take to open a task's thread before another may try.
-const THREAD_CLAIM_MS: i64 = 60_000;
 
 /// The change an event stands for, as agents see it in `change`.
 fn change_of(event: &str) -> &'static str {
@@ -52,7 +46,7 @@ pub async fn process(ctx: &Context, job: &Job, locks: &Arc<KeyedLocks>) -> Resul
     if change_of(&payload.event) == "deleted" {
         return deleted(ctx, &source, &task_id, job).await;
     }
-    let Some(seen) = read_task(ctx, &source, &task_id).await? else {
+    let Some(seen) = read_task(ctx, job, &source, &task_id).await? else {
         return Done::because("unmapped");
     };
     task_changed(ctx, job, &source, &payload, &seen).await?;
@@ -84,6 +78,7 @@ impl Seen {
 /// one; `None` when its list is not mapped.
 async fn read_task(
     ctx: &Context,
+    job: &Job,
     source: &Source,
     task_id: &ClickUpTaskId,
 ) -> Result<Option<Seen>, JobError> {
@@ -105,7 +100,7 @@ async fn read_task(
         .upsert_task(&mapping, &task.id, &task.name, &task.status)
         .await?;
     if mapping.open_threads && now.slack_thread_ts.is_none() {
-        open_thread(ctx, &mapping, &mut now, &task).await?;
+        open_thread(ctx, job, &mapping, &mut now, &task).await?;
     }
     Ok(Some(Seen {
         task,
@@ -271,66 +266,48 @@ async fn recipients(
     Ok(agents)
 }
 
-/// Posts the task in the mapped channel; that message becomes the task's thread.
-/// Without a Slack token, or when Slack refuses for good, the task goes out threadless.
+/// Posts the task in the mapped channel; that message becomes the task's thread. The
+/// post is one write per task, whichever job makes it: a job that finds another making
+/// it waits for that one (see [`post_once`]). Without a Slack token, or when Slack
+/// refuses for good, the task goes out threadless.
 async fn open_thread(
     ctx: &Context,
+    job: &Job,
     mapping: &ProjectMapping,
     tm: &mut TaskMapping,
     task: &ClickUpTask,
 ) -> Result<(), JobError> {
-    let store = &ctx.store;
-    let now = now_ms();
-    if !store
-        .claim_thread(tm.id, now, now + THREAD_CLAIM_MS)
-        .await?
-    {
-        if let Some(fresh) = store
-            .task_by_clickup_id(tm.tenant_id, &tm.clickup_task_id)
-            .await?
-            && fresh.slack_thread_ts.is_some()
-        {
-            *tm = fresh;
-            return Ok(());
-        }
-        return Err(JobError::Transient {
-            message: "another worker is opening this task's Slack thread".into(),
-            retry_after_ms: Some(1_000),
-        });
-    }
-    let op_key = format!("thread:{}", tm.id);
-    let posted = match posted_before(ctx, &op_key).await? {
-        Some(posted) => posted,
-        None => {
-            let Some(token) = api_token(ctx, tm.tenant_id, SourceKind::Slack).await? else {
-                tracing::warn!(task_id = %task.id, "no Slack bot token for this tenant: the task's thread was not opened");
-                store.set_thread(tm.id, None).await?;
-                return Ok(());
-            };
-            let text = format!("<{}|{}>", task.url, slack_escape(&task.name));
-            let post = SlackPost {
-                token: &token,
-                channel: &mapping.slack_channel_id,
-                text: &text,
-                thread_ts: None,
-            };
-            match post_recorded(ctx, tm.tenant_id, &op_key, post).await? {
-                Ok(posted) => posted,
-                Err(e) => {
-                    store.set_thread(tm.id, None).await?;
-                    let e = JobError::from(e);
-                    if matches!(e, JobError::Permanent { .. }) {
-                        tracing::warn!(task_id = %task.id, error = %e, "Slack refused the task's thread; the task goes out without one");
-                        return Ok(());
-                    }
-                    return Err(e);
-                }
-            }
-        }
+    let Some(token) = api_token(ctx, tm.tenant_id, SourceKind::Slack).await? else {
+        tracing::warn!(task_id = %task.id, "no Slack bot token for this tenant: the task's thread was not opened");
+        return Ok(());
     };
-    store.set_thread(tm.id, Some(&posted.ts)).await?;
-    tm.slack_thread_ts = Some(posted.ts);
-    Ok(())
+    let op_key = format!("thread:{}", tm.id);
+    let text = format!("<{}|{}>", task.url, slack_escape(&task.name));
+    let post = SlackPost {
+        token: &token,
+        channel: &mapping.slack_channel_id,
+        text: &text,
+        thread_ts: None,
+    };
+    let effect = Effect {
+        tenant: tm.tenant_id,
+        holder: job.holder(),
+        op_key: &op_key,
+    };
+    match post_once(ctx, effect, post).await? {
+        Ok(posted) => {
+            ctx.store.set_thread(tm.id, &posted.ts).await?;
+            tm.slack_thread_ts = Some(posted.ts);
+            Ok(())
+        }
+        Err(e) => match JobError::from(e) {
+            e @ JobError::Permanent { .. } => {
+                tracing::warn!(task_id = %task.id, error = %e, "Slack refused the task's thread; the task goes out without one");
+                Ok(())
+            }
+            e => Err(e),
+        },
+    }
 }
 
 /// Slack's three control characters in message text.

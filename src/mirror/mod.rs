@@ -3,6 +3,7 @@
 
 mod broadcast;
 pub mod clickup;
+mod effects;
 mod mentions;
 pub mod slack;
 pub mod tools;
@@ -18,6 +19,8 @@ use crate::context::Context;
 use crate::providers::{Posted, ProviderError};
 use crate::queue::JobError;
 use crate::store::{Job, Provider, Secret, Source, SourceKind, StoreError};
+
+use effects::Effect;
 
 pub use mentions::Mentions;
 
@@ -62,40 +65,26 @@ async fn emit<T: EventData>(
         .map_err(|e| JobError::transient(e.to_string()))
 }
 
-/// A Slack post recorded under `op_key` by an earlier attempt (one that died before it
-/// could record what the post was for), so a retry finds it instead of posting again.
-async fn posted_before(ctx: &Context, op_key: &str) -> Result<Option<Posted>, StoreError> {
-    Ok(ctx
-        .store
-        .write_result(op_key)
-        .await?
-        .and_then(|done| serde_json::from_str(&done).ok()))
-}
-
-/// Posts, then records the post under `op_key` (which also marks its webhook echo as
-/// Nexus's own). With [`posted_before`], this is how a message is posted once. The
-/// outer error is storage's, the inner Slack's: callers treat them differently.
-async fn post_recorded(
+/// Posts at most once per `effect` (see [`effects::once`]): a retry gets the message an
+/// earlier attempt posted, from the store or, when that attempt died before recording
+/// it, from Slack. The outer error is the job's, the inner Slack's.
+async fn post_once(
     ctx: &Context,
-    tenant: TenantId,
-    op_key: &str,
+    effect: Effect<'_>,
     post: SlackPost<'_>,
-) -> Result<Result<Posted, ProviderError>, StoreError> {
-    let posted = match ctx
-        .providers
-        .slack
-        .post_message(post.token, post.channel, post.text, post.thread_ts)
-        .await
-    {
-        Ok(posted) => posted,
-        Err(e) => return Ok(Err(e)),
-    };
-    let result = serde_json::to_string(&posted).unwrap_or_default();
-    let key = format!("{}:{}", posted.channel, posted.ts);
-    ctx.store
-        .record_write(tenant, Provider::Slack, &key, Some(op_key), &result)
-        .await?;
-    Ok(Ok(posted))
+) -> Result<Result<Posted, ProviderError>, JobError> {
+    let slack = &ctx.providers.slack;
+    let op_key = effect.op_key;
+    let (token, channel, thread) = (post.token, post.channel, post.thread_ts);
+    effects::once(
+        ctx,
+        effect,
+        // Slack's clock and the database's may disagree by minutes.
+        |since| slack.find_post(token, channel, thread, since - 5 * 60_000, op_key),
+        || slack.post_message(token, channel, post.text, thread, op_key),
+        |p: &Posted| (Provider::Slack, format!("{}:{}", p.channel, p.ts)),
+    )
+    .await
 }
 
 struct SlackPost<'a> {

@@ -10,13 +10,12 @@ use std::borrow::Cow;
 use nexus_proto::{ClickUpTaskId, SlackChannelId, SlackTs, TenantId, ToolError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::{SlackPost, api_token, broadcast, post_recorded, posted_before};
+use super::{Effect, SlackPost, api_token, broadcast, effects, post_once};
 use crate::context::{Context, ToolPolicy};
 use crate::providers::{Posted, ProviderError};
 use crate::queue::JobError;
-use crate::store::{Provider, Secret, SourceKind, StoreError, ToolScope};
+use crate::store::{Holder, Provider, Secret, SourceKind, StoreError, ToolScope};
 
 /// Longest text posted or commented (Slack's own limit is 40,000 characters).
 const MAX_TEXT: usize = 40_000;
@@ -63,11 +62,11 @@ pub struct StatusArgs {
     status: String,
 }
 
-/// Who asked, and the job that names the request's steps (`tool:{job}:slack`), so a
-/// retry skips the finished ones.
-pub struct Step {
+/// Who asked, and the job attempt making the request's writes; the job names them
+/// (`tool:{job}:slack`), so a retry skips the finished ones.
+pub struct Step<'a> {
     pub tenant: TenantId,
-    pub job_id: Uuid,
+    pub holder: Holder<'a>,
     /// Post broadcasts in Slack text as written (the tenant's `allow_broadcasts`).
     pub allow_broadcasts: bool,
 }
@@ -145,15 +144,15 @@ impl ToolCall {
         }
     }
 
-    pub async fn run(self, ctx: &Context, step: &Step) -> Result<Value, ToolFailure> {
+    pub async fn run(self, ctx: &Context, step: &Step<'_>) -> Result<Value, ToolFailure> {
         match self {
             ToolCall::PostMessage(a) => {
                 let thread = a.thread_ts.as_ref();
-                let posted = post_once(ctx, step, &a.channel, text(&a.text)?, thread).await?;
+                let posted = post(ctx, step, &a.channel, text(&a.text)?, thread).await?;
                 Ok(json!({ "channel": posted.channel, "ts": posted.ts }))
             }
             ToolCall::CreateComment(a) => {
-                let id = comment_once(ctx, step, &a.task_id, text(&a.text)?).await?;
+                let id = comment(ctx, step, &a.task_id, text(&a.text)?).await?;
                 Ok(json!({ "task_id": a.task_id, "comment_id": id }))
             }
             ToolCall::UpdateStatus(a) => update_status(ctx, step, a).await,
@@ -179,7 +178,7 @@ fn text(t: &str) -> Result<&str, ToolFailure> {
     Ok(t)
 }
 
-async fn token(ctx: &Context, step: &Step, kind: SourceKind) -> Result<Secret, ToolFailure> {
+async fn token(ctx: &Context, step: &Step<'_>, kind: SourceKind) -> Result<Secret, ToolFailure> {
     api_token(ctx, step.tenant, kind).await?.ok_or_else(|| {
         let (code, how) = match kind {
             SourceKind::Slack => ("slack_not_configured", "a Slack source with --bot-token"),
@@ -195,7 +194,11 @@ async fn token(ctx: &Context, step: &Step, kind: SourceKind) -> Result<Secret, T
     })
 }
 
-async fn update_status(ctx: &Context, step: &Step, a: StatusArgs) -> Result<Value, ToolFailure> {
+async fn update_status(
+    ctx: &Context,
+    step: &Step<'_>,
+    a: StatusArgs,
+) -> Result<Value, ToolFailure> {
     if a.status.trim().is_empty() {
         return Err(ToolFailure::fail(
             "invalid_args",
@@ -216,7 +219,7 @@ async fn update_status(ctx: &Context, step: &Step, a: StatusArgs) -> Result<Valu
     Ok(json!({ "task_id": task.id, "status": task.status }))
 }
 
-async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value, ToolFailure> {
+async fn task_reply(ctx: &Context, step: &Step<'_>, a: CommentArgs) -> Result<Value, ToolFailure> {
     let body = text(&a.text)?;
     let Some(tm) = ctx
         .store
@@ -229,12 +232,12 @@ async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value,
         ));
     };
     let thread = tm.slack_thread_ts.as_ref();
-    let posted = post_once(ctx, step, &tm.slack_channel_id, body, thread).await?;
+    let posted = post(ctx, step, &tm.slack_channel_id, body, thread).await?;
     // A task without a thread gets one: this reply starts it.
     if tm.slack_thread_ts.is_none() {
-        ctx.store.set_thread(tm.id, Some(&posted.ts)).await?;
+        ctx.store.set_thread(tm.id, &posted.ts).await?;
     }
-    let comment = comment_once(ctx, step, &tm.clickup_task_id, body).await?;
+    let comment = comment(ctx, step, &tm.clickup_task_id, body).await?;
     Ok(json!({
         "task_id": tm.clickup_task_id,
         "slack": { "channel": posted.channel, "ts": posted.ts },
@@ -242,18 +245,15 @@ async fn task_reply(ctx: &Context, step: &Step, a: CommentArgs) -> Result<Value,
     }))
 }
 
-/// Posts once per (job, step): a retry returns the message the first attempt posted.
-async fn post_once(
+/// Posts once per (job, step): a retry returns the message an earlier attempt posted.
+async fn post(
     ctx: &Context,
-    step: &Step,
+    step: &Step<'_>,
     channel: &SlackChannelId,
     text: &str,
     thread_ts: Option<&SlackTs>,
 ) -> Result<Posted, ToolFailure> {
-    let op_key = format!("tool:{}:slack", step.job_id);
-    if let Some(posted) = posted_before(ctx, &op_key).await? {
-        return Ok(posted);
-    }
+    let op_key = format!("tool:{}:slack", step.holder.job_id);
     let token = token(ctx, step, SourceKind::Slack).await?;
     let text = if step.allow_broadcasts {
         Cow::Borrowed(text)
@@ -266,28 +266,55 @@ async fn post_once(
         text: &text,
         thread_ts,
     };
-    Ok(post_recorded(ctx, step.tenant, &op_key, post).await??)
+    let effect = Effect {
+        tenant: step.tenant,
+        holder: step.holder,
+        op_key: &op_key,
+    };
+    Ok(post_once(ctx, effect, post)
+        .await
+        .map_err(ToolFailure::Retry)??)
 }
 
-/// Comments once per (job, step); returns the comment's id.
-async fn comment_once(
+/// Comments once per (job, step); returns the comment's id. A comment an unfinished
+/// attempt may have made is found by its text, among comments Nexus has no record of.
+async fn comment(
     ctx: &Context,
-    step: &Step,
+    step: &Step<'_>,
     task_id: &ClickUpTaskId,
     text: &str,
 ) -> Result<String, ToolFailure> {
-    let op_key = format!("tool:{}:clickup", step.job_id);
-    if let Some(id) = ctx.store.write_result(&op_key).await? {
-        return Ok(id);
-    }
-    let token = token(ctx, step, SourceKind::Clickup).await?;
-    let id = ctx
-        .providers
-        .clickup
-        .create_comment(&token, task_id, text)
-        .await?;
-    ctx.store
-        .record_write(step.tenant, Provider::Clickup, &id, Some(&op_key), &id)
-        .await?;
-    Ok(id)
+    let op_key = format!("tool:{}:clickup", step.holder.job_id);
+    let token = &token(ctx, step, SourceKind::Clickup).await?;
+    let clickup = &ctx.providers.clickup;
+    let effect = Effect {
+        tenant: step.tenant,
+        holder: step.holder,
+        op_key: &op_key,
+    };
+    let find = |since: i64| async move {
+        // ClickUp's clock and the database's may disagree by a little.
+        let found = clickup
+            .find_comments(token, task_id, since - 60_000, text)
+            .await?;
+        for id in found {
+            let known = ctx
+                .store
+                .is_own_write(step.tenant, Provider::Clickup, &id)
+                .await;
+            if !known.map_err(|e| ProviderError::Transient {
+                provider: "ClickUp",
+                message: format!("cannot check the comment against Nexus's records: {e}"),
+                retry_after_ms: None,
+            })? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    };
+    let make = || clickup.create_comment(token, task_id, text);
+    let made = |id: &String| (Provider::Clickup, id.clone());
+    Ok(effects::once(ctx, effect, find, make, made)
+        .await
+        .map_err(ToolFailure::Retry)??)
 }

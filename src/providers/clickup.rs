@@ -1,4 +1,5 @@
-//! The ClickUp API v2: read a task, comment on it, change its status.
+//! The ClickUp API v2: read a task, comment on it (and find a comment again), change its
+//! status.
 
 use nexus_proto::{ClickUpListId, ClickUpTaskId, ClickUpUserId};
 use reqwest::Url;
@@ -115,6 +116,38 @@ impl ClickUpApi {
             }),
             id => Ok(id_text(id)),
         }
+    }
+
+    /// Comments on the task whose text is `text`, made no earlier than `since_ms` (by
+    /// ClickUp's `date`), newest first: where a comment a crashed attempt made and never
+    /// recorded would be. ClickUp comments carry no metadata: text and time identify it.
+    pub async fn find_comments(
+        &self,
+        token: &Secret,
+        task_id: &ClickUpTaskId,
+        since_ms: i64,
+        text: &str,
+    ) -> Result<Vec<String>, ProviderError> {
+        let req = self
+            .http
+            .get(endpoint(&self.base, &["task", task_id.as_str(), "comment"]))
+            .header(AUTHORIZATION, Self::auth(token)?);
+        let answer = call(NAME, req).await?;
+        let comments = answer["comments"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(comments
+            .iter()
+            .filter_map(|c| {
+                let date = match &c["date"] {
+                    Value::String(s) => s.parse::<i64>().ok()?,
+                    other => other.as_i64()?,
+                };
+                let same = c["comment_text"].as_str()?.trim() == text.trim();
+                (same && date >= since_ms).then(|| id_text(&c["id"]))
+            })
+            .collect())
     }
 
     pub async fn update_status(

@@ -1,4 +1,5 @@
-//! The Slack Web API: posting messages (`chat.postMessage`).
+//! The Slack Web API: posting messages (`chat.postMessage`), and finding a post again by
+//! the write it was made for (`conversations.history` / `conversations.replies`).
 
 use nexus_proto::{SlackChannelId, SlackTs};
 use reqwest::Url;
@@ -9,6 +10,13 @@ use super::{ProviderError, call, endpoint};
 use crate::store::Secret;
 
 const NAME: &str = "Slack";
+
+/// The message `metadata` event type Nexus's posts carry, with the write's op key as
+/// payload: how a retry finds a post whose result was never recorded.
+const WRITE_EVENT: &str = "nexus_write";
+
+/// Pages of history read looking for a post (200 messages each).
+const MAX_PAGES: usize = 5;
 
 #[derive(Clone)]
 pub struct SlackApi {
@@ -28,14 +36,20 @@ impl SlackApi {
         SlackApi { http, base }
     }
 
+    /// Posts `text`, tagged with `op_key` (see [`SlackApi::find_post`]).
     pub async fn post_message(
         &self,
         token: &Secret,
         channel: &SlackChannelId,
         text: &str,
         thread_ts: Option<&SlackTs>,
+        op_key: &str,
     ) -> Result<Posted, ProviderError> {
-        let mut body = json!({ "channel": channel, "text": text });
+        let mut body = json!({
+            "channel": channel,
+            "text": text,
+            "metadata": { "event_type": WRITE_EVENT, "event_payload": { "op_key": op_key } },
+        });
         if let Some(ts) = thread_ts {
             body["thread_ts"] = json!(ts);
         }
@@ -51,6 +65,72 @@ impl SlackApi {
             retry_after_ms: None,
         })
     }
+}
+
+impl SlackApi {
+    /// The message posted for `op_key` in `channel` (in the thread `thread_ts`, when
+    /// given) no earlier than `since_ms`, if Slack has one.
+    pub async fn find_post(
+        &self,
+        token: &Secret,
+        channel: &SlackChannelId,
+        thread_ts: Option<&SlackTs>,
+        since_ms: i64,
+        op_key: &str,
+    ) -> Result<Option<Posted>, ProviderError> {
+        let method = if thread_ts.is_some() {
+            "conversations.replies"
+        } else {
+            "conversations.history"
+        };
+        let oldest = format!(
+            "{}.{:03}000",
+            since_ms.div_euclid(1000),
+            since_ms.rem_euclid(1000)
+        );
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![
+                ("channel", channel.as_str()),
+                ("oldest", oldest.as_str()),
+                ("inclusive", "true"),
+                ("limit", "200"),
+                ("include_all_metadata", "true"),
+            ];
+            if let Some(ts) = thread_ts {
+                query.push(("ts", ts.as_str()));
+            }
+            if !cursor.is_empty() {
+                query.push(("cursor", cursor.as_str()));
+            }
+            let req = self
+                .http
+                .get(endpoint(&self.base, &[method]))
+                .bearer_auth(token.expose())
+                .query(&query);
+            let page = ok(call(NAME, req).await?)?;
+            if let Some(ts) = posted_for(&page, op_key) {
+                return Ok(Some(Posted {
+                    channel: channel.clone(),
+                    ts,
+                }));
+            }
+            match page["response_metadata"]["next_cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = next.to_owned(),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The ts of the message in a history page whose metadata names `op_key`.
+fn posted_for(page: &Value, op_key: &str) -> Option<SlackTs> {
+    page["messages"].as_array()?.iter().find_map(|m| {
+        let meta = &m["metadata"];
+        let ours = meta["event_type"] == WRITE_EVENT && meta["event_payload"]["op_key"] == op_key;
+        ours.then(|| m["ts"].as_str()?.parse().ok()).flatten()
+    })
 }
 
 /// Slack answers 200 with `"ok": false` for most failures; `ratelimited` and

@@ -24,6 +24,10 @@ pub enum JobError {
         /// The provider asked us to wait at least this long (`Retry-After`), in ms.
         retry_after_ms: Option<u64>,
     },
+    /// Not this attempt's failure: what it needs is busy (another worker is making the
+    /// same write). Runs again after `after_ms` without spending an attempt.
+    #[error("{message}")]
+    Later { message: String, after_ms: u64 },
     /// Retrying cannot help (unparseable payload, a provider's 4xx): dead at once.
     #[error("{reason}: {message}")]
     Permanent {

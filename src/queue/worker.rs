@@ -1,7 +1,7 @@
 //! Workers, the lease sweeper and the queue gauges.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, broadcast};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{JobError, Processor};
 use crate::config::QueueOpts;
 use crate::group_commit::{Commit, GroupCommit, SubmitError};
-use crate::store::{Enqueued, Job, JobStatus, NewJob, Store, StoreError};
+use crate::store::{Enqueued, Failed, Job, JobStatus, NewJob, Store, StoreError};
 use crate::time::Clock;
 
 /// What happened to a job after one attempt; published for tests and live views.
@@ -154,11 +154,11 @@ impl Queue {
             // was claimed again here can't record a result over the newer attempt.
             batch += 1;
             let owner: Arc<str> = format!("{}/{batch}", self.node_id).into();
-            let now = self.clock.now_ms();
-            let lease_until = now + self.opts.lease.as_millis() as i64;
+            let asked = Instant::now();
+            let lease_ms = self.opts.lease.as_millis() as i64;
             let claimed = match self
                 .store
-                .claim_jobs(&owner, now, lease_until, wanted as u32)
+                .claim_jobs(&owner, self.clock.now_ms(), lease_ms, wanted as u32)
                 .await
             {
                 Ok(jobs) => jobs,
@@ -179,7 +179,7 @@ impl Queue {
                 let (queue, processor, owner) = (self.clone(), processor.clone(), owner.clone());
                 tracker.spawn(
                     async move {
-                        queue.run(&*processor, &owner, job).await;
+                        queue.run(&*processor, &owner, asked, job).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -197,14 +197,21 @@ impl Queue {
         }
     }
 
-    async fn run(&self, processor: &dyn Processor, owner: &str, job: Job) {
-        let started = std::time::Instant::now();
+    /// Runs one claimed attempt; `claimed` is when the claim was asked for (its lease
+    /// runs from no earlier than that).
+    async fn run(&self, processor: &dyn Processor, owner: &str, claimed: Instant, job: Job) {
+        let started = Instant::now();
         // Its own task, so a panicking processor costs one attempt, not a worker.
-        let task = tokio::spawn(processor.process(job.clone()));
-        let renew = self.renew_lease(job.id, owner);
+        let mut task = tokio::spawn(processor.process(job.clone()));
+        let renew = self.renew_lease(job.id, owner, claimed);
         let result = tokio::select! {
-            joined = task => joined.unwrap_or_else(|e| Err(JobError::transient(format!("processor failed: {e}")))),
-            () = renew => Err(JobError::transient("lease lost to another worker")),
+            joined = &mut task => joined.unwrap_or_else(|e| Err(JobError::transient(format!("processor failed: {e}")))),
+            () = renew => {
+                // Another worker may run the job now: this attempt must not go on
+                // writing (a write it began is an unfinished side effect for the next).
+                task.abort();
+                Err(JobError::transient("lease lost: the job may run on another worker"))
+            }
         };
         metrics::histogram!("nexus_job_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
@@ -237,25 +244,33 @@ impl Queue {
 
     async fn failed(&self, job: Job, owner: &str, e: JobError, now: i64) -> JobOutcome {
         let message = e.to_string();
-        let (status, reason, retry_at) = match &e {
+        let (status, reason, failed) = match &e {
+            JobError::Later { after_ms, .. } => (
+                JobStatus::Queued,
+                None,
+                Failed::Wait(now + *after_ms as i64),
+            ),
             JobError::Transient { retry_after_ms, .. } if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts).max(retry_after_ms.unwrap_or(0));
-                (JobStatus::Queued, None, Some(now + delay as i64))
+                (JobStatus::Queued, None, Failed::Retry(now + delay as i64))
             }
-            JobError::Transient { .. } => (JobStatus::Dead, Some("retries_exhausted"), None),
-            JobError::Permanent { reason, .. } => (JobStatus::Dead, Some(*reason), None),
+            JobError::Transient { .. } => (
+                JobStatus::Dead,
+                Some("retries_exhausted"),
+                Failed::Dead("retries_exhausted"),
+            ),
+            JobError::Permanent { reason, .. } => {
+                (JobStatus::Dead, Some(*reason), Failed::Dead(reason))
+            }
         };
-        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, status = status.as_str(), "job attempt failed");
+        if matches!(e, JobError::Later { .. }) {
+            tracing::debug!(job_id = %job.id, kind = %job.kind, reason = %message, "job waits");
+        } else {
+            tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, status = status.as_str(), "job attempt failed");
+        }
         let stored = self
             .store
-            .fail_job(
-                job.id,
-                owner,
-                &message,
-                retry_at,
-                reason.unwrap_or("failed"),
-                now,
-            )
+            .fail_job(job.id, owner, &message, failed, now)
             .await;
         self.finish(stored);
         JobOutcome {
@@ -289,16 +304,34 @@ impl Queue {
         full / 2 + rand::rng().random_range(0..=full / 2)
     }
 
-    /// Keeps renewing the lease; resolves only if the lease was lost.
-    async fn renew_lease(&self, id: Uuid, owner: &str) {
-        let every = self.opts.lease / 3;
+    /// Keeps renewing the lease; resolves when it is lost: taken back, or not confirmed
+    /// before it would run out (the database unreachable), when the sweeper of another
+    /// node may hand the job to someone else.
+    async fn renew_lease(&self, id: Uuid, owner: &str, claimed: Instant) {
+        let lease = self.opts.lease;
+        let lease_ms = lease.as_millis() as i64;
+        let mut held_until = claimed + lease;
         loop {
-            tokio::time::sleep(every).await;
-            let until = self.clock.now_ms() + self.opts.lease.as_millis() as i64;
-            match self.store.renew_lease(id, owner, until).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            tokio::time::sleep(lease / 3).await;
+            let asked = Instant::now();
+            let renewed = tokio::time::timeout_at(
+                held_until.into(),
+                self.store.renew_lease(id, owner, lease_ms),
+            );
+            match renewed.await {
+                Ok(Ok(true)) => held_until = asked + lease,
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) if Instant::now() + lease / 3 < held_until => {
+                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "lease renewal failed until the lease ran out");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("lease renewal did not answer before the lease ran out");
+                    return;
+                }
             }
         }
     }

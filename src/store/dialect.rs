@@ -17,7 +17,7 @@
 //!   (`StoreError::Contended`). SQLite's single writer runs one write transaction at a
 //!   time, so it needs neither.
 //! - **Long `VALUES` lists** use anonymous `?` on SQLite ([`values`]).
-//! - **Functions:** [`greatest`] of two values.
+//! - **Functions:** [`greatest`] of two values; the database's clock ([`now_ms`]).
 //!
 //! `ON CONFLICT … DO NOTHING / DO UPDATE … excluded.`, `RETURNING`, row values
 //! (`(a, b) IN (SELECT …)`) and `LIMIT` in subqueries read the same in both.
@@ -205,12 +205,30 @@ pub(super) fn greatest(backend: Backend) -> &'static str {
     }
 }
 
+/// The database's clock in Unix milliseconds, read at each statement. Leases and claims
+/// are computed with it so that nodes whose clocks disagree still agree on who holds what.
+pub(super) fn now_ms(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        Backend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+    }
+}
+
 /// The tail of a queue claim's row selection: on PostgreSQL, lock the rows and pass over
 /// those another node's claim holds. SQLite has one writer: the `UPDATE` is the lock.
 pub(super) fn skip_locked(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "",
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+    }
+}
+
+/// The tail of a `SELECT` of one row a transaction goes on to change: PostgreSQL locks
+/// it against another node's transaction; SQLite's single writer needs no lock.
+pub(super) fn lock_row(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE",
     }
 }
 

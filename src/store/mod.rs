@@ -9,6 +9,7 @@
 
 mod agents;
 mod dialect;
+mod effects;
 mod inbox;
 mod jobs;
 mod mappings;
@@ -22,8 +23,9 @@ mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
 pub use dialect::{Backend, sqlite_file};
+pub use effects::{Begun, Holder};
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
-pub use jobs::{Attempt, Enqueued, Job, JobFilter, JobStatus, NewJob, QueueStats};
+pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};

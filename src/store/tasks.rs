@@ -158,29 +158,11 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the right to open the task's Slack thread until `until`: true for exactly
-    /// one caller while the task has no thread and nobody else holds a live claim.
-    pub async fn claim_thread(&self, task: Uuid, now: i64, until: i64) -> Result<bool> {
-        let n = on_writer!(self, p => {
-            sqlx::query(
-                "UPDATE task_mappings SET thread_claim_until = $1 WHERE id = $2 AND slack_thread_ts IS NULL \
-                 AND (thread_claim_until IS NULL OR thread_claim_until < $3)",
-            )
-            .bind(until)
-            .bind(task)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(n == 1)
-    }
-
-    /// Records the task's thread (`None` gives up the claim without one).
-    pub async fn set_thread(&self, task: Uuid, thread_ts: Option<&SlackTs>) -> Result<()> {
+    /// Records the task's Slack thread, unless it has one already (the first one stays).
+    pub async fn set_thread(&self, task: Uuid, thread_ts: &SlackTs) -> Result<()> {
         on_writer!(self, p => {
-            sqlx::query("UPDATE task_mappings SET slack_thread_ts = COALESCE($1, slack_thread_ts), thread_claim_until = NULL WHERE id = $2")
-                .bind(thread_ts.map(SlackTs::as_str))
+            sqlx::query("UPDATE task_mappings SET slack_thread_ts = COALESCE(slack_thread_ts, $1) WHERE id = $2")
+                .bind(thread_ts.as_str())
                 .bind(task)
                 .execute(p)
                 .await
@@ -229,44 +211,6 @@ impl Store {
 }
 
 impl Store {
-    /// Remembers something Nexus wrote (a Slack message, a ClickUp comment). `op_key`
-    /// names the operation, so a retry finds the result instead of writing again.
-    pub async fn record_write(
-        &self,
-        tenant: TenantId,
-        provider: Provider,
-        external_id: &str,
-        op_key: Option<&str>,
-        result: &str,
-    ) -> Result<()> {
-        on_writer!(self, p => {
-            sqlx::query(
-                "INSERT INTO provider_writes (tenant_id, provider, external_id, op_key, result, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(*tenant.as_uuid())
-            .bind(provider.as_str())
-            .bind(external_id.to_owned())
-            .bind(op_key.map(str::to_owned))
-            .bind(result.to_owned())
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
-
-    /// The result recorded for a finished operation.
-    pub async fn write_result(&self, op_key: &str) -> Result<Option<String>> {
-        Ok(on_pool!(self, p => {
-            sqlx::query_scalar("SELECT result FROM provider_writes WHERE op_key = $1")
-                .bind(op_key.to_owned())
-                .fetch_optional(p)
-                .await
-        })?)
-    }
-
     /// Forgets writes recorded before `before_ms`, at most `limit` of them.
     pub async fn delete_old_provider_writes(&self, before_ms: i64, limit: u32) -> Result<u64> {
         Ok(on_writer!(self, p => {

@@ -22,11 +22,15 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub auth: Option<String>,
+    /// The body, without Slack's `metadata` (which is in [`Recorded::metadata`]).
     pub body: Value,
+    pub metadata: Value,
 }
 
 struct Canned {
     path: String,
+    /// Do what was asked, then lose the answer (the connection breaks mid-response).
+    lose: bool,
     status: StatusCode,
     retry_after_s: Option<u64>,
     location: Option<String>,
@@ -39,6 +43,10 @@ struct Inner {
     tasks: Mutex<HashMap<String, Value>>,
     /// Answers given instead of the normal one, first come first served, by path.
     canned: Mutex<Vec<Canned>>,
+    /// Messages posted (`chat.postMessage`), for `conversations.history`/`replies`.
+    messages: Mutex<Vec<Value>>,
+    /// Comments made, by task, newest first (as ClickUp lists them).
+    comments: Mutex<HashMap<String, Vec<Value>>>,
     /// Paths that do not answer until released.
     held: Mutex<Vec<String>>,
     released: tokio::sync::Notify,
@@ -98,6 +106,7 @@ impl FakeProviders {
         let status = StatusCode::from_u16(status).expect("status");
         self.inner.canned.lock().expect("lock").push(Canned {
             path: path.to_owned(),
+            lose: false,
             status,
             retry_after_s,
             location: None,
@@ -109,9 +118,23 @@ impl FakeProviders {
     pub fn redirect_next(&self, path: &str, location: &str) {
         self.inner.canned.lock().expect("lock").push(Canned {
             path: path.to_owned(),
+            lose: false,
             status: StatusCode::FOUND,
             retry_after_s: None,
             location: Some(format!("{}{location}", self.base)),
+            body: json!({}),
+        });
+    }
+
+    /// The next request to `path` takes effect, but its answer is lost on the way back:
+    /// the caller cannot know whether it did.
+    pub fn lose_answer_next(&self, path: &str) {
+        self.inner.canned.lock().expect("lock").push(Canned {
+            path: path.to_owned(),
+            lose: true,
+            status: StatusCode::OK,
+            retry_after_s: None,
+            location: None,
             body: json!({}),
         });
     }
@@ -125,6 +148,17 @@ impl FakeProviders {
     pub fn release(&self, path: &str) {
         self.inner.held.lock().expect("lock").retain(|p| p != path);
         self.inner.released.notify_waiters();
+    }
+
+    /// Messages Slack has, as `conversations.history` returns them.
+    pub fn slack_messages(&self) -> Vec<Value> {
+        self.inner.messages.lock().expect("lock").clone()
+    }
+
+    /// Comments on the task, newest first.
+    pub fn comments_on(&self, task: &str) -> Vec<Value> {
+        let comments = self.inner.comments.lock().expect("lock");
+        comments.get(task).cloned().unwrap_or_default()
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
@@ -165,12 +199,28 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Read methods take a query string: recorded as a JSON object like a body.
+    if let Some(url) = uri
+        .query()
+        .and_then(|q| reqwest::Url::parse(&format!("http://q/?{q}")).ok())
+    {
+        let pairs = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())));
+        body = Value::Object(pairs.collect());
+    }
+    let mut shown = body.clone();
+    let metadata = shown
+        .as_object_mut()
+        .and_then(|o| o.remove("metadata"))
+        .unwrap_or(Value::Null);
     inner.requests.lock().expect("lock").push(Recorded {
         method: method.to_string(),
         path: path.clone(),
         auth: auth.clone(),
-        body: body.clone(),
+        body: shown,
+        metadata,
     });
     loop {
         // Registered before the check, so a release in between is not missed.
@@ -187,7 +237,8 @@ async fn handle(
             .position(|c| c.path == path)
             .map(|i| canned.remove(i))
     };
-    if let Some(c) = canned {
+    let lose = canned.as_ref().is_some_and(|c| c.lose);
+    if let Some(c) = canned.filter(|c| !c.lose) {
         let mut resp = (c.status, axum::Json(c.body)).into_response();
         if let Some(s) = c.retry_after_s {
             resp.headers_mut().insert("retry-after", s.into());
@@ -197,21 +248,74 @@ async fn handle(
         }
         return resp;
     }
+    let resp = respond(&inner, &method, &path, auth.as_deref(), &body);
+    if !lose {
+        return resp;
+    }
+    let broken = futures_util::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("the answer is lost"))
+    });
+    (resp.status(), axum::body::Body::from_stream(broken)).into_response()
+}
+
+/// The normal answer to a request.
+fn respond(
+    inner: &Inner,
+    method: &Method,
+    path: &str,
+    auth: Option<&str>,
+    body: &Value,
+) -> Response {
     let n = inner.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
-        ("POST", ["slack", "chat.postMessage"]) => {
-            if auth.as_deref() != Some(&format!("Bearer {SLACK_BOT_TOKEN}")) {
-                return ok(json!({"ok": false, "error": "invalid_auth"}));
-            }
-            match (body["channel"].as_str(), body["text"].as_str()) {
-                (Some(channel), Some(_)) => {
-                    ok(json!({"ok": true, "channel": channel, "ts": format!("1700000000.{n:06}")}))
-                }
-                _ => ok(json!({"ok": false, "error": "invalid_arguments"})),
-            }
+        (_, ["slack", ..]) if auth != Some(&format!("Bearer {SLACK_BOT_TOKEN}")) => {
+            ok(json!({"ok": false, "error": "invalid_auth"}))
         }
-        (_, ["clickup", ..]) if auth.as_deref() != Some(CLICKUP_TOKEN) => (
+        ("POST", ["slack", "chat.postMessage"]) => {
+            let (Some(channel), Some(text)) = (body["channel"].as_str(), body["text"].as_str())
+            else {
+                return ok(json!({"ok": false, "error": "invalid_arguments"}));
+            };
+            let ts = format!("{}.{n:06}", now_ms() / 1000);
+            inner.messages.lock().expect("lock").push(json!({
+                "type": "message", "channel": channel, "ts": ts, "text": text,
+                "thread_ts": body["thread_ts"], "metadata": body["metadata"], "bot_id": "B1",
+            }));
+            ok(json!({"ok": true, "channel": channel, "ts": ts}))
+        }
+        (
+            "GET",
+            [
+                "slack",
+                method @ ("conversations.history" | "conversations.replies"),
+            ],
+        ) => {
+            let oldest: f64 = body["oldest"]
+                .as_str()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0.0);
+            let in_thread = *method == "conversations.replies";
+            let messages: Vec<Value> = inner
+                .messages
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|m| m["channel"] == body["channel"])
+                .filter(|m| !in_thread || m["thread_ts"] == body["ts"] || m["ts"] == body["ts"])
+                .filter(|m| m["ts"].as_str().and_then(|t| t.parse::<f64>().ok()) >= Some(oldest))
+                .map(|m| {
+                    let mut m = m.clone();
+                    // Metadata is only shown to those who ask for it.
+                    if body["include_all_metadata"] != "true" {
+                        m["metadata"] = Value::Null;
+                    }
+                    m
+                })
+                .collect();
+            ok(json!({"ok": true, "messages": messages, "has_more": false}))
+        }
+        (_, ["clickup", ..]) if auth != Some(CLICKUP_TOKEN) => (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"err": "Token invalid", "ECODE": "OAUTH_025"})),
         )
@@ -225,15 +329,28 @@ async fn handle(
                 return not_found();
             }
             match body["comment_text"].as_str() {
-                Some(_) => ok(
-                    json!({"id": 90_000 + n, "hist_id": format!("h{n}"), "date": 1_700_000_000_000u64}),
-                ),
+                Some(text) => {
+                    let (comment_id, date) = (90_000 + n, now_ms());
+                    let comment = json!({"id": comment_id.to_string(), "comment_text": text, "date": date.to_string()});
+                    inner
+                        .comments
+                        .lock()
+                        .expect("lock")
+                        .entry(id.to_string())
+                        .or_default()
+                        .insert(0, comment);
+                    ok(json!({"id": comment_id, "hist_id": format!("h{n}"), "date": date}))
+                }
                 None => (
                     StatusCode::BAD_REQUEST,
                     axum::Json(json!({"err": "Comment text is required", "ECODE": "COMM_001"})),
                 )
                     .into_response(),
             }
+        }
+        ("GET", ["clickup", "task", id, "comment"]) => {
+            let comments = inner.comments.lock().expect("lock").get(*id).cloned();
+            ok(json!({"comments": comments.unwrap_or_default()}))
         }
         ("PUT", ["clickup", "task", id]) => {
             let mut tasks = inner.tasks.lock().expect("lock");
@@ -252,6 +369,10 @@ async fn handle(
         }
         _ => (StatusCode::NOT_FOUND, "no such endpoint").into_response(),
     }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn ok(body: Value) -> Response {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -25,6 +26,7 @@ both_profiles!(
     dead_letters_keep_every_error_and_replay_processes_them,
     permanent_errors_go_straight_to_dead,
     sweeper_recovers_a_job_whose_worker_died,
+    an_attempt_that_lost_its_lease_is_stopped,
     cursor_pagination_is_stable_under_inserts,
     unknown_kinds_complete_as_no_processor_in_stats,
     jobs_api_respects_tenants_and_scopes,
@@ -54,6 +56,38 @@ impl Processor for Flaky {
     }
 }
 
+/// Hangs on its first call (until dropped), succeeds on the next.
+#[derive(Default)]
+struct HangsOnce {
+    calls: AtomicU32,
+    started: tokio::sync::Notify,
+    dropped: Arc<tokio::sync::Notify>,
+}
+
+/// Tells `HangsOnce` its first call's future was dropped (aborted).
+struct OnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+impl Processor for HangsOnce {
+    fn process(&self, _job: Job) -> BoxFuture<'static, Result<Done, JobError>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            return async { Ok(Done::default()) }.boxed();
+        }
+        self.started.notify_one();
+        let guard = OnDrop(self.dropped.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending().await
+        }
+        .boxed()
+    }
+}
+
 struct Refuses;
 
 impl Processor for Refuses {
@@ -73,11 +107,13 @@ struct Setup {
     clock: ManualClock,
     tenant: TenantId,
     flaky: Arc<Flaky>,
+    hangs: Arc<HangsOnce>,
 }
 
 async fn setup(p: Profile, fail_first: u32) -> Setup {
     let db = TestDb::new(p).await;
     let clock = ManualClock::starting_now();
+    let hangs = Arc::new(HangsOnce::default());
     let flaky = Arc::new(Flaky {
         calls: AtomicU32::new(0),
         fail_first,
@@ -86,18 +122,28 @@ async fn setup(p: Profile, fail_first: u32) -> Setup {
     let other_jobs = HashMap::from([
         ("test.flaky".to_owned(), flaky.clone() as Arc<dyn Processor>),
         ("test.refuses".to_owned(), Arc::new(Refuses)),
+        ("test.hangs".to_owned(), hangs.clone()),
     ]);
     let extras = Extras {
         clock: Arc::new(clock.clone()),
         other_jobs,
     };
-    let app = TestApp::spawn_full(db, |c| c.serve.queue.workers = 2, extras).await;
+    let app = TestApp::spawn_full(
+        db,
+        |c| {
+            c.serve.queue.workers = 2;
+            c.serve.queue.lease = Duration::from_millis(900);
+        },
+        extras,
+    )
+    .await;
     let tenant = app.tenant("acme").await.id;
     Setup {
         app,
         clock,
         tenant,
         flaky,
+        hangs,
     }
 }
 
@@ -131,7 +177,7 @@ async fn enqueue(s: &Setup, kind: &str, key: &str) -> Uuid {
 
 async fn next_outcome(rx: &mut broadcast::Receiver<JobOutcome>, id: Uuid) -> JobOutcome {
     loop {
-        let o = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
+        let o = tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("an outcome in time")
             .expect("outcomes");
@@ -262,16 +308,17 @@ async fn sweeper_recovers_a_job_whose_worker_died(p: Profile) {
     let s = setup(p, 0).await;
     let store = &s.app.state.store;
     let mut outcomes = s.app.state.queue.subscribe();
-    // Due in an hour, so the live workers leave it alone; a "worker" claims it then
-    // and dies holding a 30 s lease.
+    // Due in an hour, so the live workers leave it alone; a "worker" claims it then, on
+    // its only attempt, and dies holding a 30 s lease.
     let mut j = job(s.tenant, "test.flaky", "k4");
     j.run_at = s.clock.now_ms() + 3_600_000;
+    j.max_attempts = 1;
     let nexus::store::Enqueued::Created(id) = store.enqueue(j).await.expect("enqueue") else {
         panic!("new job")
     };
     let later = s.clock.now_ms() + 3_600_000;
     let claimed = store
-        .claim_jobs("ghost/0", later, later + 30_000, 1)
+        .claim_jobs("ghost/0", later, 30_000, 1)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -281,15 +328,49 @@ async fn sweeper_recovers_a_job_whose_worker_died(p: Profile) {
         "a live lease is left alone"
     );
 
-    s.clock.advance_ms(3_600_000 + 31_000);
+    // The lease runs out (by the database's clock, which the test cannot move).
+    assert!(store.renew_lease(id, "ghost/0", -1).await.expect("expire"));
     assert_eq!(s.app.state.queue.sweep_once().await, 1);
+    let o = next_outcome(&mut outcomes, id).await;
     assert_eq!(
-        next_outcome(&mut outcomes, id).await.status,
-        JobStatus::Done
+        o.status,
+        JobStatus::Done,
+        "a worker's death on the last attempt does not dead-letter the job: {o:?}"
     );
     let (job, attempts) = store.get_job(id).await.expect("job");
     assert_eq!(job.attempts, 2, "the dead worker's attempt counts");
     assert!(attempts[0].error.contains("lease expired"));
+}
+
+async fn an_attempt_that_lost_its_lease_is_stopped(p: Profile) {
+    let s = setup(p, 0).await;
+    let store = &s.app.state.store;
+    let mut outcomes = s.app.state.queue.subscribe();
+    let id = enqueue(&s, "test.hangs", "k5").await;
+    s.hangs.started.notified().await;
+    // Another node's sweeper takes the job back, as if this node had gone quiet.
+    let (job, _) = store.get_job(id).await.expect("job");
+    let owner = job.lease_owner.expect("a running job has a lease owner");
+    assert!(store.renew_lease(id, &owner, -1).await.expect("expire"));
+    assert_eq!(s.app.state.queue.sweep_once().await, 1);
+
+    tokio::time::timeout(Duration::from_secs(15), s.hangs.dropped.notified())
+        .await
+        .expect("the attempt that lost its lease is aborted, not left running");
+    // The next attempt (which may end first) finishes the job; the aborted one's
+    // result is not recorded over it.
+    let both = [
+        next_outcome(&mut outcomes, id).await,
+        next_outcome(&mut outcomes, id).await,
+    ];
+    assert!(both.iter().any(|o| o.status == JobStatus::Done), "{both:?}");
+    assert!(
+        both.iter()
+            .any(|o| o.error.as_deref().is_some_and(|e| e.contains("lease lost"))),
+        "{both:?}"
+    );
+    let (job, _) = store.get_job(id).await.expect("job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Done, 2));
 }
 
 async fn cursor_pagination_is_stable_under_inserts(p: Profile) {

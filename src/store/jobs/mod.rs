@@ -92,6 +92,17 @@ pub struct Job {
     pub lease_owner: Option<String>,
 }
 
+impl Job {
+    /// This attempt, as the holder of what it writes (a job read outside a claim holds
+    /// nothing: its empty owner matches no lease).
+    pub fn holder(&self) -> super::Holder<'_> {
+        super::Holder {
+            job_id: self.id,
+            lease_owner: self.lease_owner.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub attempt: u32,
@@ -204,19 +215,22 @@ impl Store {
         done.pop().ok_or(StoreError::NotFound("job"))
     }
 
-    /// Leases up to `limit` due jobs to `owner` until `lease_until`, counting an attempt.
-    #[tracing::instrument(level = "debug", skip(self, now, lease_until))]
+    /// Leases up to `limit` jobs due by `due_at` to `owner` for `lease_ms` by the
+    /// database's clock, counting an attempt.
+    #[tracing::instrument(level = "debug", skip(self, due_at, lease_ms))]
     pub async fn claim_jobs(
         &self,
         owner: &str,
-        now: i64,
-        lease_until: i64,
+        due_at: i64,
+        lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Job>> {
         let lock = dialect::skip_locked(self.backend());
+        let now = dialect::now_ms(self.backend());
         // A literal LIMIT, as in `read_inbox`: a bound one recompiles on every call.
         let sql = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2 \
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_until = {now} + $2 \
              WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
                           ORDER BY run_at, id LIMIT {limit} {lock}) \
              RETURNING {COLS}"
@@ -224,8 +238,8 @@ impl Store {
         let rows: Vec<JobRow> = on_writer!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(owner.to_owned())
-                .bind(lease_until)
-                .bind(now)
+                .bind(lease_ms)
+                .bind(due_at)
                 .fetch_all(p)
                 .await
         })?;
@@ -237,11 +251,16 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Extends the lease of a job this owner still holds; false when it was lost.
-    pub async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> Result<bool> {
+    /// Extends the lease of a job this owner still holds to `lease_ms` from now (the
+    /// database's clock); false when it was lost.
+    pub async fn renew_lease(&self, id: Uuid, owner: &str, lease_ms: i64) -> Result<bool> {
+        let sql = format!(
+            "UPDATE jobs SET lease_until = {} + $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+            dialect::now_ms(self.backend())
+        );
         let n = on_writer!(self, p => {
-            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'")
-                .bind(lease_until)
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lease_ms)
                 .bind(id)
                 .bind(owner.to_owned())
                 .execute(p)
@@ -275,31 +294,32 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records a failed attempt; requeues at `retry_at`, or dead-letters with `reason` when `None`.
+    /// Records an attempt that did not finish the job: see [`Failed`].
     pub async fn fail_job(
         &self,
         id: Uuid,
         owner: &str,
         error: &str,
-        retry_at: Option<i64>,
-        reason: &str,
+        failed: Failed,
         now: i64,
     ) -> Result<bool> {
         let n = on_writer!(self, p => {
             let mut tx = p.begin().await?;
-            let n = match retry_at {
-                Some(at) => sqlx::query(
+            let n = match failed {
+                Failed::Retry(at) | Failed::Wait(at) => sqlx::query(
                     "UPDATE jobs SET status = 'queued', run_at = $1, last_error = $2, lease_owner = NULL, \
-                     lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+                     lease_until = NULL, attempts = attempts - $3 \
+                     WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
                 )
                 .bind(at)
                 .bind(error.to_owned())
+                .bind(i64::from(matches!(failed, Failed::Wait(_))))
                 .bind(id)
                 .bind(owner.to_owned())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
-                None => sqlx::query(
+                Failed::Dead(reason) => sqlx::query(
                     "UPDATE jobs SET status = 'dead', last_error = $1, reason_code = $2, finished_at = $3, \
                      lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
                 )
@@ -312,7 +332,7 @@ impl Store {
                 .await?
                 .rows_affected(),
             };
-            if n == 1 {
+            if n == 1 && !matches!(failed, Failed::Wait(_)) {
                 sqlx::query(
                     "INSERT INTO job_attempts (job_id, attempt, error, at) \
                      SELECT id, attempts, $1, $2 FROM jobs WHERE id = $3 \
@@ -330,35 +350,53 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Returns jobs whose lease expired (their worker died) to the queue, or to the
-    /// dead letters when that was their last attempt. Returns how many.
+    /// Returns jobs whose lease expired by the database's clock (their worker died or
+    /// lost touch with the database) to the queue, due at once. The lost attempt counts,
+    /// but it never dead-letters a job by itself: the last word is an attempt that ran to
+    /// its end — unless the job's workers died twice its budget of times (a job that
+    /// kills its node), which is dead-lettered `lease_expired`. Returns how many.
     pub async fn sweep_expired_leases(&self, now: i64) -> Result<u64> {
+        let db_now = dialect::now_ms(self.backend());
+        let log = format!(
+            "INSERT INTO job_attempts (job_id, attempt, error, at) \
+             SELECT id, attempts, 'lease expired: the worker stopped mid-job', $1 FROM jobs \
+             WHERE status = 'running' AND lease_until < {db_now} ON CONFLICT (job_id, attempt) DO NOTHING"
+        );
+        let requeue = format!(
+            "UPDATE jobs SET \
+               status = CASE WHEN attempts >= 2 * max_attempts THEN 'dead' ELSE 'queued' END, \
+               reason_code = CASE WHEN attempts >= 2 * max_attempts THEN 'lease_expired' ELSE reason_code END, \
+               finished_at = CASE WHEN attempts >= 2 * max_attempts THEN $1 ELSE NULL END, \
+               last_error = 'lease expired: the worker stopped mid-job', \
+               run_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE status = 'running' AND lease_until < {db_now}"
+        );
         let n = on_writer!(self, p => {
             let mut tx = p.begin().await?;
-            sqlx::query(
-                "INSERT INTO job_attempts (job_id, attempt, error, at) \
-                 SELECT id, attempts, 'lease expired: the worker stopped mid-job', $1 FROM jobs \
-                 WHERE status = 'running' AND lease_until < $1 ON CONFLICT (job_id, attempt) DO NOTHING",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let n = sqlx::query(
-                "UPDATE jobs SET \
-                   status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                   reason_code = CASE WHEN attempts >= max_attempts THEN 'lease_expired' ELSE reason_code END, \
-                   finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
-                   last_error = 'lease expired: the worker stopped mid-job', \
-                   run_at = $1, lease_owner = NULL, lease_until = NULL \
-                 WHERE status = 'running' AND lease_until < $1",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            sqlx::query(sqlx::AssertSqlSafe(log))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query(sqlx::AssertSqlSafe(requeue))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             tx.commit().await?;
             n
         });
         Ok(n)
     }
+}
+
+/// How an attempt that did not finish its job is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// It failed: run again at this time; the attempt counts.
+    Retry(i64),
+    /// It could not start yet (another worker holds what it needs): run again at this
+    /// time without spending an attempt, and nothing goes in the attempt log.
+    Wait(i64),
+    /// Dead letters, with this reason.
+    Dead(&'static str),
 }

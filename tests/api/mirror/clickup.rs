@@ -55,6 +55,15 @@ async fn a_new_task_reaches_its_assignee_once_and_opens_one_thread(p: Profile) {
         posts[0].body,
         json!({"channel": "C1", "text": "<https://app.clickup.com/t/T1|Fix login>"})
     );
+    // Tagged with the write it is, so a retry after a crash can find it in Slack.
+    let meta = &posts[0].metadata;
+    assert_eq!(meta["event_type"], "nexus_write");
+    assert!(
+        meta["event_payload"]["op_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("thread:")),
+        "{meta}"
+    );
     let reads = m.fake.requests_to("/clickup/task/T1");
     assert_eq!(reads.len(), 2, "each webhook reads the task");
     assert!(

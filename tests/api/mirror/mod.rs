@@ -20,6 +20,8 @@ use crate::helpers::{Profile, TestApp};
 use crate::webhook_support::{CLICKUP_SECRET, SLACK_SECRET, hmac_hex, now_s};
 
 mod clickup;
+mod effects;
+mod leases;
 mod slack;
 mod tool_scope;
 mod tools;

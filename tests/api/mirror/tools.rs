@@ -280,13 +280,23 @@ async fn a_tenant_without_tokens_gets_a_clear_tool_error(p: Profile) {
 }
 
 async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
-    let m = setup(p).await;
+    let mut m = setup(p).await;
+    let mut alice = m.app.online(&m.alice, m.tenant).await;
+    let result = m
+        .tool(
+            &mut alice,
+            "r9",
+            "slack.post_message",
+            json!({"channel": "C1", "text": "hello"}),
+            None,
+        )
+        .await;
+    let external = format!("C1:{}", result["result"]["ts"].as_str().expect("ts"));
+    let job = m.finished_tool_job().await;
+    let op_key = format!("tool:{}:slack", job["id"].as_str().expect("id"));
     let store = &m.app.state.store;
     let slack = nexus::store::Provider::Slack;
-    store
-        .record_write(m.tenant, slack, "C1:1.0001", Some("op-1"), "{}")
-        .await
-        .expect("record");
+    assert!(store.effect_result(&op_key).await.expect("read").is_some());
     let now = chrono::Utc::now().timestamp_millis();
     // Written after the cutoff: kept.
     assert_eq!(
@@ -296,13 +306,20 @@ async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
             .expect("sweep"),
         0
     );
+    assert_eq!(
+        store
+            .delete_old_effects(now - 60_000, 10)
+            .await
+            .expect("sweep"),
+        0
+    );
     assert!(
         store
-            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .is_own_write(m.tenant, slack, &external)
             .await
             .expect("read")
     );
-    // Older than the cutoff: gone, with its step result.
+    // Older than the cutoff: gone, with its result.
     assert_eq!(
         store
             .delete_old_provider_writes(now + 1_000, 10)
@@ -310,13 +327,20 @@ async fn what_nexus_wrote_is_forgotten_after_the_retention(p: Profile) {
             .expect("sweep"),
         1
     );
+    assert_eq!(
+        store
+            .delete_old_effects(now + 1_000, 10)
+            .await
+            .expect("sweep"),
+        1
+    );
     assert!(
         !store
-            .is_own_write(m.tenant, slack, "C1:1.0001")
+            .is_own_write(m.tenant, slack, &external)
             .await
             .expect("read")
     );
-    assert_eq!(store.write_result("op-1").await.expect("read"), None);
+    assert_eq!(store.effect_result(&op_key).await.expect("read"), None);
 }
 
 /// Sends a tool request without waiting for its result.
