@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod cluster_faults;
 mod crash;
+mod crash_writes;
 mod delivery;
 mod fake_providers;
 mod gateway;
