@@ -1,6 +1,7 @@
 //! Where a session stands in its agent's inbox and what it sends next, without I/O:
 //! the session reads pages and writes frames, this decides. Kept pure so that every
-//! interleaving of pushes, pages, acks, resumes and retention can be tried against it.
+//! interleaving of pushes, pages, acks, resumes and retention can be tried against
+//! it (`tests.rs`, a property test over a model inbox).
 //!
 //! The rule: an event goes out only if its `seq` is `last_sent + 1`. A pushed event
 //! that is older was already sent; a newer one means something between is still
@@ -47,11 +48,9 @@ pub(super) struct PageStep {
 pub(super) struct Delivery {
     last_sent: Seq,
     acked: Seq,
-    /// Last seq known to exist when the replay began: if the replay finds nothing
-    /// after `last_sent`, retention took everything up to here.
+    /// Last seq known to exist when the replay began: if a page finds nothing after
+    /// `last_sent`, retention took everything up to here.
     last_seq_hint: Seq,
-    /// From a connect or resume until the first page of its replay.
-    replay_start: bool,
 }
 
 impl Delivery {
@@ -61,7 +60,6 @@ impl Delivery {
             last_sent: Seq::ZERO,
             acked: cursor.acked_seq,
             last_seq_hint: Seq::ZERO,
-            replay_start: false,
         };
         delivery.resume(requested.unwrap_or(cursor.acked_seq), cursor);
         delivery
@@ -73,11 +71,16 @@ impl Delivery {
     pub(super) fn resume(&mut self, after_seq: Seq, cursor: Cursor) {
         self.last_seq_hint = cursor.last_seq;
         self.last_sent = after_seq.min(cursor.last_seq);
-        self.replay_start = true;
     }
 
     pub(super) fn last_sent(&self) -> Seq {
         self.last_sent
+    }
+
+    /// Only the test reads it back: the session records acks as they advance.
+    #[cfg(test)]
+    fn acked(&self) -> Seq {
+        self.acked
     }
 
     pub(super) fn on_push(&self, push: &Push) -> Pushed {
@@ -91,13 +94,13 @@ impl Delivery {
     /// `page` was read after `last_sent` with `limit`; the session then sends the
     /// gap, if any, and the page's events (each through [`Delivery::sent`]).
     pub(super) fn on_page(&mut self, page: &[InboxEvent], limit: u32) -> PageStep {
-        let replay_start = std::mem::take(&mut self.replay_start);
         let more = u32::try_from(page.len()).is_ok_and(|n| n >= limit);
         let expected = self.last_sent.next();
         let gap = match page.first() {
             Some(first) if first.seq > expected => Some(self.gap_until(first.seq)),
-            // Nothing left of what existed at the connect or resume.
-            None if replay_start && self.last_seq_hint > self.last_sent => {
+            // Nothing left of what existed at the connect or resume: retention took
+            // it before the replay reached it, on whichever page that happened.
+            None if self.last_seq_hint > self.last_sent => {
                 let gap = self.gap_until(self.last_seq_hint.next());
                 self.last_sent = self.last_seq_hint;
                 Some(gap)
@@ -139,3 +142,6 @@ impl Delivery {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests;
