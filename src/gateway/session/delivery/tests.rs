@@ -32,8 +32,9 @@ enum Op {
     /// Events committed on this node, then pushed to its session.
     Commit(u8),
     /// Events committed by another node: the session is woken ("committed up to
-    /// N"), unless that message is lost.
-    RemoteCommit { n: u8, announced: bool },
+    /// N"), or that message is lost.
+    RemoteCommit(u8),
+    LostCommit(u8),
     /// The TTL removes the oldest `n` events.
     Expire(u8),
     /// The session runs to its next await point.
@@ -46,35 +47,29 @@ enum Op {
     /// The agent connects (superseding its socket if it has one), with or without
     /// `?after_seq`.
     Connect(Option<Index>),
-    /// The socket goes away.
-    Disconnect(End),
+    /// The socket goes away: the peer vanished, the node died (losing the acks it
+    /// had not saved), or the node shut down (the session counts the acks already
+    /// sent, the writer saves them).
+    Dropped,
+    Crash,
+    Restart,
     /// The ack writer saves what it holds.
     FlushAcks,
     /// The reconcile pass wakes a session that is behind its inbox.
     Reconcile,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum End {
-    /// The peer vanished.
-    Dropped,
-    /// The node died, losing the acks it had not saved.
-    Crash,
-    /// The node shut down: the session counts the acks already sent, the writer saves them.
-    Restart,
-}
-
 fn op() -> impl Strategy<Value = Op> {
-    let end = prop_oneof![Just(End::Dropped), Just(End::Crash), Just(End::Restart)];
     prop_oneof![
         3 => (1..=4u8).prop_map(Op::Commit),
-        1 => (1..=4u8, any::<bool>()).prop_map(|(n, announced)| Op::RemoteCommit { n, announced }),
+        1 => (1..=4u8).prop_map(Op::RemoteCommit),
+        1 => (1..=4u8).prop_map(Op::LostCommit),
         1 => (1..=4u8).prop_map(Op::Expire),
         10 => Just(Op::Step),
         3 => any::<Index>().prop_map(Op::Ack),
         1 => any::<Index>().prop_map(Op::Resume),
         1 => proptest::option::of(any::<Index>()).prop_map(Op::Connect),
-        1 => end.prop_map(Op::Disconnect),
+        1 => prop_oneof![Just(Op::Dropped), Just(Op::Crash), Just(Op::Restart)],
         1 => Just(Op::FlushAcks),
         1 => Just(Op::Reconcile),
     ]
@@ -99,19 +94,15 @@ impl Inbox {
         }
     }
 
-    fn commit(&mut self, n: u8) -> std::ops::RangeInclusive<u64> {
-        let first = self.committed + 1;
+    fn commit(&mut self, n: u8) {
         self.committed += u64::from(n);
         self.trimmed = self.trimmed.max(self.committed.saturating_sub(CAP));
-        first..=self.committed
     }
 
     fn read(&self, after: Seq, limit: u32) -> Vec<InboxEvent> {
         let from = after.get().max(self.trimmed) + 1;
-        (from..=self.committed)
-            .take(limit as usize)
-            .map(event)
-            .collect()
+        let to = self.committed.min(from + u64::from(limit) - 1);
+        (from..=to).map(event).collect()
     }
 
     fn pick(&self, index: &Index) -> u64 {
@@ -182,12 +173,13 @@ impl Agent {
 
     fn event(&mut self, seq: u64, inbox: &Inbox) -> Result<(), TestCaseError> {
         prop_assert!(seq <= inbox.committed, "seq {seq} was never committed");
+        let floor = self.floor;
         prop_assert_eq!(
             seq,
-            self.floor + 1,
-            "seq {} arrived after {} with no gap between",
+            floor + 1,
+            "seq {} arrived after {} with no gap",
             seq,
-            self.floor
+            floor
         );
         self.restart(seq);
         Ok(())
@@ -199,9 +191,7 @@ impl Agent {
         prop_assert!(first > after + 1, "a gap with nothing in it: {:?}", gap);
         prop_assert!(
             first - 1 <= inbox.trimmed,
-            "{:?} hides events still in the inbox (trimmed up to {})",
-            gap,
-            inbox.trimmed
+            "{gap:?} hides events still stored"
         );
         self.restart(first - 1);
         Ok(())
@@ -219,16 +209,17 @@ impl World {
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match op {
             Op::Commit(n) => {
-                for seq in self.inbox.commit(*n) {
+                let first = self.inbox.committed + 1;
+                self.inbox.commit(*n);
+                for seq in first..=self.inbox.committed {
                     self.offer(Push::Event(Box::new(event(seq))));
                 }
             }
-            Op::RemoteCommit { n, announced } => {
+            Op::RemoteCommit(n) => {
                 self.inbox.commit(*n);
-                if *announced {
-                    self.wake();
-                }
+                self.wake();
             }
+            Op::LostCommit(n) => self.inbox.commit(*n),
             Op::Expire(n) => {
                 self.inbox.trimmed = (self.inbox.trimmed + u64::from(*n)).min(self.inbox.committed)
             }
@@ -238,7 +229,7 @@ impl World {
             Op::Ack(i) => self.send(Inbound::Ack(self.inbox.pick(i))),
             Op::Resume(i) => self.send(Inbound::Resume(self.inbox.pick(i))),
             Op::Connect(after) => self.connect(after.as_ref().map(|i| self.inbox.pick(i))),
-            Op::Disconnect(end) => self.disconnect(*end),
+            Op::Dropped | Op::Crash | Op::Restart => self.disconnect(op),
             Op::FlushAcks => self.flush_acks(),
             Op::Reconcile => self.wake(),
         }
@@ -261,11 +252,10 @@ impl World {
         self.agent.acked = self.inbox.saved_ack;
     }
 
-    fn disconnect(&mut self, end: End) {
-        match end {
-            End::Dropped => {}
-            End::Crash => self.inbox.unsaved_ack = 0,
-            End::Restart => {
+    fn disconnect(&mut self, how: &Op) {
+        match how {
+            Op::Crash => self.inbox.unsaved_ack = 0,
+            Op::Restart => {
                 // Only a live session drains its socket: one mid-replay is stopped
                 // in its write.
                 if let Some(c) = self
@@ -283,6 +273,7 @@ impl World {
                 }
                 self.flush_acks();
             }
+            _ => {}
         }
         self.conn = None;
     }
@@ -348,12 +339,8 @@ impl World {
                 if step.more {
                     c.phase = Phase::Drain;
                 } else if let Some(target) = c.replay_target.take() {
-                    prop_assert!(
-                        agent.floor >= target,
-                        "the replay ended at {} with {} committed when it began",
-                        agent.floor,
-                        target
-                    );
+                    let end = agent.floor;
+                    prop_assert!(end >= target, "replay ended at {end}, begun with {target}");
                 }
             }
             Phase::Live => {
@@ -416,12 +403,13 @@ impl World {
             }
         }
         prop_assert!(self.conn.is_some(), "the session never settled");
-        let (inbox, floor) = (&self.inbox, self.agent.floor);
+        let (done, committed) = (
+            self.agent.floor.max(self.inbox.trimmed),
+            self.inbox.committed,
+        );
         prop_assert!(
-            inbox.committed <= floor.max(inbox.trimmed),
-            "events {}..={} are in the inbox but were never sent",
-            floor.max(inbox.trimmed) + 1,
-            inbox.committed
+            committed <= done,
+            "events after {done} are stored but never sent"
         );
         Ok(())
     }
