@@ -150,9 +150,7 @@ async fn authorize(
         tenant: agent.tenant_id,
         token_exp: claims.exp,
         token_issued_ms: claims.issued_at_ms(),
-        // Never past what exists: a replay point beyond the last committed seq would
-        // let the session ack, and so silence, events not yet written.
-        after_seq: after_seq.unwrap_or(cursor.acked_seq).min(cursor.last_seq),
+        after_seq,
         cursor,
     })
 }

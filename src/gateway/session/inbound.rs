@@ -5,12 +5,13 @@ use axum::extract::ws::Message;
 use futures_util::FutureExt;
 use nexus_proto::{ClientMsg, ErrorCode, Seq, close};
 
+use super::delivery::Ack;
 use super::{End, Session};
 use crate::presence::Update;
 
 impl Session {
-    async fn ack(&mut self, seq: Seq) {
-        self.acked = seq;
+    /// Records an ack that [`super::delivery::Delivery::ack`] found advancing.
+    async fn record_ack(&mut self, seq: Seq) {
         self.traced.acked(self.agent, seq);
         self.gw.hub.ack(self.agent, seq).await;
     }
@@ -21,10 +22,9 @@ impl Session {
             if let Message::Text(text) = msg
                 && let Ok(frame) = nexus_proto::parse_client_frame(text.as_str())
                 && let ClientMsg::Ack { data } = frame.msg
-                && data.seq <= self.last_sent
-                && data.seq > self.acked
+                && self.delivery.ack(data.seq) == Ack::Advance
             {
-                self.ack(data.seq).await;
+                self.record_ack(data.seq).await;
             }
         }
     }
@@ -81,7 +81,7 @@ impl Session {
         // an agent acking each event of a backlog must not be cut off for it. Anything
         // else, repeated acks included, counts against the inbound rate.
         let advancing_ack = matches!(&parsed, Ok(f) if matches!(f.msg,
-            ClientMsg::Ack { data } if data.seq > self.acked && data.seq <= self.last_sent));
+            ClientMsg::Ack { data } if self.delivery.check_ack(data.seq) == Ack::Advance));
         if !advancing_ack && self.inbound.check().is_err() {
             return self
                 .refuse(
@@ -113,27 +113,28 @@ impl Session {
                 Box::pin(self.gw.hub.update(self.agent, self.id, update)).await;
                 Ok(())
             }
-            ClientMsg::Ack { data } => {
-                if data.seq > self.last_sent {
+            ClientMsg::Ack { data } => match self.delivery.ack(data.seq) {
+                Ack::Advance => {
+                    self.record_ack(data.seq).await;
+                    Ok(())
+                }
+                Ack::Stale => Ok(()),
+                Ack::Beyond => {
                     let msg = format!(
                         "cannot ack seq {} beyond the last delivered seq {}",
-                        data.seq, self.last_sent
+                        data.seq,
+                        self.delivery.last_sent()
                     );
-                    return self.refuse(ErrorCode::InvalidFields, msg, reference).await;
+                    self.refuse(ErrorCode::InvalidFields, msg, reference).await
                 }
-                if data.seq > self.acked {
-                    self.ack(data.seq).await;
-                }
-                Ok(())
-            }
+            },
             ClientMsg::Resume { data } => {
                 let cursor = Box::pin(self.gw.hub.cursor(self.agent))
                     .await
                     .map_err(|_| End::Close(close::SERVICE_RESTART))?;
-                self.last_seq_hint = cursor.last_seq;
-                self.last_sent = data.after_seq.min(cursor.last_seq);
-                self.ctl.set_sent(self.last_sent);
-                self.catch_up(true).await
+                self.delivery.resume(data.after_seq, cursor);
+                self.ctl.set_sent(self.delivery.last_sent());
+                self.catch_up().await
             }
             ClientMsg::Refresh { data } => self.on_refresh(&data.token, reference).await,
             ClientMsg::ToolRequest { data } => {

@@ -1,12 +1,12 @@
 //! One agent's socket, from `welcome` to close: replay, live delivery, acks,
 //! keepalive, token expiry, inbound limits.
 //!
-//! Delivery invariant: frames go out in strictly increasing `seq` (`last_sent`).
-//! A pushed event is sent only if it is exactly the next one; anything else is
-//! either old (dropped) or ahead of a hole, which is filled from the inbox first.
-//! The session registers for pushes *before* it reads the inbox, and an event is
-//! committed before it is pushed, so nothing falls between the replay and live.
+//! Delivery invariant: frames go out in strictly increasing `seq`; what to send
+//! next is decided by [`delivery::Delivery`]. The session registers for pushes
+//! *before* it reads the inbox, and an event is committed before it is pushed, so
+//! nothing falls between the replay and live.
 
+mod delivery;
 mod inbound;
 mod lifetime;
 mod traced;
@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use self::delivery::{Delivery, Pushed};
 use super::Gateway;
 use crate::bus::{Attached, Push, SessionCtl};
 use crate::store::{Cursor, InboxEvent};
@@ -45,7 +46,8 @@ pub struct SessionInit {
     pub token_exp: i64,
     /// When that token was issued (Unix ms), for `nexus agent revoke-tokens`.
     pub token_issued_ms: i64,
-    pub after_seq: Seq,
+    /// The replay point the agent asked for (`?after_seq`), if any.
+    pub after_seq: Option<Seq>,
     pub cursor: Cursor,
 }
 
@@ -66,10 +68,7 @@ struct Session {
     id: SessionId,
     agent: AgentId,
     tenant: TenantId,
-    last_sent: Seq,
-    acked: Seq,
-    /// Last seq known to exist in the inbox, for gap reports at replay.
-    last_seq_hint: Seq,
+    delivery: Delivery,
     timer: Pin<Box<Sleep>>,
     next_ping: Instant,
     /// Set while a ping is unanswered: the socket must show life before then.
@@ -91,12 +90,13 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         rx,
         ctl,
     } = Box::pin(hub.attach(init.agent, init.tenant, ws.outbound_queue)).await;
-    ctl.set_sent(init.after_seq);
+    let delivery = Delivery::connect(init.after_seq, init.cursor);
+    ctl.set_sent(delivery.last_sent());
     ctl.set_token_issued(init.token_issued_ms);
     let now_ms = now_ms();
     metrics::gauge!("nexus_ws_connections").increment(1.0);
     metrics::counter!("nexus_ws_connects_total").increment(1);
-    tracing::debug!(agent_id = %init.agent, session_id = %id, after_seq = %init.after_seq, "session open");
+    tracing::debug!(agent_id = %init.agent, session_id = %id, after_seq = %delivery.last_sent(), "session open");
 
     let now = Instant::now();
     let token_expiry = now + Duration::from_millis((init.token_exp * 1000 - now_ms).max(0) as u64);
@@ -110,9 +110,7 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         id,
         agent: init.agent,
         tenant: init.tenant,
-        last_sent: init.after_seq,
-        acked: init.cursor.acked_seq,
-        last_seq_hint: init.cursor.last_seq,
+        delivery,
         timer: Box::pin(tokio::time::sleep_until(now)),
         next_ping: now + ws.ping_interval,
         pong_deadline: None,
@@ -166,7 +164,7 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
 
 impl Session {
     async fn run(&mut self) -> End {
-        if let Err(end) = Box::pin(self.catch_up(true)).await {
+        if let Err(end) = Box::pin(self.catch_up()).await {
             return end;
         }
         let shutdown = self.gw.shutdown.clone();
@@ -201,13 +199,13 @@ impl Session {
         let mut next = Some(push);
         // Write what else is already queued in the same burst, then flush once.
         while let Some(push) = next {
-            match push {
-                Push::Event(ev) if ev.seq <= self.last_sent => {}
-                Push::Event(ev) if ev.seq == self.last_sent.next() => self.feed_event(&ev).await?,
+            match (self.delivery.on_push(&push), push) {
+                (Pushed::Stale, _) => {}
+                (Pushed::Next, Push::Event(ev)) => self.feed_event(&ev).await?,
                 // Something between is not sent yet, or the inbox has more: read it.
-                Push::Event(_) | Push::CatchUp => {
+                _ => {
                     self.flush().await?;
-                    return self.catch_up(false).await;
+                    return self.catch_up().await;
                 }
             }
             next = self.rx.try_recv().ok();
@@ -218,50 +216,37 @@ impl Session {
     /// Sends every inbox event after `last_sent`, page by page, until the inbox has
     /// no more. Pushed events queued meanwhile are dropped before each read: they
     /// were committed before being pushed, so that read returns them.
-    async fn catch_up(&mut self, at_connect: bool) -> Result<(), End> {
+    async fn catch_up(&mut self) -> Result<(), End> {
         let hub = self.gw.hub.clone();
-        let mut first_page = true;
         loop {
             while self.rx.try_recv().is_ok() {}
             // Boxed, like every database call here: the session's future stays small
             // while it idles (it is allocated once per connection).
-            let page = Box::pin(hub.replay_page(self.agent, self.last_sent, REPLAY_PAGE))
+            let after = self.delivery.last_sent();
+            let page = Box::pin(hub.replay_page(self.agent, after, REPLAY_PAGE))
                 .await
                 .map_err(|e| {
                     tracing::warn!(agent_id = %self.agent, error = %e, "inbox read failed; closing");
                     End::Close(close::SERVICE_RESTART)
                 })?;
-            let expected = self.last_sent.next();
-            let lost_all =
-                page.is_empty() && first_page && at_connect && self.last_seq_hint > self.last_sent;
-            if let Some(first) = page.first().filter(|f| f.seq > expected).map(|f| f.seq) {
-                self.send_gap(first).await?;
-            } else if lost_all {
-                self.send_gap(self.last_seq_hint.next()).await?;
-                self.last_sent = self.last_seq_hint;
-                self.ctl.set_sent(self.last_sent);
+            let step = self.delivery.on_page(&page, REPLAY_PAGE);
+            if let Some(gap) = step.gap {
+                self.ctl.set_sent(self.delivery.last_sent());
+                self.send_gap(gap).await?;
             }
-            first_page = false;
-            let full = page.len() as u32 == REPLAY_PAGE;
             for ev in &page {
                 self.feed_event(ev).await?;
             }
             self.flush().await?;
-            if !full {
+            if !step.more {
                 return Ok(());
             }
         }
     }
 
-    async fn send_gap(&mut self, first_available: Seq) -> Result<(), End> {
+    async fn send_gap(&mut self, gap: Gap) -> Result<(), End> {
         metrics::counter!("nexus_inbox_gaps_total").increment(1);
-        let gap = ServerMsg::Gap {
-            data: Gap {
-                after_seq: self.last_sent,
-                first_available_seq: first_available,
-            },
-        };
-        self.send_control(&gap).await
+        self.send_control(&ServerMsg::Gap { data: gap }).await
     }
 
     async fn feed_event(&mut self, ev: &InboxEvent) -> Result<(), End> {
@@ -279,7 +264,7 @@ impl Session {
         );
         self.write(Message::Text(Utf8Bytes::from(frame)), false)
             .await?;
-        self.last_sent = ev.seq;
+        self.delivery.sent(ev.seq);
         self.ctl.set_sent(ev.seq);
         self.traced.sent(self.agent, ev.seq, ev.trace_id.as_ref());
         metrics::counter!("nexus_events_delivered_total", "type" => ev.kind.as_str()).increment(1);
