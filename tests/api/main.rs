@@ -18,6 +18,7 @@ mod helpers;
 mod http_limits;
 mod mirror;
 mod mirror_config;
+mod outage;
 mod pg_concurrency;
 mod probes;
 mod proxy;
