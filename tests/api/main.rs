@@ -6,6 +6,7 @@
 
 mod agent_client;
 mod auth;
+mod backlog;
 mod bounds;
 mod cli;
 mod cluster;
