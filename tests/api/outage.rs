@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::time::Instant;
 
 use crate::agent_client::event;
@@ -17,7 +18,10 @@ use crate::postgres_profile;
 use crate::proxy::Proxy;
 use crate::webhook_support::now_s;
 
-postgres_profile!(a_black_holed_database_answers_503_in_time_and_loses_no_accepted_webhook);
+postgres_profile!(
+    a_black_holed_database_answers_503_in_time_and_loses_no_accepted_webhook,
+    requests_stuck_in_the_database_are_answered_503_within_the_request_bound,
+);
 
 /// How long the database stays away. The scenario says 30 s; the behaviour is
 /// the same after a few request bounds, and `cargo test` should stay quick.
@@ -171,4 +175,71 @@ async fn ready_turns(app: &TestApp, want: StatusCode) {
     }
     let took = asked.elapsed();
     assert!(took < READY_WITHIN, "/ready took {took:?} to turn {want}");
+}
+
+/// A database that takes any time over a request (here: a lock held by another
+/// session, with the server's statement limit out of the way) costs a webhook, an API
+/// call and a token request the request bound, answered 503 with `Retry-After`.
+async fn requests_stuck_in_the_database_are_answered_503_within_the_request_bound() {
+    let app = TestApp::spawn_with(Profile::Postgres, |c| {
+        c.serve.db.statement_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let bound = app.state.config.serve.db.request_timeout;
+    let t = app.tenant("acme").await;
+    let a = app.agent(t.id, "bot").await;
+    let source = app.ingest_source(t.id, Some(a.agent.id), None).await;
+    let key = app.operator_key("read", None).await;
+    let stats = || {
+        app.http
+            .get(app.url("/api/queue/stats"))
+            .bearer_auth(&key)
+            .send()
+    };
+    let token = || app.token_response(&a.agent.client_id, &a.client_secret);
+    let (app, path) = (&app, source.url_path.as_str());
+    let webhook = |n: u64| async move {
+        let body = json!({"n": n}).to_string();
+        let key = format!("stuck-{n}");
+        app.post_ingest_response(path, Some(&key), now_s(), &body)
+            .await
+    };
+    assert_eq!(stats().await.expect("stats").status(), StatusCode::OK);
+
+    let mut holder = sqlx::PgConnection::connect(&app.db.url)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE jobs, agents IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let asked = Instant::now();
+    let all = async { tokio::join!(stats(), token(), webhook(1)) };
+    let (stats_resp, token_resp, webhook_resp) = tokio::time::timeout(bound * 5, all)
+        .await
+        .expect("every request answered while the lock is held");
+    let took = asked.elapsed();
+    assert!(took <= bound + MARGIN, "answered after {took:?}");
+    let stats_resp = stats_resp.expect("stats");
+    for resp in [&stats_resp, &token_resp, &webhook_resp] {
+        assert_eq!(
+            resp.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            resp.url()
+        );
+        assert!(resp.headers().contains_key("retry-after"), "{}", resp.url());
+    }
+    let oauth: Value = token_resp.json().await.expect("json");
+    assert_eq!(oauth["error"], "temporarily_unavailable");
+    let api: Value = stats_resp.json().await.expect("json");
+    assert_eq!(api["error"]["code"], "unavailable");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    assert_eq!(stats().await.expect("stats").status(), StatusCode::OK);
+    assert_eq!(token().await.status(), StatusCode::OK);
+    assert_eq!(webhook(2).await.status(), StatusCode::OK);
 }
