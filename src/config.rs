@@ -225,7 +225,8 @@ pub struct WsOpts {
     #[arg(long = "ws-ping-interval", env = "NEXUS_WS_PING_INTERVAL", default_value = "30s", value_parser = duration)]
     pub ping_interval: Duration,
 
-    /// A socket silent this long after a ping is closed.
+    /// A socket silent this long after a ping is closed (4008); one that takes no frame
+    /// for this long is closed as a slow consumer (4009).
     #[arg(long = "ws-pong-timeout", env = "NEXUS_WS_PONG_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub pong_timeout: Duration,
 
