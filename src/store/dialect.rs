@@ -16,6 +16,9 @@
 //!   node holds ([`skip_locked`]); it may still abort a transaction to break a deadlock
 //!   (`StoreError::Contended`). SQLite's single writer runs one write transaction at a
 //!   time, so it needs neither.
+//! - **Waits** ([`Limits`]): PostgreSQL bounds each statement itself (`statement_timeout`
+//!   set at connection start); SQLite's bound is its busy timeout. Migrations run on a
+//!   connection of their own without the statement limit ([`migrate`]).
 //! - **Long `VALUES` lists** use anonymous `?` on SQLite ([`values`]).
 //! - **Functions:** [`greatest`] of two values.
 //!
@@ -108,8 +111,12 @@ impl Default for Limits {
     }
 }
 
-/// SQLite's busy timeout when no statement limit is set (and for migrations).
-const PATIENT_BUSY: Duration = Duration::from_secs(60);
+/// SQLite's busy timeout when no statement limit is set.
+const PATIENT_BUSY: Duration = Duration::from_secs(5);
+
+/// SQLite's busy timeout for migrations: longer than any request may wait, yet a
+/// `nexus migrate` behind a process that never lets go still ends.
+const MIGRATION_BUSY: Duration = Duration::from_secs(60);
 
 /// Opens the database named by `url` (`sqlite://path` or `postgres://…`): the pool for
 /// reads and the pool for writes. A SQLite file is created when missing and runs in WAL
@@ -179,7 +186,7 @@ pub(super) async fn migrate(writer: &Pool, migrator: &Migrator) -> Result<()> {
     match writer {
         Pool::Sqlite(p) => {
             let mut conn = p.acquire().await?.detach();
-            let busy = format!("PRAGMA busy_timeout = {}", PATIENT_BUSY.as_millis());
+            let busy = format!("PRAGMA busy_timeout = {}", MIGRATION_BUSY.as_millis());
             sqlx::query(sqlx::AssertSqlSafe(busy))
                 .execute(&mut conn)
                 .await?;
