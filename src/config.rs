@@ -92,6 +92,9 @@ pub struct ServeOpts {
     pub tool_max_in_flight: u32,
 
     #[command(flatten)]
+    pub db: DbOpts,
+
+    #[command(flatten)]
     pub auth: AuthOpts,
 
     #[command(flatten)]
@@ -123,6 +126,33 @@ fn kind_attempts(s: &str) -> Result<(String, u32), String> {
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+/// How long `serve` waits on the database. A database that hangs (or a network that
+/// drops its packets) costs a request at most `request_timeout`, answered 503, instead
+/// of a sender's own timeout. Commands (`nexus migrate`, `nexus queue …`) are not bound
+/// by these: they may legitimately run longer.
+#[derive(Debug, Clone, Args)]
+pub struct DbOpts {
+    /// Longest wait for a pooled connection, opening one included (503 past it).
+    #[arg(long = "db-acquire-timeout", env = "NEXUS_DB_ACQUIRE_TIMEOUT", default_value = "1s", value_parser = timeout)]
+    pub acquire_timeout: Duration,
+
+    /// Longest one statement may run: PostgreSQL's `statement_timeout` on every
+    /// connection, SQLite's busy timeout. Migrations run without it.
+    #[arg(long = "db-statement-timeout", env = "NEXUS_DB_STATEMENT_TIMEOUT", default_value = "1500ms", value_parser = timeout)]
+    pub statement_timeout: Duration,
+
+    /// PostgreSQL ends a session left idle inside a transaction this long (a node that
+    /// vanished mid-transaction), so its row locks do not hold up the other nodes.
+    #[arg(long = "db-idle-in-transaction-timeout", env = "NEXUS_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "5s", value_parser = timeout)]
+    pub idle_in_transaction_timeout: Duration,
+
+    /// Longest a webhook, API or token request, or one group commit, waits on storage
+    /// before it is answered 503 with `Retry-After`: the bound that holds even when the
+    /// database never answers (its statement timeout is enforced by the server).
+    #[arg(long = "db-request-timeout", env = "NEXUS_DB_REQUEST_TIMEOUT", default_value = "1800ms", value_parser = timeout)]
+    pub request_timeout: Duration,
 }
 
 /// `POST /auth/token` abuse limits.
@@ -195,7 +225,8 @@ pub struct WsOpts {
     #[arg(long = "ws-ping-interval", env = "NEXUS_WS_PING_INTERVAL", default_value = "30s", value_parser = duration)]
     pub ping_interval: Duration,
 
-    /// A socket silent this long after a ping is closed.
+    /// A socket silent this long after a ping is closed (4008); one that takes no frame
+    /// for this long is closed as a slow consumer (4009).
     #[arg(long = "ws-pong-timeout", env = "NEXUS_WS_PONG_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub pong_timeout: Duration,
 

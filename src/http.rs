@@ -2,9 +2,13 @@
 //! every non-OAuth endpoint (`{"error":{"code","message"}}`; internal details are
 //! logged, never sent) and the extractors whose rejections use it.
 
+use std::time::Duration;
+
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -62,7 +66,39 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        // Every 503 is "not now": say when to come back.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        resp
+    }
+}
+
+/// What a 503 asks the caller to wait, in seconds.
+pub const RETRY_AFTER_S: u64 = 1;
+
+/// Logs and counts a storage wait given up after `bound` (`what`: the request kind).
+pub fn storage_timed_out(what: &'static str, bound: Duration) {
+    tracing::warn!(
+        what,
+        ?bound,
+        "storage did not answer in time; answering retry later"
+    );
+    metrics::counter!("nexus_database_timeouts_total", "what" => what).increment(1);
+}
+
+/// Answers 503 (with `Retry-After`) for a request whose handler has not answered within
+/// `bound`: the database stopped answering mid-request, and a sender that waits past
+/// its own timeout would retry anyway. The REST API runs under it.
+pub async fn answer_within(bound: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(bound, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            storage_timed_out("api", bound);
+            ApiError::unavailable("storage did not answer in time; retry later").into_response()
+        }
     }
 }
 

@@ -34,12 +34,14 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Starts the writer tasks on `tracker`. When `stop` is cancelled they write what
-    /// is already queued and end; later appends fail with [`SubmitError::Stopped`].
+    /// Starts the writer tasks on `tracker`. An append waits at most `bound` for its
+    /// commit ([`SubmitError::TimedOut`] after). When `stop` is cancelled they write
+    /// what is already queued and end; later appends fail with [`SubmitError::Stopped`].
     pub fn start(
         store: Store,
         retention: Retention,
         sink: Arc<dyn Deliver>,
+        bound: Duration,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Inbox {
@@ -48,7 +50,7 @@ impl Inbox {
             retention,
             sink,
         };
-        let appends = GroupCommit::start(appends, MAX_BATCH, 4_096, tracker, stop.clone());
+        let appends = GroupCommit::start(appends, MAX_BATCH, 4_096, bound, tracker, stop.clone());
         let (acks, ack_rx) = mpsc::channel(16_384);
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
         tracker.spawn(checkpoint(store.clone(), stop.clone()));

@@ -15,7 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::http::ApiError;
+use crate::http::{self, ApiError};
 use crate::state::AppState;
 use crate::{api, auth, gateway, webhooks};
 
@@ -24,6 +24,12 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.serve.max_body_bytes;
+    let bound = state.config.serve.db.request_timeout;
+    let api = api::router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            http::answer_within(bound, req, next)
+        },
+    ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -33,7 +39,7 @@ pub fn router(state: AppState) -> Router {
             post(auth::token_endpoint).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
         )
         .route("/agents", get(gateway::agents_ws))
-        .nest("/api", api::router())
+        .nest("/api", api)
         .nest("/webhooks", webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -105,19 +111,20 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
             )));
         }
         Ok(Err(e)) => return Err(not_ready(format!("database unavailable: {e}"))),
-        Err(_) => return Err(not_ready("database did not answer within 2 s".into())),
+        Err(_) => return Err(not_ready("database did not answer in time".into())),
     }
     match tokio::time::timeout(READY_PATIENCE, state.hub.presence().ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(not_ready(format!("redis unavailable: {e}"))),
-        Err(_) => return Err(not_ready("redis did not answer within 2 s".into())),
+        Err(_) => return Err(not_ready("redis did not answer in time".into())),
     }
     Ok(axum::Json(
         json!({"status": "ready", "node_id": state.node_id}),
     ))
 }
 
-const READY_PATIENCE: Duration = Duration::from_secs(2);
+/// Under 2 s: a probe sent as the database goes away is answered 503 within 2 s.
+const READY_PATIENCE: Duration = Duration::from_millis(1500);
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();

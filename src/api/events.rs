@@ -58,6 +58,9 @@ impl From<EmitError> for ApiError {
             EmitError::Append(SubmitError::Stopped) => {
                 ApiError::unavailable("the node is shutting down")
             }
+            EmitError::Append(SubmitError::TimedOut(_)) => {
+                ApiError::unavailable("storage did not answer in time; retry later")
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::auth::{Authenticator, JwtKeys, OperatorKeys};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
 use crate::config::Config;
+use crate::config::DbOpts;
 use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::inbox::Inbox;
@@ -23,7 +24,7 @@ use crate::queue::{Processor, Queue};
 use crate::redis::Redis;
 use crate::seal::SealError;
 use crate::state::{AppState, Shared};
-use crate::store::{Retention, Store, StoreError};
+use crate::store::{Limits, Retention, Store, StoreError};
 use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
 use crate::{routes, server, telemetry};
@@ -112,7 +113,7 @@ impl Application {
         let Extras { clock, other_jobs } = extras;
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
-        let mut store = Store::connect(&config.database_url).await?;
+        let mut store = Store::connect_with(&config.database_url, limits(&config.serve.db)).await?;
         store.migrate().await?;
         open_secrets(&mut store, &config.database_url, &config.secrets_key).await?;
         let keys = jwt_keys(
@@ -160,13 +161,19 @@ impl Application {
             sessions: TaskTracker::new(),
         });
         let processors = Arc::new(Processors::new(ctx.clone(), other_jobs));
-        queue.start(processors, &background, stop_background.clone());
+        queue.start(
+            processors,
+            config.serve.db.request_timeout,
+            &background,
+            stop_background.clone(),
+        );
         let state = AppState(Arc::new(Shared {
             auth: Arc::new(Authenticator::new(
                 store.clone(),
                 keys,
                 &config.serve.auth,
                 config.serve.cache_ttl,
+                config.serve.db.request_timeout,
             )),
             operator_keys: Arc::new(OperatorKeys::new(store.clone(), config.serve.cache_ttl)),
             store,
@@ -261,6 +268,15 @@ impl Application {
     }
 }
 
+/// The store's waits, from `serve`'s `--db-*` flags.
+fn limits(db: &DbOpts) -> Limits {
+    Limits {
+        acquire: db.acquire_timeout,
+        statement: Some(db.statement_timeout),
+        idle_in_transaction: Some(db.idle_in_transaction_timeout),
+    }
+}
+
 /// Binds with a deep accept queue. `TcpListener::bind` asks for 128: a burst of agents
 /// reconnecting (a node restart, a deploy) overflowed it and each dropped SYN cost its
 /// agent a one-second retransmit (measured: 2,000 connects took 1.1 s instead of 0.3 s).
@@ -325,6 +341,7 @@ async fn start_hub(
         store.clone(),
         retention,
         fanout.clone(),
+        config.serve.db.request_timeout,
         background,
         stop.clone(),
     );

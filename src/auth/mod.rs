@@ -31,6 +31,9 @@ pub enum ClientAuthError {
     Throttled(Duration),
     #[error("too many token requests are waiting; retry shortly")]
     Busy,
+    /// The credentials lookup got no answer in time: the database hangs.
+    #[error("storage did not answer within {0:?}")]
+    TimedOut(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,10 +50,18 @@ pub struct Authenticator {
     pool: VerifyPool,
     /// Client ids found unknown: answered without a query or argon2.
     unknown: Misses<String>,
+    /// Longest wait for the credentials lookup (`--db-request-timeout`).
+    patience: Duration,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, keys: JwtKeys, opts: &AuthOpts, cache_ttl: Duration) -> Authenticator {
+    pub fn new(
+        store: Store,
+        keys: JwtKeys,
+        opts: &AuthOpts,
+        cache_ttl: Duration,
+        patience: Duration,
+    ) -> Authenticator {
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             store,
@@ -59,6 +70,7 @@ impl Authenticator {
             per_address: Throttle::new(opts.max_failures_per_address, FAILURE_WINDOW),
             pool: VerifyPool::new(slots, opts.verify_queue),
             unknown: Misses::new(cache_ttl),
+            patience,
         }
     }
 
@@ -119,7 +131,14 @@ impl Authenticator {
         if self.unknown.contains(&client_id) {
             return Ok(Err(("unknown_client", None)));
         }
-        let Some((agent, hash)) = self.store.agent_credentials(&client_id).await? else {
+        let lookup = self.store.agent_credentials(&client_id);
+        let found = tokio::time::timeout(self.patience, lookup)
+            .await
+            .map_err(|_| {
+                crate::http::storage_timed_out("token", self.patience);
+                ClientAuthError::TimedOut(self.patience)
+            })??;
+        let Some((agent, hash)) = found else {
             self.unknown.insert(client_id);
             return Ok(Err(("unknown_client", None)));
         };

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::{Authenticator, ClientAuthError};
-use crate::http::StorageFailure;
+use crate::http::{RETRY_AFTER_S, StorageFailure};
 
 /// Unknown parameters (such as `scope`: an agent has exactly one) are ignored. No
 /// `Debug`: it holds the client secret.
@@ -93,8 +93,8 @@ impl From<ClientAuthError> for OAuthError {
                     e.to_string(),
                 )
             },
-            ClientAuthError::Busy => OAuthError {
-                retry_after: Some(1),
+            ClientAuthError::Busy | ClientAuthError::TimedOut(_) => OAuthError {
+                retry_after: Some(RETRY_AFTER_S),
                 ..OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
@@ -102,11 +102,14 @@ impl From<ClientAuthError> for OAuthError {
                 )
             },
             ClientAuthError::Store(err) => match StorageFailure::from(&err) {
-                StorageFailure::Unavailable => OAuthError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "storage is unavailable",
-                ),
+                StorageFailure::Unavailable => OAuthError {
+                    retry_after: Some(RETRY_AFTER_S),
+                    ..OAuthError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "storage is unavailable",
+                    )
+                },
                 _ => OAuthError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",

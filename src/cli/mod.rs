@@ -370,9 +370,15 @@ async fn token(store: &Store, args: TokenArgs) -> anyhow::Result<()> {
         (Some(agent), None, _) => admin::mint_token(store, &keys, agent).await?,
         (None, Some(id), Some(secret)) => {
             let defaults = ServeOpts::defaults();
-            Authenticator::new(store.clone(), keys, &defaults.auth, defaults.cache_ttl)
-                .issue_for_client(&id, secret.expose(), None)
-                .await?
+            let patience = defaults.db.request_timeout;
+            let auth = Authenticator::new(
+                store.clone(),
+                keys,
+                &defaults.auth,
+                defaults.cache_ttl,
+                patience,
+            );
+            auth.issue_for_client(&id, secret.expose(), None).await?
         }
         _ => bail!("give --client-id with --client-secret, or --agent"),
     };

@@ -110,10 +110,12 @@ impl Queue {
     }
 
     /// Starts the claimer, the lease sweeper and the gauges; they end when `stop` fires,
-    /// each running job after finishing.
+    /// each running job after finishing. An accept waits at most `accept_bound` for its
+    /// commit (then [`SubmitError::TimedOut`]: the sender is answered 503).
     pub fn start(
         self: &Arc<Self>,
         processor: Arc<dyn Processor>,
+        accept_bound: Duration,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) {
@@ -121,7 +123,14 @@ impl Queue {
             store: self.store.clone(),
             wake: self.wake.clone(),
         };
-        let writer = GroupCommit::start(accepts, MAX_ACCEPT_BATCH, 8_192, tracker, stop.clone());
+        let writer = GroupCommit::start(
+            accepts,
+            MAX_ACCEPT_BATCH,
+            8_192,
+            accept_bound,
+            tracker,
+            stop.clone(),
+        );
         let _ = self.accepts.set(writer);
         tracker.spawn(self.clone().claim(processor, tracker.clone(), stop.clone()));
         tracker.spawn(self.clone().sweep(stop.clone()));

@@ -16,6 +16,9 @@
 //!   node holds ([`skip_locked`]); it may still abort a transaction to break a deadlock
 //!   (`StoreError::Contended`). SQLite's single writer runs one write transaction at a
 //!   time, so it needs neither.
+//! - **Waits** ([`Limits`]): PostgreSQL bounds each statement itself (`statement_timeout`
+//!   set at connection start); SQLite's bound is its busy timeout. Migrations run on a
+//!   connection of their own without the statement limit ([`migrate`]).
 //! - **Long `VALUES` lists** use anonymous `?` on SQLite ([`values`]).
 //! - **Functions:** [`greatest`] of two values; the database's clock ([`now_ms`]).
 //!
@@ -27,6 +30,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -84,11 +88,40 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
+/// How long the store waits on the database. [`Limits::default`] is patient (commands,
+/// tests); `serve` sets tighter ones from its `--db-*` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a pooled connection, opening one included.
+    pub acquire: Duration,
+    /// PostgreSQL's `statement_timeout` and SQLite's busy timeout; `None`: no statement
+    /// limit, and SQLite waits [`PATIENT_BUSY`] for the write lock.
+    pub statement: Option<Duration>,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`; `None`: none.
+    pub idle_in_transaction: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            acquire: Duration::from_secs(5),
+            statement: None,
+            idle_in_transaction: None,
+        }
+    }
+}
+
+/// SQLite's busy timeout when no statement limit is set.
+const PATIENT_BUSY: Duration = Duration::from_secs(5);
+
+/// SQLite's busy timeout for migrations: longer than any request may wait, yet a
+/// `nexus migrate` behind a process that never lets go still ends.
+const MIGRATION_BUSY: Duration = Duration::from_secs(60);
+
 /// Opens the database named by `url` (`sqlite://path` or `postgres://…`): the pool for
 /// reads and the pool for writes. A SQLite file is created when missing and runs in WAL
 /// mode with foreign keys on.
-pub(super) async fn connect(url: &str) -> Result<(Pool, Pool)> {
-    let acquire = Duration::from_secs(5);
+pub(super) async fn connect(url: &str, limits: Limits) -> Result<(Pool, Pool)> {
     if url.starts_with("sqlite:") {
         if let Some(file) = sqlite_file(url) {
             create_private_file(&file)?;
@@ -99,25 +132,42 @@ pub(super) async fn connect(url: &str) -> Result<(Pool, Pool)> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(limits.statement.unwrap_or(PATIENT_BUSY));
         // The writer connects first: it creates the file and switches it to WAL.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(acquire)
+            .acquire_timeout(limits.acquire)
             .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(acquire)
+            .acquire_timeout(limits.acquire)
             .connect_with(opts)
             .await?;
         Ok((Pool::Sqlite(pool), Pool::Sqlite(writer)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts =
+        let mut opts =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        // Set at connection start, so every statement of every connection is bounded by
+        // the server, and a client gone silent mid-transaction loses its locks.
+        let settings = [
+            ("statement_timeout", limits.statement),
+            (
+                "idle_in_transaction_session_timeout",
+                limits.idle_in_transaction,
+            ),
+        ];
+        for (name, limit) in settings {
+            if let Some(limit) = limit {
+                opts = opts.options([(name, format!("{}ms", limit.as_millis().max(1)))]);
+            }
+        }
+        // test_before_acquire (sqlx's default) pings an idle connection inside the
+        // acquire timeout: a server that stopped answering costs a new request at most
+        // that long, and the silent connection is dropped.
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(acquire)
+            .acquire_timeout(limits.acquire)
             .connect_with(opts)
             .await?;
         Ok((Pool::Postgres(pool.clone()), Pool::Postgres(pool)))
@@ -126,6 +176,33 @@ pub(super) async fn connect(url: &str) -> Result<(Pool, Pool)> {
             "expected a sqlite:// or postgres:// url".into(),
         ))
     }
+}
+
+/// Applies pending migrations on a connection of their own, without the statement
+/// limit: a migration may rewrite a large table, and several nodes starting together
+/// wait for each other's migration (sqlx takes a lock). The connection is closed after,
+/// so its settings never reach the pool.
+pub(super) async fn migrate(writer: &Pool, migrator: &Migrator) -> Result<()> {
+    match writer {
+        Pool::Sqlite(p) => {
+            let mut conn = p.acquire().await?.detach();
+            let busy = format!("PRAGMA busy_timeout = {}", MIGRATION_BUSY.as_millis());
+            sqlx::query(sqlx::AssertSqlSafe(busy))
+                .execute(&mut conn)
+                .await?;
+            migrator.run(&mut conn).await?;
+            conn.close().await?;
+        }
+        Pool::Postgres(p) => {
+            let mut conn = p.acquire().await?.detach();
+            sqlx::query("SET statement_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+            migrator.run(&mut conn).await?;
+            conn.close().await?;
+        }
+    }
+    Ok(())
 }
 
 /// The file a `sqlite:` url names; `None` for any other url and for in-memory databases.

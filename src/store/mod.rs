@@ -22,7 +22,7 @@ mod tasks;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
-pub use dialect::{Backend, sqlite_file};
+pub use dialect::{Backend, Limits, sqlite_file};
 pub use effects::{Begun, Holder};
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, QueueStats};
@@ -202,11 +202,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database named by `url` (`sqlite://path` or `postgres://…`).
-    /// A SQLite file is created (mode 0600) when missing and runs in WAL mode with
-    /// foreign keys on. Sealed secrets need a key first ([`Store::use_secrets_key`]).
+    /// Opens the database named by `url` (`sqlite://path` or `postgres://…`) with
+    /// patient [`Limits`]. A SQLite file is created (mode 0600) when missing and runs in
+    /// WAL mode with foreign keys on. Sealed secrets need a key first
+    /// ([`Store::use_secrets_key`]).
     pub async fn connect(url: &str) -> Result<Store> {
-        let (pool, writer) = dialect::connect(url).await?;
+        Store::connect_with(url, Limits::default()).await
+    }
+
+    /// As [`Store::connect`], waiting on the database at most as `limits` say.
+    pub async fn connect_with(url: &str, limits: Limits) -> Result<Store> {
+        let (pool, writer) = dialect::connect(url, limits).await?;
         Ok(Store {
             pool,
             writer,
@@ -225,11 +231,10 @@ impl Store {
         self.pool.backend()
     }
 
-    /// Applies every pending migration; safe to run on every start and from several nodes.
+    /// Applies every pending migration, however long it takes (the statement limit
+    /// does not apply); safe to run on every start and from several nodes.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = dialect::migrator(self.backend());
-        on_writer!(self, p => migrator.run(p).await)?;
-        Ok(())
+        dialect::migrate(&self.writer, dialect::migrator(self.backend())).await
     }
 
     /// How many embedded migrations the database has not applied yet (for `/ready`).

@@ -138,7 +138,10 @@ async fn receive<S: Sender>(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<ApiJson<Received>, ApiError> {
-    answer(S::NAME, handle::<S>(&state, None, &headers, raw).await)
+    answer(
+        S::NAME,
+        bounded(&state, handle::<S>(&state, None, &headers, raw)).await,
+    )
 }
 
 async fn receive_for<S: Sender>(
@@ -147,7 +150,23 @@ async fn receive_for<S: Sender>(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<ApiJson<Received>, ApiError> {
-    answer(S::NAME, handle::<S>(&state, Some(&id), &headers, raw).await)
+    let handled = handle::<S>(&state, Some(&id), &headers, raw);
+    answer(S::NAME, bounded(&state, handled).await)
+}
+
+/// Whatever storage does, the sender hears back within `--db-request-timeout`: 503
+/// when it did not answer (the sender's retry is deduplicated if the job did commit).
+async fn bounded(
+    state: &AppState,
+    handled: impl Future<Output = Result<Received, Rejection>>,
+) -> Result<Received, Rejection> {
+    let bound = state.config.serve.db.request_timeout;
+    tokio::time::timeout(bound, handled)
+        .await
+        .unwrap_or_else(|_| {
+            crate::http::storage_timed_out("webhook", bound);
+            Err(Rejection::Unavailable)
+        })
 }
 
 /// Body, source (named in the URL, or found from the body), signature, route, commit.
@@ -261,7 +280,7 @@ impl From<SubmitError> for Rejection {
     fn from(e: SubmitError) -> Rejection {
         match e {
             SubmitError::Store(e) => Rejection::from(&*e),
-            SubmitError::Stopped => Rejection::Unavailable,
+            SubmitError::TimedOut(_) | SubmitError::Stopped => Rejection::Unavailable,
         }
     }
 }

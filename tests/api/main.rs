@@ -6,6 +6,7 @@
 
 mod agent_client;
 mod auth;
+mod backlog;
 mod bounds;
 mod cli;
 mod cluster;
@@ -19,6 +20,7 @@ mod helpers;
 mod http_limits;
 mod mirror;
 mod mirror_config;
+mod outage;
 mod pg_concurrency;
 mod probes;
 mod proxy;

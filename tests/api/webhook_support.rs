@@ -131,6 +131,19 @@ impl TestApp {
         ts: i64,
         body: &str,
     ) -> (StatusCode, Value) {
+        let resp = self.post_ingest_response(path, key, ts, body).await;
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// As [`TestApp::post_ingest`], the whole response (its headers too).
+    pub async fn post_ingest_response(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        ts: i64,
+        body: &str,
+    ) -> reqwest::Response {
         let signed = format!("v1:{ts}:{}:{body}", key.unwrap_or_default());
         let mut req = self
             .http
@@ -145,9 +158,7 @@ impl TestApp {
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
         }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        req.send().await.expect("send")
     }
 
     /// How many jobs `GET /api/jobs` lists (up to a page of 500).

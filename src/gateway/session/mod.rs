@@ -298,7 +298,10 @@ impl Session {
     }
 
     /// Writes a frame; a socket that cannot take it stops us only until the bus or
-    /// shutdown gives up on it.
+    /// shutdown gives up on it, or until it has taken nothing for the pong timeout
+    /// (4009). That last bound matters while catching up from the inbox: no push comes
+    /// then to overflow the queue, and the timer (pings, pong deadline) is not polled,
+    /// so an agent that stopped reading with a backlog would hold its session forever.
     async fn write(&mut self, msg: Message, flush: bool) -> Result<(), End> {
         let (socket, ctl, shutdown) = (&mut self.socket, &self.ctl, &self.gw.shutdown);
         let io = async move {
@@ -309,17 +312,22 @@ impl Session {
             }
         };
         tokio::select! {
+            biased;
             r = io => r.map_err(|_| End::Gone),
             _ = ctl.closed() => Err(End::Close(ctl.code())),
             _ = shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART)),
+            _ = tokio::time::sleep(self.gw.ws.pong_timeout) => Err(End::Close(close::SLOW_CONSUMER)),
         }
     }
 
+    /// Flushes, within [`Session::write`]'s bounds.
     async fn flush(&mut self) -> Result<(), End> {
         let (socket, ctl) = (&mut self.socket, &self.ctl);
         tokio::select! {
+            biased;
             r = socket.flush() => r.map_err(|_| End::Gone),
             _ = ctl.closed() => Err(End::Close(ctl.code())),
+            _ = tokio::time::sleep(self.gw.ws.pong_timeout) => Err(End::Close(close::SLOW_CONSUMER)),
         }
     }
 
