@@ -279,6 +279,8 @@ async fn token_expiry_warns_then_closes_unless_refreshed(p: Profile) {
     .await;
     let t = app.tenant("acme").await;
     let a = app.agent(t.id, "bot").await;
+    // Made before the clock starts: hashing its secret takes seconds on a loaded machine.
+    let other = app.agent(t.id, "other").await;
     let now = chrono::Utc::now().timestamp();
     let short = |exp: i64| {
         forge(
@@ -295,7 +297,6 @@ async fn token_expiry_warns_then_closes_unless_refreshed(p: Profile) {
     assert!(data.expires_in_s <= 5);
 
     // A refresh with someone else's token is refused and changes nothing.
-    let other = app.agent(t.id, "other").await;
     agent
         .send(json!({"type": "refresh", "data": {"token": app.token_for(other.agent.id, t.id)}}))
         .await;
