@@ -44,13 +44,17 @@ impl SlackApi {
             .post(endpoint(&self.base, &["chat.postMessage"]))
             .bearer_auth(token.expose())
             .json(&body);
-        let answer = ok(call(NAME, req).await?)?;
-        serde_json::from_value(answer).map_err(|e| ProviderError::Transient {
-            provider: NAME,
-            message: format!("chat.postMessage answered without a channel and ts: {e}"),
-            retry_after_ms: None,
-        })
+        posted(call(NAME, req).await?)
     }
+}
+
+/// What `chat.postMessage` answered.
+pub(crate) fn posted(answer: Value) -> Result<Posted, ProviderError> {
+    serde_json::from_value(ok(answer)?).map_err(|e| ProviderError::Transient {
+        provider: NAME,
+        message: format!("chat.postMessage answered without a channel and ts: {e}"),
+        retry_after_ms: None,
+    })
 }
 
 /// Slack answers 200 with `"ok": false` for most failures; `ratelimited` and

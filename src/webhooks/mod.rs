@@ -98,7 +98,7 @@ impl Request<'_> {
     }
 }
 
-enum Route {
+pub(crate) enum Route {
     Job { kind: JobKind, dedupe_key: String },
     Answer(Received),
 }
@@ -161,8 +161,7 @@ async fn handle<S: Sender>(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejection> {
     let raw = body(raw)?;
-    let parsed: Result<S::Body, String> =
-        serde_json::from_slice(&raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT));
+    let parsed = parse::<S>(&raw);
     let candidates = match path_id {
         Some(id) => vec![source_by_id(state, id, S::SOURCE).await?],
         None => {
@@ -177,10 +176,35 @@ async fn handle<S: Sender>(
         raw: &raw,
         now_s: state.clock.now_ms() / 1000,
     };
+    let admitted = admit::<S>(candidates, parsed, &req)?;
+    match admitted.route {
+        Route::Answer(received) => Ok(received),
+        Route::Job { kind, dedupe_key } => {
+            let (source, stored) = (&admitted.source, &admitted.stored);
+            accept(state, source, kind, dedupe_key, stored, trace_id(headers)).await
+        }
+    }
+}
+
+/// A request some candidate source signed: what to store and what to do with it.
+pub(crate) struct Admitted<'a> {
+    pub(crate) source: Source,
+    pub(crate) stored: Cow<'a, [u8]>,
+    /// A job's dedupe key is already scoped to `source`.
+    pub(crate) route: Route,
+}
+
+/// Everything between finding the candidate sources and committing — signature, body,
+/// claim, what is stored, route — with no I/O, so the fuzz targets drive it as is.
+fn admit<'a, S: Sender>(
+    candidates: Vec<Source>,
+    parsed: Result<S::Body, String>,
+    req: &Request<'a>,
+) -> Result<Admitted<'a>, Rejection> {
     let mut refused = None;
     let mut signer = None;
     for source in candidates {
-        match S::verify(&source, &req) {
+        match S::verify(&source, req) {
             Ok(()) => {
                 signer = Some(source);
                 break;
@@ -203,16 +227,45 @@ async fn handle<S: Sender>(
             S::SOURCE.as_str()
         )));
     }
-    let stored = S::stored(&body, &raw)?;
-    match S::route(body, &req)? {
-        Route::Answer(received) => Ok(received),
-        Route::Job { kind, dedupe_key } => {
-            // Scoped to the source: one tenant's deliveries can never be taken for
-            // another's duplicates (nor reveal their job ids).
-            let dedupe_key = format!("{}:{dedupe_key}", source.id);
-            accept(state, &source, kind, dedupe_key, &stored, trace_id(headers)).await
-        }
+    let stored = S::stored(&body, req.raw)?;
+    let route = match S::route(body, req)? {
+        // Scoped to the source: one tenant's deliveries can never be taken for
+        // another's duplicates (nor reveal their job ids).
+        Route::Job { kind, dedupe_key } => Route::Job {
+            kind,
+            dedupe_key: format!("{}:{dedupe_key}", source.id),
+        },
+        answer => answer,
+    };
+    Ok(Admitted {
+        source,
+        stored,
+        route,
+    })
+}
+
+/// The Slack or ClickUp endpoint named by `source`'s URL, up to the commit (`crate::fuzzing`).
+pub(crate) fn admit_to<'a>(
+    source: Source,
+    headers: &'a HeaderMap,
+    raw: &'a [u8],
+    now_s: i64,
+) -> Result<Admitted<'a>, Rejection> {
+    let req = Request {
+        headers,
+        raw,
+        now_s,
+    };
+    match source.kind {
+        SourceKind::Slack => admit::<Slack>(vec![source], parse::<Slack>(raw), &req),
+        SourceKind::Clickup => admit::<ClickUp>(vec![source], parse::<ClickUp>(raw), &req),
+        SourceKind::Ingest => admit::<Ingest>(vec![source], parse::<Ingest>(raw), &req),
     }
+}
+
+/// The body as `S` reads it; the error is kept until it matters (see [`handle`]).
+fn parse<S: Sender>(raw: &[u8]) -> Result<S::Body, String> {
+    serde_json::from_slice(raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT))
 }
 
 /// Why a webhook was refused; also the `reason` label of the rejection metric.
