@@ -16,7 +16,7 @@ use super::Message;
 use crate::providers::events::{ClickUpWebhook, SlackEnvelope};
 use crate::queue::JobKind;
 use crate::store::{Secret, Source, SourceKind};
-use crate::webhooks::{Admitted, Rejection, Route, admit_to, hmac_hex};
+use crate::webhooks::{Admitted, MAX_DELIVERY_ID, Rejection, Route, admit_to, hmac_hex};
 
 /// The node's clock, in Unix seconds (2023-11-14).
 pub const NOW_S: i64 = 1_700_000_000;
@@ -192,6 +192,9 @@ fn job_payload(admitted: &Admitted<'_>) -> Option<String> {
     let scope = format!("{}:", admitted.source.id);
     assert!(dedupe_key.starts_with(&scope), "{dedupe_key} is not scoped");
     assert!(dedupe_key.len() > scope.len(), "an empty delivery id");
+    // The key is indexed: PostgreSQL refuses rows over about 2.7 kB.
+    let id_len = dedupe_key.len() - scope.len();
+    assert!(id_len <= MAX_DELIVERY_ID, "a delivery id of {id_len} bytes");
     String::from_utf8(admitted.stored.to_vec()).ok()
 }
 

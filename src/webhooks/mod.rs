@@ -229,11 +229,9 @@ fn admit<'a, S: Sender>(
     }
     let stored = S::stored(&body, req.raw)?;
     let route = match S::route(body, req)? {
-        // Scoped to the source: one tenant's deliveries can never be taken for
-        // another's duplicates (nor reveal their job ids).
         Route::Job { kind, dedupe_key } => Route::Job {
             kind,
-            dedupe_key: format!("{}:{dedupe_key}", source.id),
+            dedupe_key: scoped_key(&source, &dedupe_key),
         },
         answer => answer,
     };
@@ -242,6 +240,25 @@ fn admit<'a, S: Sender>(
         stored,
         route,
     })
+}
+
+/// Longest delivery id kept in the dedupe key as the sender wrote it. The key is indexed,
+/// and PostgreSQL refuses an index row over about 2.7 kB (a ClickUp delivery of some
+/// hundred history items): a longer id is kept as its SHA-256.
+pub(crate) const MAX_DELIVERY_ID: usize = 256;
+
+/// The job's dedupe key. Scoped to the source: one tenant's deliveries can never be
+/// taken for another's duplicates (nor reveal their job ids).
+fn scoped_key(source: &Source, delivery_id: &str) -> String {
+    if delivery_id.len() <= MAX_DELIVERY_ID {
+        format!("{}:{delivery_id}", source.id)
+    } else {
+        format!(
+            "{}:sha256:{}",
+            source.id,
+            sha256_hex(delivery_id.as_bytes())
+        )
+    }
 }
 
 /// The Slack or ClickUp endpoint named by `source`'s URL, up to the commit (`crate::fuzzing`).
