@@ -6,7 +6,8 @@
 //! above it or beside it, so there are no cycles (`tests/layers.rs` checks every
 //! `crate::` path in `src/` against this list):
 //!
-//! 1. [`cli`]: the `nexus` command line.
+//! 1. [`cli`], [`fuzzing`]: the `nexus` command line; the entry points of the fuzz
+//!    targets in `fuzz/`.
 //! 2. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
 //!    and reports the real address).
 //! 3. [`routes`], [`server`]: the router — every endpoint and the layers around them;
@@ -55,6 +56,8 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod context;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod group_commit;
 pub mod http;

@@ -8,6 +8,7 @@ pub mod secrets;
 mod throttle;
 
 pub use jwt::{Claims, IssuedToken, JwtKeys, TokenError};
+pub(crate) use oauth::client_credentials;
 pub use oauth::token_endpoint;
 pub use operator::{Operator, OperatorKeys};
 

@@ -27,7 +27,7 @@ struct TokenRequest {
     client_secret: Option<String>,
 }
 
-struct OAuthError {
+pub(crate) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
@@ -138,6 +138,26 @@ async fn issue(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
+    let (client_id, secret) = client_credentials(headers, body)?;
+    let token = auth
+        .issue_for_client(&client_id, &secret, Some(peer))
+        .await?;
+    let body = json!({
+        "access_token": token.access_token,
+        "token_type": "Bearer",
+        "expires_in": token.expires_in,
+    });
+    let mut resp = axum::Json(body).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+/// The client's id and secret from a token request (body and `Authorization`), or the
+/// OAuth error to answer; no I/O, so the fuzz targets drive it as is (`crate::fuzzing`).
+pub(crate) fn client_credentials(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String), OAuthError> {
     let req = parse_body(headers, body)?;
     match req.grant_type.as_deref() {
         None => return Err(OAuthError::invalid_request("grant_type is required")),
@@ -151,27 +171,14 @@ async fn issue(
         }
     }
     let basic = basic_credentials(headers)?;
-    let (client_id, secret) = match (basic, req.client_id, req.client_secret) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not both Basic and body credentials",
-            ));
-        }
-        (Some(creds), None, None) => creds,
-        (None, Some(id), Some(secret)) => (id, secret),
-        (None, _, _) => return Err(OAuthError::invalid_client()),
-    };
-    let token = auth
-        .issue_for_client(&client_id, &secret, Some(peer))
-        .await?;
-    let body = json!({
-        "access_token": token.access_token,
-        "token_type": "Bearer",
-        "expires_in": token.expires_in,
-    });
-    let mut resp = axum::Json(body).into_response();
-    no_store(resp.headers_mut());
-    Ok(resp)
+    match (basic, req.client_id, req.client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not both Basic and body credentials",
+        )),
+        (Some(creds), None, None) => Ok(creds),
+        (None, Some(id), Some(secret)) => Ok((id, secret)),
+        (None, _, _) => Err(OAuthError::invalid_client()),
+    }
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, OAuthError> {

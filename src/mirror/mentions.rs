@@ -7,9 +7,6 @@ use nexus_proto::{AgentId, SlackUserId, TenantId};
 
 use crate::store::{Store, StoreError};
 
-/// More names than this in one message are not looked up (a pasted member list is not a call).
-const MAX_NAMES: usize = 20;
-
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Mentions {
     /// Alias names, without `@`, as written.
@@ -23,6 +20,10 @@ fn name_char(c: char) -> bool {
 }
 
 impl Mentions {
+    /// More names than this in one message are not looked up (a pasted member list is
+    /// not a call).
+    pub const MAX_NAMES: usize = 20;
+
     pub fn parse(text: &str) -> Mentions {
         let mut m = Mentions::default();
         for (i, _) in text.match_indices('@') {
@@ -47,7 +48,7 @@ impl Mentions {
                     m.aliases.insert(name.to_owned());
                 }
             }
-            if m.aliases.len() + m.slack_users.len() >= MAX_NAMES {
+            if m.aliases.len() + m.slack_users.len() >= Mentions::MAX_NAMES {
                 break;
             }
         }
@@ -103,6 +104,6 @@ mod tests {
     #[test]
     fn stops_after_twenty_names() {
         let text: String = (0..50).map(|i| format!("@a{i} ")).collect();
-        assert_eq!(Mentions::parse(&text).aliases.len(), MAX_NAMES);
+        assert_eq!(Mentions::parse(&text).aliases.len(), Mentions::MAX_NAMES);
     }
 }

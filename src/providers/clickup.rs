@@ -107,15 +107,7 @@ impl ClickUpApi {
             .post(endpoint(&self.base, &["task", task_id.as_str(), "comment"]))
             .header(AUTHORIZATION, Self::auth(token)?)
             .json(&json!({ "comment_text": text, "notify_all": false }));
-        let answer = call(NAME, req).await?;
-        match &answer["id"] {
-            Value::Null => Err(ProviderError::Transient {
-                provider: NAME,
-                message: "the comment was created without an id".into(),
-                retry_after_ms: None,
-            }),
-            id => Ok(id_text(id)),
-        }
+        comment_id(&call(NAME, req).await?)
     }
 
     /// Comments on the task whose text is `text`, made no earlier than `since_ms` (by
@@ -165,7 +157,20 @@ impl ClickUpApi {
     }
 }
 
-fn task(body: Value) -> Result<ClickUpTask, ProviderError> {
+/// The id of the comment ClickUp created.
+pub(crate) fn comment_id(answer: &Value) -> Result<String, ProviderError> {
+    match &answer["id"] {
+        Value::Null => Err(ProviderError::Transient {
+            provider: NAME,
+            message: "the comment was created without an id".into(),
+            retry_after_ms: None,
+        }),
+        id => Ok(id_text(id)),
+    }
+}
+
+/// A task as `GET` and `PUT /task/{id}` answer it.
+pub(crate) fn task(body: Value) -> Result<ClickUpTask, ProviderError> {
     let t: TaskBody = serde_json::from_value(body).map_err(|e| ProviderError::Transient {
         provider: NAME,
         message: format!("unexpected task shape: {e}"),

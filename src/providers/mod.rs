@@ -7,9 +7,12 @@ mod slack;
 
 pub use clickup::{ClickUpApi, ClickUpTask, id_text as clickup_id_text};
 pub use slack::{Posted, SlackApi};
+/// Response parsing, for `crate::fuzzing`.
+pub(crate) use {clickup::comment_id, clickup::task, slack::posted};
 
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
 
@@ -85,41 +88,60 @@ fn endpoint(base: &Url, segments: &[&str]) -> Url {
 
 /// Sends the request and returns its JSON body, or the classified failure.
 async fn call(provider: &'static str, req: RequestBuilder) -> Result<Value, ProviderError> {
-    let transient = |message: String, retry_after_ms| ProviderError::Transient {
-        provider,
-        message,
-        retry_after_ms,
-    };
     let resp = req.send().await.map_err(|e| {
         let what = if e.is_timeout() {
             "timed out"
         } else {
             "could not be reached"
         };
-        transient(format!("{what} ({})", e.without_url()), None)
+        ProviderError::Transient {
+            provider,
+            message: format!("{what} ({})", e.without_url()),
+            retry_after_ms: None,
+        }
     })?;
     let status = resp.status();
+    refused(provider, status, resp.headers())?;
+    let body = read_bounded(provider, resp).await?;
+    answer(provider, status, &body)
+}
+
+/// A status that is worth a retry, classified before any body is read.
+pub(crate) fn refused(
+    provider: &'static str,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<(), ProviderError> {
+    let transient = |message: String| ProviderError::Transient {
+        provider,
+        message,
+        retry_after_ms: retry_after_ms(headers),
+    };
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(transient(
-            "rate limited (429)".into(),
-            retry_after_ms(&resp),
-        ));
+        return Err(transient("rate limited (429)".into()));
     }
     if status.is_server_error() {
-        return Err(transient(format!("HTTP {status}"), retry_after_ms(&resp)));
+        return Err(transient(format!("HTTP {status}")));
     }
-    let body = read_bounded(provider, resp).await?;
+    Ok(())
+}
+
+/// The JSON body of a response [`refused`] let through, or the classified failure.
+pub(crate) fn answer(
+    provider: &'static str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<Value, ProviderError> {
     if status.is_client_error() || !status.is_success() {
         return Err(ProviderError::Permanent {
             provider,
-            message: format!("HTTP {status}: {}", excerpt(&body)),
+            message: format!("HTTP {status}: {}", excerpt(body)),
         });
     }
-    serde_json::from_slice(&body).map_err(|_| {
-        transient(
-            format!("the response is not JSON: {}", excerpt(&body)),
-            None,
-        )
+    serde_json::from_slice(body).map_err(|_| ProviderError::Transient {
+        provider,
+        message: format!("the response is not JSON: {}", excerpt(body)),
+        retry_after_ms: None,
     })
 }
 
@@ -154,13 +176,8 @@ async fn read_bounded(
 }
 
 /// `Retry-After` in seconds, as Slack and ClickUp send it.
-fn retry_after_ms(resp: &Response) -> Option<u64> {
-    retry_after_text(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)?
-            .to_str()
-            .ok()?,
-    )
+fn retry_after_ms(headers: &HeaderMap) -> Option<u64> {
+    retry_after_text(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
 }
 
 /// Longest wait a provider's `Retry-After` can impose on a job (it is the provider's

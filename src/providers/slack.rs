@@ -58,12 +58,7 @@ impl SlackApi {
             .post(endpoint(&self.base, &["chat.postMessage"]))
             .bearer_auth(token.expose())
             .json(&body);
-        let answer = ok(call(NAME, req).await?)?;
-        serde_json::from_value(answer).map_err(|e| ProviderError::Transient {
-            provider: NAME,
-            message: format!("chat.postMessage answered without a channel and ts: {e}"),
-            retry_after_ms: None,
-        })
+        posted(call(NAME, req).await?)
     }
 }
 
@@ -130,6 +125,15 @@ fn posted_for(page: &Value, op_key: &str) -> Option<SlackTs> {
         let meta = &m["metadata"];
         let ours = meta["event_type"] == WRITE_EVENT && meta["event_payload"]["op_key"] == op_key;
         ours.then(|| m["ts"].as_str()?.parse().ok()).flatten()
+    })
+}
+
+/// What `chat.postMessage` answered.
+pub(crate) fn posted(answer: Value) -> Result<Posted, ProviderError> {
+    serde_json::from_value(ok(answer)?).map_err(|e| ProviderError::Transient {
+        provider: NAME,
+        message: format!("chat.postMessage answered without a channel and ts: {e}"),
+        retry_after_ms: None,
     })
 }
 

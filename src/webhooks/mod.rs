@@ -98,7 +98,7 @@ impl Request<'_> {
     }
 }
 
-enum Route {
+pub(crate) enum Route {
     Job { kind: JobKind, dedupe_key: String },
     Answer(Received),
 }
@@ -180,8 +180,7 @@ async fn handle<S: Sender>(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejection> {
     let raw = body(raw)?;
-    let parsed: Result<S::Body, String> =
-        serde_json::from_slice(&raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT));
+    let parsed = parse::<S>(&raw);
     let candidates = match path_id {
         Some(id) => vec![source_by_id(state, id, S::SOURCE).await?],
         None => {
@@ -196,10 +195,35 @@ async fn handle<S: Sender>(
         raw: &raw,
         now_s: state.clock.now_ms() / 1000,
     };
+    let admitted = admit::<S>(candidates, parsed, &req)?;
+    match admitted.route {
+        Route::Answer(received) => Ok(received),
+        Route::Job { kind, dedupe_key } => {
+            let (source, stored) = (&admitted.source, &admitted.stored);
+            accept(state, source, kind, dedupe_key, stored, trace_id(headers)).await
+        }
+    }
+}
+
+/// A request some candidate source signed: what to store and what to do with it.
+pub(crate) struct Admitted<'a> {
+    pub(crate) source: Source,
+    pub(crate) stored: Cow<'a, [u8]>,
+    /// A job's dedupe key is already scoped to `source`.
+    pub(crate) route: Route,
+}
+
+/// Everything between finding the candidate sources and committing — signature, body,
+/// claim, what is stored, route — with no I/O, so the fuzz targets drive it as is.
+fn admit<'a, S: Sender>(
+    candidates: Vec<Source>,
+    parsed: Result<S::Body, String>,
+    req: &Request<'a>,
+) -> Result<Admitted<'a>, Rejection> {
     let mut refused = None;
     let mut signer = None;
     for source in candidates {
-        match S::verify(&source, &req) {
+        match S::verify(&source, req) {
             Ok(()) => {
                 signer = Some(source);
                 break;
@@ -222,16 +246,62 @@ async fn handle<S: Sender>(
             S::SOURCE.as_str()
         )));
     }
-    let stored = S::stored(&body, &raw)?;
-    match S::route(body, &req)? {
-        Route::Answer(received) => Ok(received),
-        Route::Job { kind, dedupe_key } => {
-            // Scoped to the source: one tenant's deliveries can never be taken for
-            // another's duplicates (nor reveal their job ids).
-            let dedupe_key = format!("{}:{dedupe_key}", source.id);
-            accept(state, &source, kind, dedupe_key, &stored, trace_id(headers)).await
-        }
+    let stored = S::stored(&body, req.raw)?;
+    let route = match S::route(body, req)? {
+        Route::Job { kind, dedupe_key } => Route::Job {
+            kind,
+            dedupe_key: scoped_key(&source, &dedupe_key),
+        },
+        answer => answer,
+    };
+    Ok(Admitted {
+        source,
+        stored,
+        route,
+    })
+}
+
+/// Longest delivery id kept in the dedupe key as the sender wrote it. The key is indexed,
+/// and PostgreSQL refuses an index row over about 2.7 kB (a ClickUp delivery of some
+/// hundred history items): a longer id is kept as its SHA-256.
+pub(crate) const MAX_DELIVERY_ID: usize = 256;
+
+/// The job's dedupe key. Scoped to the source: one tenant's deliveries can never be
+/// taken for another's duplicates (nor reveal their job ids).
+fn scoped_key(source: &Source, delivery_id: &str) -> String {
+    if delivery_id.len() <= MAX_DELIVERY_ID {
+        format!("{}:{delivery_id}", source.id)
+    } else {
+        format!(
+            "{}:sha256:{}",
+            source.id,
+            sha256_hex(delivery_id.as_bytes())
+        )
     }
+}
+
+/// The Slack or ClickUp endpoint named by `source`'s URL, up to the commit (`crate::fuzzing`).
+pub(crate) fn admit_to<'a>(
+    source: Source,
+    headers: &'a HeaderMap,
+    raw: &'a [u8],
+    now_s: i64,
+) -> Result<Admitted<'a>, Rejection> {
+    let req = Request {
+        headers,
+        raw,
+        now_s,
+    };
+    match source.kind {
+        SourceKind::Slack => admit::<Slack>(vec![source], parse::<Slack>(raw), &req),
+        SourceKind::Clickup => admit::<ClickUp>(vec![source], parse::<ClickUp>(raw), &req),
+        SourceKind::Ingest => admit::<Ingest>(vec![source], parse::<Ingest>(raw), &req),
+    }
+}
+
+/// The body as `S` reads it; the error is kept until it matters (see [`handle`]).
+fn parse<S: Sender>(raw: &[u8]) -> Result<S::Body, String> {
+    serde_json::from_slice(raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT))
 }
 
 /// Why a webhook was refused; also the `reason` label of the rejection metric.

@@ -16,6 +16,7 @@ both_profiles!(
     concurrent_identical_deliveries_make_one_job,
     malformed_and_oversized_bodies,
     clickup_signature_and_history_dedupe,
+    a_clickup_delivery_of_many_history_items_is_stored_once,
     ingest_by_hmac_or_token_reaches_the_agent,
     storage_outage_is_503_and_nothing_is_acknowledged,
 );
@@ -241,6 +242,37 @@ async fn clickup_signature_and_history_dedupe(p: Profile) {
             Some(format!("{}:wh-1:2800763136717140857", source.id).as_str())
         )
     );
+}
+
+/// The delivery id of many history items is longer than PostgreSQL indexes (about
+/// 2.7 kB per index row): it must still be stored, once.
+async fn a_clickup_delivery_of_many_history_items_is_stored_once(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    app.clickup_source(t.id, "wh-1").await;
+    // Ids that do not compress, as real ones don't.
+    let mut x: u64 = 2_800_763_136_717_140_857;
+    let items: Vec<_> = (0..300)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            json!({"id": x.to_string(), "type": 1, "field": "assignee_add"})
+        })
+        .collect();
+    let body = json!({"event": "taskUpdated", "task_id": "86a1", "webhook_id": "wh-1",
+                      "history_items": items})
+    .to_string();
+    let (status, first) = app.post_clickup("/webhooks/clickup", &body).await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{first}"
+    );
+    let (_, again) = app.post_clickup("/webhooks/clickup", &body).await;
+    assert_eq!(
+        (again["status"].as_str(), &again["job_id"]),
+        (Some("duplicate"), &first["job_id"])
+    );
+    assert_eq!(app.job_count().await, 1);
 }
 
 async fn ingest_by_hmac_or_token_reaches_the_agent(p: Profile) {
