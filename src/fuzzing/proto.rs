@@ -99,25 +99,30 @@ pub fn encode_event(data: &[u8]) {
         seq,
         ts,
         trace_id: trace_id.clone(),
-        data: data.clone(),
+        data,
     };
     let msg = ServerMsg::event(kind, frame);
     let parsed: Value = serde_json::from_str(&fast).unwrap_or_else(|e| panic!("{fast}: {e}"));
-    let expected = serde_json::to_value(&msg).expect("an event serializes");
-    assert_eq!(parsed, expected, "the fast encoder and serde disagree");
     if flags & 8 == 0 {
+        // The inbox stores serde's text of the data: the frame is serde's, byte for byte.
         assert_eq!(
             fast,
             nexus_proto::encode(&msg),
-            "same bytes, same field order"
+            "the fast encoder and serde disagree"
         );
+    } else {
+        // Data as written: serde's frame around the value the text stands for. (Not
+        // compared after a second trip through text: serde_json parses without
+        // `float_roundtrip`, so a float's shortest text may read back one ulp off.)
+        let expected = serde_json::to_value(&msg).expect("an event serializes");
+        assert_eq!(parsed, expected, "the fast encoder and serde disagree");
     }
     // RFC 3339 has four-digit years: only those times read back.
     if (0..=9999).contains(&ts.year()) {
         let back: ServerMsg = serde_json::from_str(&fast).unwrap_or_else(|e| panic!("{fast}: {e}"));
         let (back_kind, back) = back.as_event().expect("an event frame");
         assert_eq!((back_kind, back.id, back.seq), (kind, id, seq));
-        assert_eq!((&back.trace_id, &back.data), (&trace_id, &data));
+        assert_eq!((&back.trace_id, &back.data), (&trace_id, &parsed["data"]));
         assert_eq!(back.ts.timestamp_millis(), ts.timestamp_millis(), "{fast}");
     }
 }

@@ -19,7 +19,7 @@ use crate::store::{Secret, Source, SourceKind};
 use crate::webhooks::{Admitted, MAX_DELIVERY_ID, Rejection, Route, admit_to, hmac_hex};
 
 /// The node's clock, in Unix seconds (2023-11-14).
-pub const NOW_S: i64 = 1_700_000_000;
+const NOW_S: i64 = 1_700_000_000;
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// The source's Slack team, as the seed corpus names it.
 const TEAM: &str = "T024BE7LH";
