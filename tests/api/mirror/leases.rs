@@ -9,11 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{CLICKUP_SECRET, Mirror, WEBHOOK, history, setup_with};
+use super::{Mirror, WEBHOOK, history, setup_with};
 use crate::fake_providers::task_json;
 use crate::helpers::{Profile, TestApp, TestDb};
 use crate::postgres_profile;
-use crate::webhook_support::hmac_hex;
 
 postgres_profile!(
     a_provider_stalling_past_the_lease_is_written_once,
@@ -47,10 +46,7 @@ async fn clickup_webhook(node: &TestApp, event: &str, hist: &str) -> Uuid {
     let body =
         json!({"event": event, "task_id": "T1", "webhook_id": WEBHOOK, "history_items": [history]})
             .to_string();
-    let sig = hmac_hex(CLICKUP_SECRET, body.as_bytes());
-    let (status, resp) = node
-        .post_signed("/webhooks/clickup", "x-signature", sig, &body)
-        .await;
+    let (status, resp) = node.post_clickup("/webhooks/clickup", &body).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     resp["job_id"]
         .as_str()
