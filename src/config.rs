@@ -153,6 +153,19 @@ pub struct DbOpts {
     /// database never answers (its statement timeout is enforced by the server).
     #[arg(long = "db-request-timeout", env = "NEXUS_DB_REQUEST_TIMEOUT", default_value = "1800ms", value_parser = timeout)]
     pub request_timeout: Duration,
+
+    /// SQLite only: `full` fsyncs every commit before the answer, so a webhook answered
+    /// 2xx survives a power cut; `normal` survives a process crash but may lose the
+    /// last commits to a power cut, for more webhooks per second.
+    #[arg(long = "sqlite-synchronous", env = "NEXUS_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `--sqlite-synchronous`: SQLite's `PRAGMA synchronous` on the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
 }
 
 /// `POST /auth/token` abuse limits.

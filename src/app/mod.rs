@@ -12,8 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, JwtKeys, OperatorKeys};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
-use crate::config::Config;
-use crate::config::DbOpts;
+use crate::config::{Config, DbOpts, SqliteSynchronous};
 use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::inbox::Inbox;
@@ -24,7 +23,7 @@ use crate::queue::{Processor, Queue};
 use crate::redis::Redis;
 use crate::seal::SealError;
 use crate::state::{AppState, Shared};
-use crate::store::{Limits, Retention, Store, StoreError};
+use crate::store::{Limits, Retention, SqliteSync, Store, StoreError};
 use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
 use crate::{routes, server, telemetry};
@@ -268,12 +267,17 @@ impl Application {
     }
 }
 
-/// The store's waits, from `serve`'s `--db-*` flags.
+/// The store's waits and SQLite's commits, from `serve`'s `--db-*` and
+/// `--sqlite-synchronous` flags.
 fn limits(db: &DbOpts) -> Limits {
     Limits {
         acquire: db.acquire_timeout,
         statement: Some(db.statement_timeout),
         idle_in_transaction: Some(db.idle_in_transaction_timeout),
+        sqlite_sync: match db.sqlite_synchronous {
+            SqliteSynchronous::Full => SqliteSync::Full,
+            SqliteSynchronous::Normal => SqliteSync::Normal,
+        },
     }
 }
 

@@ -22,7 +22,7 @@ mod tasks;
 mod tenants;
 
 pub use agents::{Agent, AgentStatus, NewAgent};
-pub use dialect::{Backend, Limits, sqlite_file};
+pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, QueueStats};
