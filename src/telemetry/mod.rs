@@ -1,5 +1,9 @@
-//! Logs (pretty or JSON, on stderr) and the Prometheus recorder.
+//! Logs (pretty or JSON, on stderr) and the Prometheus recorder; every metric's name
+//! and meaning is in [`catalog`].
 
+pub mod catalog;
+
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -26,16 +30,53 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
 }
 
 /// The process-wide Prometheus recorder; installed once, shared by every node
-/// built in this process (tests build many).
-pub fn metrics_handle() -> PrometheusHandle {
+/// built in this process (tests build many). Installing it describes every metric of
+/// the [`catalog`] and registers their zero series.
+pub fn metrics_handle() -> Metrics {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed; then ours simply stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    let handle = HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        // Real histograms, not the default summaries: quantiles of summaries cannot be
+        // added up over the nodes of a cluster.
+        let builder = builder
+            .set_buckets(catalog::BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then ours simply stays empty.
+        if metrics::set_global_recorder(recorder).is_ok() {
+            catalog::register();
+        }
+        handle
+    });
+    Metrics(handle.clone())
+}
+
+/// The recorder's handle, rendering every metric of the catalog.
+#[derive(Clone)]
+pub struct Metrics(PrometheusHandle);
+
+impl Metrics {
+    /// The Prometheus text page. A metric with no series yet (one labelled by tenant,
+    /// before any tenant exists) is still listed, with its `# HELP` and `# TYPE`.
+    pub fn render(&self) -> String {
+        let mut page = self.0.render();
+        for m in catalog::ALL {
+            if !page.contains(&format!("# TYPE {} ", m.name)) {
+                let _ = write!(
+                    page,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n\n",
+                    name = m.name,
+                    help = m.help,
+                    kind = m.kind.as_str()
+                );
+            }
+        }
+        page
+    }
+
+    /// Drains histogram samples into their buckets; called before each render.
+    pub fn run_upkeep(&self) {
+        self.0.run_upkeep();
+    }
 }
