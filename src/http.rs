@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::telemetry::catalog;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -86,7 +87,7 @@ pub fn storage_timed_out(what: &'static str, bound: Duration) {
         ?bound,
         "storage did not answer in time; answering retry later"
     );
-    metrics::counter!("nexus_database_timeouts_total", "what" => what).increment(1);
+    metrics::counter!(catalog::DATABASE_TIMEOUTS, "what" => what).increment(1);
 }
 
 /// Answers 503 (with `Retry-After`) for a request whose handler has not answered within
@@ -126,12 +127,12 @@ impl From<&StoreError> for StorageFailure {
             StoreError::Conflict(what) => StorageFailure::Conflict(what),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable or contended");
-                metrics::counter!("nexus_database_errors_total").increment(1);
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
                 StorageFailure::Unavailable
             }
             other => {
                 tracing::error!(error = %other, "storage error");
-                metrics::counter!("nexus_database_errors_total").increment(1);
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
                 StorageFailure::Internal
             }
         }

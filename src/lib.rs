@@ -38,8 +38,8 @@
 //!     transaction (inbox appends, job acceptance).
 //! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
-//! 19. [`telemetry`], [`seal`]: logs and metrics; secrets sealed at rest
-//!     (XChaCha20-Poly1305) and the key that seals them.
+//! 19. [`telemetry`], [`seal`]: logs, and metrics with the catalog of their names;
+//!     secrets sealed at rest (XChaCha20-Poly1305) and the key that seals them.
 //! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
 //!     configuration table), read-through caches, time and clocks.
 //!

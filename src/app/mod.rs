@@ -28,6 +28,7 @@ use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
 use crate::{routes, server, telemetry};
 
+mod gauges;
 mod secrets_key;
 pub use secrets_key::open_secrets;
 
@@ -110,6 +111,8 @@ impl Application {
     /// As [`Application::build`], with a different clock or more processors (tests).
     pub async fn build_with(mut config: Config, extras: Extras) -> Result<Application, AppError> {
         let Extras { clock, other_jobs } = extras;
+        // First: what the node records while starting must reach the recorder.
+        let metrics = telemetry::metrics_handle();
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let mut store = Store::connect_with(&config.database_url, limits(&config.serve.db)).await?;
@@ -133,6 +136,13 @@ impl Application {
         let stop_background = CancellationToken::new();
         let (hub, redis) =
             start_hub(&config, &store, &node_id, &background, &stop_background).await?;
+        let redis_presence = redis.is_some().then(|| hub.presence().clone());
+        gauges::start(
+            store.clone(),
+            redis_presence,
+            &background,
+            stop_background.clone(),
+        );
         let queue = Arc::new(Queue::new(
             store.clone(),
             clock.clone(),
@@ -181,7 +191,7 @@ impl Application {
             gateway,
             queue,
             clock,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             node_id,
             redis,
             config,

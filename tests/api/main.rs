@@ -18,6 +18,7 @@ mod fake_providers;
 mod gateway;
 mod helpers;
 mod http_limits;
+mod metrics;
 mod mirror;
 mod mirror_config;
 mod outage;
