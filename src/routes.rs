@@ -25,11 +25,13 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.serve.max_body_bytes;
     let bound = state.config.serve.db.request_timeout;
-    let api = api::router().layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            http::answer_within(bound, req, next)
-        },
-    ));
+    let api = api::router()
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                http::answer_within(bound, req, next)
+            },
+        ))
+        .merge(api::streams());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))

@@ -22,6 +22,7 @@ mod mirror;
 mod mirror_config;
 mod outage;
 mod pg_concurrency;
+mod presence;
 mod probes;
 mod proxy;
 mod queue;
