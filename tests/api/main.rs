@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_faults;
 mod crash;
 mod crash_writes;
+mod dashboard;
 mod delivery;
 mod fake_providers;
 mod gateway;
