@@ -8,6 +8,7 @@ mod agent_client;
 mod auth;
 mod backlog;
 mod bounds;
+mod browser;
 mod cli;
 mod cluster;
 mod cluster_faults;
