@@ -37,12 +37,12 @@ async function refreshStats() {
     $('stat-queued').textContent = c.queued ?? 0;
     $('stat-running').textContent = c.running ?? 0;
     $('stat-dead').textContent = c.dead ?? 0;
-    $('stat-oldest').textContent = s.oldest_queued_age_s > 0 ? duration(s.oldest_queued_age_s) : 'none waiting';
+    $('stat-oldest').textContent = s.oldest_queued_age_s > 0 ? duration(s.oldest_queued_age_s) : 'none';
     const done = (c.done ?? 0) + (c.dead ?? 0);
     const now = Date.now();
     if (lastDone) {
       const perMin = Math.max(0, done - lastDone.n) / ((now - lastDone.at) / 60000);
-      $('stat-throughput').textContent = `${perMin.toFixed(perMin < 10 ? 1 : 0)} jobs/min`;
+      $('stat-throughput').replaceChildren(perMin.toFixed(perMin < 10 ? 1 : 0), el('small', {}, ' jobs/min'));
     } else {
       $('stat-throughput').textContent = 'measuring…';
     }
