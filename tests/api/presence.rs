@@ -14,6 +14,7 @@ both_profiles!(
     presence_lists_online_agents_with_their_inbox_lag,
     presence_needs_a_tenant_the_key_may_see,
     the_stream_sends_a_snapshot_then_every_change,
+    a_shutting_down_node_ends_the_stream,
 );
 
 cluster_profile!(an_agent_connecting_on_another_node_shows_in_this_nodes_stream);
@@ -199,6 +200,23 @@ async fn the_stream_sends_a_snapshot_then_every_change(p: Profile) {
 
     drop(on);
     stream.until(<[Value]>::is_empty).await;
+}
+
+async fn a_shutting_down_node_ends_the_stream(p: Profile) {
+    // A grace far past the patience: a stream holding the node up would fail the test.
+    let app = TestApp::spawn_with(p, |c| c.serve.shutdown_grace_s = 600).await;
+    let t = app.tenant("acme").await;
+    let key = app.operator_key("read", Some(t.id)).await;
+    let mut stream = PresenceStream::open(&app, "", &key).await;
+    stream.until(|_| true).await;
+    // An open dashboard does not hold the node up: the stream ends and the node stops.
+    tokio::time::timeout(PATIENCE, app.stop())
+        .await
+        .expect("the node stops with a stream open");
+    let rest = tokio::time::timeout(PATIENCE, stream.resp.chunk())
+        .await
+        .expect("the stream ends");
+    assert!(matches!(rest, Ok(None) | Err(_)), "{rest:?}");
 }
 
 async fn an_agent_connecting_on_another_node_shows_in_this_nodes_stream() {
