@@ -13,8 +13,9 @@
 //! 3. [`routes`], [`server`]: the router — every endpoint and the layers around them;
 //!    probes, metrics. The accept loop and its limits (header, body and keep-alive
 //!    timeouts, the connection cap).
-//! 4. [`api`], [`webhooks`]: the operator REST API under `/api`;
-//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
+//! 4. [`api`], [`webhooks`], [`dashboard`]: the operator REST API under `/api`;
+//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer; the
+//!    operator dashboard's static assets under `/dashboard`.
 //! 5. [`state`]: what handlers reach (each extracts only its part where it can).
 //! 6. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session
 //!    task per socket (replay, live delivery, acks, keepalive, limits).
@@ -56,6 +57,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod dashboard;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::http::{self, ApiError};
 use crate::state::AppState;
-use crate::{api, auth, gateway, webhooks};
+use crate::{api, auth, dashboard, gateway, webhooks};
 
 /// Token requests are a few hundred bytes; refuse anything much larger before parsing.
 const TOKEN_BODY_LIMIT: usize = 16 * 1024;
@@ -25,11 +25,13 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.serve.max_body_bytes;
     let bound = state.config.serve.db.request_timeout;
-    let api = api::router().layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            http::answer_within(bound, req, next)
-        },
-    ));
+    let api = api::router()
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                http::answer_within(bound, req, next)
+            },
+        ))
+        .merge(api::streams());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents", get(gateway::agents_ws))
         .nest("/api", api)
         .nest("/webhooks", webhooks::router())
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,6 +1,7 @@
 //! Operator actions, one function each, shared by the CLI and the operator API.
 
 mod mirror;
+pub mod overview;
 
 pub use mirror::{MappingSpec, add_alias, add_identity, add_mapping};
 

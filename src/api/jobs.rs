@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use nexus_proto::TenantId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -17,19 +18,29 @@ pub struct FilterQuery {
     status: Option<JobStatus>,
     source: Option<String>,
     kind: Option<String>,
+    tenant: Option<TenantId>,
     cursor: Option<Uuid>,
     limit: Option<u32>,
 }
 
 impl FilterQuery {
-    fn filter(&self, op: &Operator) -> JobFilter {
-        JobFilter {
+    fn filter(&self, op: &Operator) -> Result<JobFilter, ApiError> {
+        Ok(JobFilter {
             status: self.status,
             source: self.source.clone(),
             kind: self.kind.clone(),
-            tenant: op.0.tenant_id,
-        }
+            tenant: tenant_filter(op, self.tenant)?,
+        })
     }
+}
+
+/// The tenant whose jobs to count in: the one asked for (which a tenant-bound key may
+/// only name if it is its own), else the key's; `None` is every tenant.
+fn tenant_filter(op: &Operator, asked: Option<TenantId>) -> Result<Option<TenantId>, ApiError> {
+    if let Some(t) = asked {
+        op.tenant(t)?;
+    }
+    Ok(asked.or(op.0.tenant_id))
 }
 
 pub async fn list(
@@ -40,7 +51,7 @@ pub async fn list(
     op.require(Scope::Read)?;
     let page = ops::list(
         &state.store,
-        &q.filter(&op),
+        &q.filter(&op)?,
         q.cursor,
         q.limit.unwrap_or(50),
     )
@@ -138,13 +149,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct StatsQuery {
+    tenant: Option<TenantId>,
+}
+
 pub async fn stats(
     State(state): State<AppState>,
     op: Operator,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<ApiJson<QueueStats>, ApiError> {
     op.require(Scope::Read)?;
     let filter = JobFilter {
-        tenant: op.0.tenant_id,
+        tenant: tenant_filter(&op, q.tenant)?,
         ..JobFilter::default()
     };
     Ok(ApiJson(

@@ -1,11 +1,14 @@
 //! The operator REST API under `/api` (Bearer operator key; `read` for GET, `write`
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
 
+mod activity;
 mod agents;
 mod events;
 mod jobs;
 mod keys;
 mod mirror;
+mod presence;
+mod tenant_list;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -60,6 +63,15 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))
         .route("/jobs/{id}/replay", post(jobs::replay_one))
         .route("/queue/stats", get(jobs::stats))
+        .route("/presence", get(presence::list))
+        .route("/tenants", get(tenant_list::list))
+        .route("/tenants/{id}/activity", get(activity::activity))
         .route("/operator-keys", get(keys::list).post(keys::create))
         .route("/operator-keys/{id}", delete(keys::revoke))
+}
+
+/// Routes that answer for as long as the client listens: outside the API's request
+/// bound (each of their reads is bounded instead).
+pub fn streams() -> Router<AppState> {
+    Router::new().route("/presence/stream", get(presence::stream))
 }

@@ -7,6 +7,7 @@
 //! Times are stored as Unix milliseconds (`BIGINT`) in both backends: they compare
 //! and sort the same everywhere and cost nothing to convert.
 
+mod activity;
 mod agents;
 mod dialect;
 mod effects;
@@ -22,6 +23,7 @@ mod sources;
 mod tasks;
 mod tenants;
 
+pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentStatus, NewAgent};
 pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};
