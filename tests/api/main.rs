@@ -20,6 +20,7 @@ mod helpers;
 mod http_limits;
 mod mirror;
 mod mirror_config;
+mod openapi;
 mod outage;
 mod pg_concurrency;
 mod probes;

@@ -19,8 +19,10 @@ pub struct JobFilter {
     pub tenant: Option<TenantId>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
+    /// Jobs per status.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub counts: BTreeMap<&'static str, i64>,
     /// Seconds the oldest queued job has waited; 0 when none is queued.
     pub oldest_queued_age_s: f64,
