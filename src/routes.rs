@@ -28,6 +28,8 @@ use crate::http::{self, ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::{api, auth, gateway, webhooks};
 
+mod cors;
+
 /// Token requests are a few hundred bytes; refuse anything much larger before parsing.
 const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 
@@ -38,21 +40,21 @@ pub fn router(state: AppState) -> Router {
 /// Every route, before the state is given (tests enumerate it).
 pub fn routes(opts: &ServeOpts) -> Router<AppState> {
     let (documented, doc) = documented(opts);
-    documented
+    let router = documented
         .route("/metrics", get(metrics))
         .route("/agents", get(gateway::agents_ws))
         .nest("/webhooks", webhooks::router())
         .merge(api::doc::reference(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(catch_panics()),
-        )
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes));
+    cors::apply(router, &opts.http.cors_origins).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(catch_panics()),
+    )
 }
 
 /// The routes in the OpenAPI document, and the document, from the same annotations.

@@ -11,6 +11,7 @@ mod bounds;
 mod cli;
 mod cluster;
 mod cluster_faults;
+mod cors;
 mod crash;
 mod crash_writes;
 mod delivery;
