@@ -26,10 +26,11 @@ pub struct EventBody {
     #[schema(value_type = Object)]
     data: Value,
     /// A retry with the same key stores nothing new and answers the first event (one
-    /// agent only).
+    /// agent only): 1–200 bytes, no control characters.
     #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
-    /// Carried with the event into logs (ignored when empty or over 128 characters).
+    /// Carried with the event into logs (ignored when empty, over 128 bytes or holding
+    /// a control character).
     trace_id: Option<String>,
 }
 
@@ -55,13 +56,15 @@ impl EventBody {
             return Err(ApiError::bad_request("data must be a JSON object"));
         }
         if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > 200)
+            && (key.is_empty() || key.len() > 200 || key.chars().any(char::is_control))
         {
             return Err(ApiError::bad_request(
-                "idempotency_key must be 1–200 characters",
+                "idempotency_key must be 1–200 bytes without control characters",
             ));
         }
-        let trace_id = self.trace_id.filter(|t| !t.is_empty() && t.len() <= 128);
+        let trace_id = self
+            .trace_id
+            .filter(|t| !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control));
         Ok(NewEvent {
             idempotency_key: self.idempotency_key,
             ..NewEvent::from_json(kind, &self.data).trace(trace_id.as_deref())

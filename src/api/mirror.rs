@@ -128,7 +128,9 @@ pub async fn remove_mapping(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct AliasBody {
     /// The name after `@` (`AI_Squad`).
+    #[schema(pattern = "^@?[A-Za-z0-9_.-]{1,64}$")]
     alias: String,
+    #[schema(min_items = 1)]
     agents: Vec<AgentId>,
 }
 

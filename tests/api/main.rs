@@ -21,6 +21,7 @@ mod helpers;
 mod http_limits;
 mod mirror;
 mod mirror_config;
+mod odd_input;
 mod openapi;
 mod outage;
 mod pg_concurrency;
