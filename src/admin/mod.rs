@@ -26,7 +26,7 @@ pub enum AdminError {
 }
 
 /// An online agent as operators see it (API and CLI): its presence entry and name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineAgent {
     #[serde(flatten)]
     pub entry: PresenceEntry,
@@ -64,7 +64,7 @@ pub struct AgentWithSecret {
 }
 
 /// No `Debug`: it holds the key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: OperatorKey,
@@ -192,12 +192,13 @@ pub async fn set_agent_status(
 }
 
 /// What `nexus agent revoke-tokens` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokedTokens {
     pub agent_id: AgentId,
     /// Tokens issued before this are refused at connect and refresh; live sessions
     /// holding one are closed with 4001 within the reconcile interval.
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub tokens_valid_after: i64,
 }
 

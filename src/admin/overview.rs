@@ -11,7 +11,7 @@ use crate::store::{DAY_MS, DayCounts, Store};
 
 /// An online agent with its inbox position: `lag` events were committed to its inbox
 /// and not yet acknowledged.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentPresence {
     #[serde(flatten)]
     pub entry: PresenceEntry,
@@ -56,7 +56,7 @@ pub async fn presence(
 }
 
 /// One UTC day of a tenant's activity.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ActivityDay {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,

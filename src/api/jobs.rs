@@ -3,24 +3,36 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::TenantId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Operator;
-use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::queue::ops::{self, JobDetail, JobPage};
 use crate::state::AppState;
 use crate::store::{JobFilter, JobStatus, QueueStats, Scope};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FilterQuery {
     status: Option<JobStatus>,
+    /// The source kind (`slack`, `clickup`, `ingest`) or an internal producer.
     source: Option<String>,
+    /// The job kind (`slack.event`, `tool.call`…).
     kind: Option<String>,
+    /// Only this tenant's jobs (a tenant-bound key: its own only).
     tenant: Option<TenantId>,
+    /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
+    /// At most this many (1–500, default 50; out of range is clamped).
     limit: Option<u32>,
+}
+
+/// How many jobs went back to the queue.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    replayed: u64,
 }
 
 impl FilterQuery {
@@ -43,6 +55,17 @@ fn tenant_filter(op: &Operator, asked: Option<TenantId>) -> Result<Option<Tenant
     Ok(asked.or(op.0.tenant_id))
 }
 
+/// Jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        BadRequest, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
@@ -67,6 +90,17 @@ async fn visible(state: &AppState, op: &Operator, id: Uuid) -> Result<JobDetail,
     Ok(detail)
 }
 
+/// One job with its payload and every attempt's error.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "The job", body = JobDetail),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     op: Operator,
@@ -76,11 +110,24 @@ pub async fn show(
     Ok(ApiJson(visible(&state, &op, id).await?))
 }
 
+/// Puts a dead (or done) job back in the queue.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/replay",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "Queued again", body = Replayed),
+        BadRequest, NotFound,
+        (status = 409, description = "The job is queued or running (`not_replayable`).", body = ErrorBody),
+        OperatorErrors,
+    )
+)]
 pub async fn replay_one(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Replayed>, ApiError> {
     op.require(Scope::Write)?;
     let job = visible(&state, &op, id).await?.job;
     let n = ops::replay(
@@ -100,11 +147,12 @@ pub async fn replay_one(
             ),
         ));
     }
-    Ok(ApiJson(json!({ "replayed": n })))
+    Ok(ApiJson(Replayed { replayed: n }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ReplayBody {
+    /// `dead` (the default) or `done`.
     status: Option<JobStatus>,
     source: Option<String>,
     kind: Option<String>,
@@ -112,11 +160,21 @@ pub struct ReplayBody {
 
 /// Replays every finished job matching the filter; dead jobs unless `status` says `done`.
 /// An empty body means every dead job (of the key's tenant).
+#[utoipa::path(
+    post,
+    path = "/jobs/replay",
+    tag = "jobs",
+    request_body = Option<ReplayBody>,
+    responses(
+        (status = 200, description = "Queued again", body = Replayed),
+        BadRequest, OperatorErrors,
+    )
+)]
 pub async fn replay_many(
     State(state): State<AppState>,
     op: Operator,
     raw: axum::body::Bytes,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Replayed>, ApiError> {
     op.require(Scope::Write)?;
     let body: ReplayBody = if raw.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
@@ -135,9 +193,22 @@ pub async fn replay_many(
         tenant: op.0.tenant_id,
     };
     let n = ops::replay(&state.store, Some(&state.queue), &filter, None).await?;
-    Ok(ApiJson(json!({ "replayed": n })))
+    Ok(ApiJson(Replayed { replayed: n }))
 }
 
+/// Deletes a job that is not running.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 204, description = "Deleted"),
+        BadRequest,
+        (status = 404, description = "No such job, or it is running (`not_found`).", body = ErrorBody),
+        OperatorErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     op: Operator,
@@ -149,11 +220,24 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    /// Only this tenant's jobs (a tenant-bound key: its own only).
     tenant: Option<TenantId>,
 }
 
+/// Counts per status, the age of the oldest queued job, finished jobs by reason.
+#[utoipa::path(
+    get,
+    path = "/queue/stats",
+    tag = "jobs",
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "Queue statistics", body = QueueStats),
+        OperatorErrors,
+    )
+)]
 pub async fn stats(
     State(state): State<AppState>,
     op: Operator,

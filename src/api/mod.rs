@@ -1,8 +1,34 @@
 //! The operator REST API under `/api` (Bearer operator key; `read` for GET, `write`
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
+//!
+//! # Adding an endpoint
+//!
+//! A route exists only with its OpenAPI entry: annotate the handler and register it
+//! with [`routes!`] in [`router`], which reads the method and the path from the
+//! annotation for both the router and the document (`GET /api/openapi.json`, shown at
+//! `/api/docs`):
+//!
+//! ```ignore
+//! #[utoipa::path(get, path = "/things/{id}", tag = "things",
+//!     params(("id" = Uuid, Path, description = "The thing")),
+//!     responses((status = 200, body = Thing), BadRequest, NotFound, OperatorErrors))]
+//! pub async fn show(…) -> Result<ApiJson<Thing>, ApiError> { … }
+//!
+//! // in `router()`; handlers of one path go in one `routes!`:
+//! .routes(routes!(things::show, things::delete))
+//! ```
+//!
+//! The path is relative to `/api`; the Bearer key is required unless the annotation
+//! says `security(())`. Response types derive `utoipa::ToSchema` (their schemas are
+//! collected from the annotations); query structs derive `utoipa::IntoParams`; the
+//! error answers are the envelope types of [`crate::http::responses`]. Without the
+//! annotation `routes!` does not compile; a route added past it (`.route(…)`) fails
+//! `tests/api/openapi.rs`, which compares every route of the node's router with the
+//! document, method by method.
 
 mod activity;
 mod agents;
+pub mod doc;
 mod events;
 mod jobs;
 mod keys;
@@ -10,8 +36,8 @@ mod mirror;
 mod presence;
 mod tenant_list;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admin::AdminError;
 use crate::http::ApiError;
@@ -26,52 +52,34 @@ impl From<AdminError> for ApiError {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/agents/{id}/events", post(events::emit_to_agent))
-        .route("/agents/{id}/inbox", get(events::inbox))
-        .route("/agents/{id}/revoke-tokens", post(agents::revoke_tokens))
-        .route("/tenants/{id}/events", post(events::emit_to_tenant))
-        .route("/tenants/{id}/agents/online", get(events::online))
-        .route(
-            "/tenants/{id}/mappings",
-            get(mirror::list_mappings).post(mirror::add_mapping),
-        )
-        .route(
-            "/tenants/{id}/mappings/{mapping}",
-            delete(mirror::remove_mapping),
-        )
-        .route(
-            "/tenants/{id}/aliases",
-            get(mirror::list_aliases).post(mirror::add_alias),
-        )
-        .route(
-            "/tenants/{id}/aliases/{alias}",
-            delete(mirror::remove_alias),
-        )
-        .route(
-            "/tenants/{id}/identities",
-            get(mirror::list_identities).post(mirror::add_identity),
-        )
-        .route(
-            "/tenants/{id}/identities/{provider}/{user}",
-            delete(mirror::remove_identity),
-        )
-        .route("/tenants/{id}/channels", get(mirror::list_channels))
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/replay", post(jobs::replay_many))
-        .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))
-        .route("/jobs/{id}/replay", post(jobs::replay_one))
-        .route("/queue/stats", get(jobs::stats))
-        .route("/presence", get(presence::list))
-        .route("/tenants", get(tenant_list::list))
-        .route("/tenants/{id}/activity", get(activity::activity))
-        .route("/operator-keys", get(keys::list).post(keys::create))
-        .route("/operator-keys/{id}", delete(keys::revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events::emit_to_agent))
+        .routes(routes!(events::inbox))
+        .routes(routes!(agents::revoke_tokens))
+        .routes(routes!(events::emit_to_tenant))
+        .routes(routes!(events::online))
+        .routes(routes!(mirror::list_mappings, mirror::add_mapping))
+        .routes(routes!(mirror::remove_mapping))
+        .routes(routes!(mirror::list_aliases, mirror::add_alias))
+        .routes(routes!(mirror::remove_alias))
+        .routes(routes!(mirror::list_identities, mirror::add_identity))
+        .routes(routes!(mirror::remove_identity))
+        .routes(routes!(mirror::list_channels))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::replay_many))
+        .routes(routes!(jobs::show, jobs::delete))
+        .routes(routes!(jobs::replay_one))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(presence::list))
+        .routes(routes!(tenant_list::list))
+        .routes(routes!(activity::activity))
 }
 
 /// Routes that answer for as long as the client listens: outside the API's request
 /// bound (each of their reads is bounded instead).
-pub fn streams() -> Router<AppState> {
-    Router::new().route("/presence/stream", get(presence::stream))
+pub fn streams() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(presence::stream))
 }

@@ -13,13 +13,14 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use nexus_proto::TenantId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admin::overview::{self, AgentPresence};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiQuery, storage_timed_out};
 use crate::presence::PresenceChange;
 use crate::state::AppState;
@@ -32,9 +33,16 @@ const REREAD: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceQuery {
+    /// The tenant; a tenant-bound key may leave it out.
     tenant: Option<TenantId>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Presence {
+    agents: Vec<AgentPresence>,
 }
 
 /// The tenant asked for, or the key's own; a global key must name one.
@@ -51,21 +59,42 @@ async fn read(state: &AppState, tenant: TenantId) -> Result<Vec<AgentPresence>, 
     Ok(overview::presence(&state.store, tenant, entries).await?)
 }
 
+/// The tenant's online agents, with node, connection times and inbox lag.
+#[utoipa::path(
+    get,
+    path = "/presence",
+    tag = "agents",
+    params(PresenceQuery),
+    responses(
+        (status = 200, description = "Online agents", body = Presence),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
     ApiQuery(q): ApiQuery<PresenceQuery>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
+) -> Result<ApiJson<Presence>, ApiError> {
     op.require(Scope::Read)?;
     let tenant = tenant_of(&op, &q)?;
     state.store.get_tenant(tenant).await?;
     let agents = read(&state, tenant).await?;
-    Ok(ApiJson(json!({ "agents": agents })))
+    Ok(ApiJson(Presence { agents }))
 }
 
 /// Server-sent events: `presence` with `{"agents":[…]}` at once and after every change;
 /// `unavailable` when presence or storage stops answering (the view is stale until the
 /// next `presence`). Not under the API's request bound: only each read is bounded.
+#[utoipa::path(
+    get,
+    path = "/presence/stream",
+    tag = "agents",
+    params(PresenceQuery),
+    responses(
+        (status = 200, description = "`text/event-stream`: `presence` events carrying `{\"agents\":[…]}` (as `GET /presence`), `unavailable` events, keep-alive comments", content_type = "text/event-stream", body = String),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     op: Operator,

@@ -9,7 +9,7 @@ mod throttle;
 
 pub use jwt::{Claims, IssuedToken, JwtKeys, TokenError};
 pub(crate) use oauth::client_credentials;
-pub use oauth::token_endpoint;
+pub use oauth::{__path_token_endpoint, token_endpoint};
 pub use operator::{Operator, OperatorKeys};
 
 use std::net::IpAddr;

@@ -4,7 +4,7 @@ use nexus_proto::{AgentId, ClickUpUserId, Seq, SlackUserId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::dialect::{on_pool, on_writer};
+use super::dialect::{can_match, on_pool, on_writer};
 use super::{Cursor, Provider, Result, Store, StoreError};
 use crate::time::now_ms;
 
@@ -234,6 +234,9 @@ impl Store {
             #[sqlx(flatten)]
             agent: AgentRow,
             client_secret_hash: String,
+        }
+        if !can_match(client_id) {
+            return Ok(None);
         }
         let sql =
             format!("SELECT {AGENT_COLS}, client_secret_hash FROM agents WHERE client_id = $1");

@@ -21,6 +21,9 @@
 //!   connection of their own without the statement limit ([`migrate`]).
 //! - **Long `VALUES` lists** use anonymous `?` on SQLite ([`values`]).
 //! - **Functions:** [`greatest`] of two values; the database's clock ([`now_ms`]).
+//! - **NUL in text.** PostgreSQL's `text` cannot hold `'\0'` (a statement binding one
+//!   fails); SQLite's can. Nothing Nexus stores holds one, so a lookup by such a value
+//!   finds nothing, on both, without asking ([`can_match`]).
 //!
 //! `ON CONFLICT … DO NOTHING / DO UPDATE … excluded.`, `RETURNING`, row values
 //! (`(a, b) IN (SELECT …)`) and `LIMIT` in subqueries read the same in both.
@@ -28,6 +31,12 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// Whether `text` can equal a stored value: one holding NUL cannot, and PostgreSQL
+/// would refuse it as a parameter.
+pub(super) fn can_match(text: &str) -> bool {
+    !text.contains('\0')
+}
 use std::time::Duration;
 
 use sqlx::Connection;

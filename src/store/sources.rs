@@ -12,7 +12,7 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::dialect::{on_pool, on_writer};
+use super::dialect::{can_match, on_pool, on_writer};
 use super::secrets::source_slot;
 use super::{Result, Store, StoreError};
 use crate::time::now_ms;
@@ -210,6 +210,9 @@ impl Store {
 
     /// The source of `kind` known by its external id (team id, webhook id).
     pub async fn find_source(&self, kind: SourceKind, external_id: &str) -> Result<Option<Source>> {
+        if !can_match(external_id) {
+            return Ok(None);
+        }
         let sql = format!("SELECT {COLS} FROM sources WHERE kind = $1 AND external_id = $2");
         let row: Option<SourceRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
