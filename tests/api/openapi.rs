@@ -20,13 +20,15 @@ both_profiles!(
 );
 
 /// Routes kept out of the document on purpose: they speak their own protocols (the
-/// agent socket, provider webhooks, Prometheus) or are the document and its page.
+/// agent socket, provider webhooks, Prometheus) or are pages (the document, its
+/// reference page, the dashboard).
 const UNDOCUMENTED: &[&str] = &[
     "/agents",
     "/metrics",
     "/webhooks/",
     "/api/openapi.json",
     "/api/docs",
+    "/dashboard",
 ];
 
 const METHODS: [Method; 5] = [
