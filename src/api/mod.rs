@@ -8,7 +8,7 @@
 //! annotation for both the router and the document (`GET /api/openapi.json`, shown at
 //! `/api/docs`):
 //!
-//! ```ignore
+//! ```text
 //! #[utoipa::path(get, path = "/things/{id}", tag = "things",
 //!     params(("id" = Uuid, Path, description = "The thing")),
 //!     responses((status = 200, body = Thing), BadRequest, NotFound, OperatorErrors))]
