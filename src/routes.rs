@@ -112,7 +112,7 @@ fn panic_response(panic: Box<dyn Any + Send>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("-");
     tracing::error!(panic = message, "handler panicked");
-    metrics::counter!("nexus_http_panics_total").increment(1);
+    metrics::counter!(crate::telemetry::catalog::HTTP_PANICS).increment(1);
     ApiError::internal().into_response()
 }
 
