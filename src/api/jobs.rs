@@ -235,7 +235,7 @@ pub struct StatsQuery {
     params(StatsQuery),
     responses(
         (status = 200, description = "Queue statistics", body = QueueStats),
-        OperatorErrors,
+        BadRequest, OperatorErrors,
     )
 )]
 pub async fn stats(
