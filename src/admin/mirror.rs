@@ -1,8 +1,10 @@
 //! Configuring the mirror: project mappings, aliases, identities.
 
 use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
+use serde_json::json;
+use uuid::Uuid;
 
-use super::AdminError;
+use super::{Actor, AdminError};
 use crate::store::{Alias, ExternalUser, Identity, NewMapping, ProjectMapping, Store};
 
 /// An alias is what people type after `@`: one word of plain characters.
@@ -40,10 +42,14 @@ pub struct MappingSpec {
     pub open_threads: bool,
 }
 
-pub async fn add_mapping(store: &Store, spec: MappingSpec) -> Result<ProjectMapping, AdminError> {
+pub async fn add_mapping(
+    store: &Store,
+    actor: &Actor,
+    spec: MappingSpec,
+) -> Result<ProjectMapping, AdminError> {
     store.get_tenant(spec.tenant).await?;
     check_agents(store, spec.tenant, &spec.default_agents).await?;
-    Ok(store
+    let mapping = store
         .create_mapping(NewMapping {
             tenant_id: spec.tenant,
             clickup_list_id: spec.clickup_list,
@@ -51,12 +57,35 @@ pub async fn add_mapping(store: &Store, spec: MappingSpec) -> Result<ProjectMapp
             open_threads: spec.open_threads,
             default_agents: spec.default_agents,
         })
-        .await?)
+        .await?;
+    let details = json!({
+        "clickup_list_id": mapping.clickup_list_id,
+        "slack_channel_id": mapping.slack_channel_id,
+    });
+    let audit = actor.audit(Some(spec.tenant), "mapping.create", mapping.id, details);
+    store.record_audit(&audit).await?;
+    Ok(mapping)
+}
+
+/// Removes the tenant's mapping; one of another tenant is not found.
+pub async fn remove_mapping(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), AdminError> {
+    if store.get_mapping(id).await?.tenant_id != tenant {
+        return Err(crate::store::StoreError::NotFound("mapping").into());
+    }
+    store.remove_mapping(id).await?;
+    let audit = actor.audit(Some(tenant), "mapping.delete", id, json!({}));
+    Ok(store.record_audit(&audit).await?)
 }
 
 /// Creates `@alias`, or adds agents to it. The name is what people type after `@`.
 pub async fn add_alias(
     store: &Store,
+    actor: &Actor,
     tenant: TenantId,
     alias: &str,
     agents: &[AgentId],
@@ -70,13 +99,55 @@ pub async fn add_alias(
     }
     store.get_tenant(tenant).await?;
     check_agents(store, tenant, agents).await?;
-    Ok(store.add_alias(tenant, alias, agents).await?)
+    let added = store.add_alias(tenant, alias, agents).await?;
+    let details = json!({ "alias": alias, "agents": agents });
+    let audit = actor.audit(Some(tenant), "alias.add", added.id, details);
+    store.record_audit(&audit).await?;
+    Ok(added)
+}
+
+/// Removes the tenant's alias; one of another tenant is not found.
+pub async fn remove_alias(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), AdminError> {
+    if store.get_alias(id).await?.tenant_id != tenant {
+        return Err(crate::store::StoreError::NotFound("alias").into());
+    }
+    store.remove_alias(id).await?;
+    let audit = actor.audit(Some(tenant), "alias.delete", id, json!({}));
+    Ok(store.record_audit(&audit).await?)
 }
 
 pub async fn add_identity(
     store: &Store,
+    actor: &Actor,
     agent: AgentId,
     user: ExternalUser,
 ) -> Result<Identity, AdminError> {
-    Ok(store.add_identity(agent, user).await?)
+    let identity = store.add_identity(agent, user.clone()).await?;
+    let tenant = store.get_agent(agent).await?.tenant_id;
+    let audit = actor.audit(Some(tenant), "identity.add", agent, json!({ "user": user }));
+    store.record_audit(&audit).await?;
+    Ok(identity)
+}
+
+/// Removes the tenant's identity `user` (of `agent`, if given).
+pub async fn remove_identity(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    user: ExternalUser,
+    agent: Option<AgentId>,
+) -> Result<(), AdminError> {
+    store.remove_identity(tenant, &user, agent).await?;
+    let audit = actor.audit(
+        Some(tenant),
+        "identity.delete",
+        tenant,
+        json!({ "user": user }),
+    );
+    Ok(store.record_audit(&audit).await?)
 }

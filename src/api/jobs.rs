@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::admin::{self, Actor};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::queue::ops::{self, JobDetail, JobPage};
@@ -72,13 +73,12 @@ pub async fn replay_one(
 ) -> Result<ApiJson<Value>, ApiError> {
     op.require(Scope::Write)?;
     let job = visible(&state, &op, id).await?.job;
-    let n = ops::replay(
-        &state.store,
-        Some(&state.queue),
-        &JobFilter::default(),
-        Some(id),
-    )
-    .await?;
+    let filter = JobFilter {
+        tenant: Some(job.tenant_id),
+        ..JobFilter::default()
+    };
+    let actor = Actor::key(&op.0);
+    let n = admin::replay_jobs(&state.store, &actor, Some(&state.queue), &filter, Some(id)).await?;
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -123,7 +123,8 @@ pub async fn replay_many(
         kind: body.kind,
         tenant: op.0.tenant_id,
     };
-    let n = ops::replay(&state.store, Some(&state.queue), &filter, None).await?;
+    let actor = Actor::key(&op.0);
+    let n = admin::replay_jobs(&state.store, &actor, Some(&state.queue), &filter, None).await?;
     Ok(ApiJson(json!({ "replayed": n })))
 }
 
@@ -133,8 +134,8 @@ pub async fn delete(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     op.require(Scope::Write)?;
-    visible(&state, &op, id).await?;
-    state.store.delete_job(id).await?;
+    let job = visible(&state, &op, id).await?.job;
+    admin::delete_job(&state.store, &Actor::key(&op.0), &job).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

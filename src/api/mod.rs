@@ -2,12 +2,18 @@
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
 
 mod agents;
+mod audit;
 mod events;
+mod job_changes;
 mod jobs;
 mod keys;
 mod mirror;
+mod page;
+mod tenant_agents;
+mod tenants;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 
 use crate::admin::AdminError;
@@ -18,6 +24,8 @@ impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> ApiError {
         match e {
             AdminError::Invalid(msg) => ApiError::bad_request(msg),
+            AdminError::Field { field, message } => ApiError::invalid_fields([(field, message)]),
+            AdminError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             AdminError::Store(e) => e.into(),
         }
     }
@@ -25,6 +33,30 @@ impl From<AdminError> for ApiError {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/tenants/{id}",
+            get(tenants::show)
+                .patch(tenants::update)
+                .delete(tenants::delete),
+        )
+        .route("/tenants/{id}/suspend", post(tenants::suspend))
+        .route("/tenants/{id}/resume", post(tenants::resume))
+        .route(
+            "/tenants/{id}/agents",
+            get(tenant_agents::list).post(tenant_agents::create),
+        )
+        .route(
+            "/agents/{id}",
+            get(tenant_agents::show).patch(tenant_agents::update),
+        )
+        .route("/agents/{id}/disable", post(tenant_agents::disable))
+        .route("/agents/{id}/enable", post(tenant_agents::enable))
+        .route(
+            "/agents/{id}/rotate-secret",
+            post(tenant_agents::rotate_secret),
+        )
+        .route("/audit", get(audit::list))
         .route("/agents/{id}/events", post(events::emit_to_agent))
         .route("/agents/{id}/inbox", get(events::inbox))
         .route("/agents/{id}/revoke-tokens", post(agents::revoke_tokens))
@@ -57,7 +89,12 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{id}/channels", get(mirror::list_channels))
         .route("/jobs", get(jobs::list))
         .route("/jobs/replay", post(jobs::replay_many))
-        .route("/jobs/{id}", get(jobs::show).delete(jobs::delete))
+        .route(
+            "/jobs/{id}",
+            get(jobs::show)
+                .delete(jobs::delete)
+                .patch(job_changes::update),
+        )
         .route("/jobs/{id}/replay", post(jobs::replay_one))
         .route("/queue/stats", get(jobs::stats))
         .route("/operator-keys", get(keys::list).post(keys::create))

@@ -21,13 +21,16 @@ use tokio::sync::Semaphore;
 
 use crate::cache::Misses;
 use crate::config::AuthOpts;
-use crate::store::{Agent, AgentStatus, Store, StoreError};
+use crate::store::{Agent, AgentStatus, Store, StoreError, TenantStatus};
 use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientAuthError {
     #[error("client authentication failed")]
     InvalidClient,
+    /// The credentials are right but the agent's tenant is suspended.
+    #[error("the agent's tenant is suspended")]
+    TenantSuspended,
     #[error("too many failed attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
     #[error("too many token requests are waiting; retry shortly")]
@@ -110,6 +113,13 @@ impl Authenticator {
                 metrics::counter!("nexus_tokens_issued_total").increment(1);
                 Ok(self.keys.issue(agent.id, agent.tenant_id, &agent.client_id))
             }
+            Err(("tenant_suspended", agent_id)) => {
+                // Not a failed guess: the secret was right, so nothing is throttled.
+                tracing::info!(agent_id, %address, "token refused: the tenant is suspended");
+                metrics::counter!("nexus_auth_failures_total", "reason" => "tenant_suspended")
+                    .increment(1);
+                Err(ClientAuthError::TenantSuspended)
+            }
             Err((reason, agent_id)) => {
                 tracing::info!(reason, agent_id, %address, "client authentication failed");
                 metrics::counter!("nexus_auth_failures_total", "reason" => reason).increment(1);
@@ -139,7 +149,7 @@ impl Authenticator {
                 crate::http::storage_timed_out("token", self.patience);
                 ClientAuthError::TimedOut(self.patience)
             })??;
-        let Some((agent, hash)) = found else {
+        let Some((agent, hash, tenant)) = found else {
             self.unknown.insert(client_id);
             return Ok(Err(("unknown_client", None)));
         };
@@ -150,6 +160,7 @@ impl Authenticator {
             .await?;
         let id = Some(agent.id.to_string());
         Ok(match (verified, agent.status) {
+            (true, _) if tenant == TenantStatus::Suspended => Err(("tenant_suspended", id)),
             (true, AgentStatus::Active) => Ok(agent),
             (true, _) => Err(("agent_disabled", id)),
             (false, _) => Err(("wrong_secret", id)),

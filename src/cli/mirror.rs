@@ -6,7 +6,7 @@ use nexus_proto::{AgentId, ClickUpListId, ClickUpUserId, SlackChannelId, SlackUs
 use uuid::Uuid;
 
 use super::{print_line, print_lines};
-use crate::admin::{self, MappingSpec};
+use crate::admin::{self, Actor, MappingSpec};
 use crate::store::{ExternalUser, Store};
 
 #[derive(Debug, Subcommand)]
@@ -118,14 +118,15 @@ pub async fn mapping(store: &Store, cmd: MappingCmd) -> anyhow::Result<()> {
                 default_agents: a.default_agents,
                 open_threads: !a.no_open_threads,
             };
-            print_line(&admin::add_mapping(store, spec).await?)
+            print_line(&admin::add_mapping(store, &Actor::Cli, spec).await?)
         }
         MappingCmd::List { tenant } => {
             store.get_tenant(tenant).await?;
             print_lines(&store.list_mappings(tenant).await?)
         }
         MappingCmd::Remove { id } => {
-            store.remove_mapping(id).await?;
+            let tenant = store.get_mapping(id).await?.tenant_id;
+            admin::remove_mapping(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
         }
     }
@@ -137,13 +138,14 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
             tenant,
             alias,
             agents,
-        } => print_line(&admin::add_alias(store, tenant, &alias, &agents).await?),
+        } => print_line(&admin::add_alias(store, &Actor::Cli, tenant, &alias, &agents).await?),
         AliasCmd::List { tenant } => {
             store.get_tenant(tenant).await?;
             print_lines(&store.list_aliases(tenant).await?)
         }
         AliasCmd::Remove { id } => {
-            store.remove_alias(id).await?;
+            let tenant = store.get_alias(id).await?.tenant_id;
+            admin::remove_alias(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
         }
     }
@@ -152,12 +154,12 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
 pub async fn identity(store: &Store, cmd: IdentityCmd) -> anyhow::Result<()> {
     match cmd {
         IdentityCmd::Add { agent, user } => {
-            print_line(&admin::add_identity(store, agent, user.user()?).await?)
+            print_line(&admin::add_identity(store, &Actor::Cli, agent, user.user()?).await?)
         }
         IdentityCmd::Remove { agent, user } => {
             let user = user.user()?;
             let tenant = store.get_agent(agent).await?.tenant_id;
-            store.remove_identity(tenant, &user, Some(agent)).await?;
+            admin::remove_identity(store, &Actor::Cli, tenant, user.clone(), Some(agent)).await?;
             print_line(
                 &serde_json::json!({ "removed": { "agent_id": agent, "provider": user.provider(), "external_user_id": user.as_str() } }),
             )

@@ -8,6 +8,7 @@
 //! and sort the same everywhere and cost nothing to convert.
 
 mod agents;
+mod audit;
 mod dialect;
 mod effects;
 mod inbox;
@@ -21,7 +22,8 @@ mod sources;
 mod tasks;
 mod tenants;
 
-pub use agents::{Agent, AgentStatus, NewAgent};
+pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use dialect::{Backend, Limits, sqlite_file};
 pub use effects::{Begun, Holder};
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
@@ -31,7 +33,7 @@ pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
 pub use tasks::{SlackChannel, TaskMapping};
-pub use tenants::{Tenant, ToolScope};
+pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod clickup;
 mod ingest;
 mod signature;
 mod slack;
+mod suspended;
 
 pub use signature::{hmac_hex, verify_slack};
 
@@ -120,6 +121,12 @@ pub enum Received {
     },
     /// Acknowledged, nothing to do (`app_rate_limited`, future envelope types).
     Ignored,
+    /// Stored as a dead job, not processed: its tenant is suspended (`reason`). 200 all
+    /// the same, so the provider keeps the webhook enabled.
+    Dropped {
+        job_id: Uuid,
+        reason: &'static str,
+    },
 }
 
 impl Received {
@@ -129,6 +136,7 @@ impl Received {
             Received::Duplicate { .. } => "duplicate",
             Received::Verified { .. } => "verified",
             Received::Ignored => "ignored",
+            Received::Dropped { .. } => "dropped",
         }
     }
 }
@@ -424,6 +432,7 @@ async fn accept(
 ) -> Result<Received, Rejection> {
     let payload = String::from_utf8(payload.to_vec())
         .map_err(|_| Rejection::Malformed("the body is not UTF-8".into()))?;
+    let suspended = suspended::is_suspended(state, source).await?;
     let job = NewJob {
         tenant_id: source.tenant_id,
         source_id: Some(source.id),
@@ -433,12 +442,16 @@ async fn accept(
         payload,
         trace_id,
         max_attempts: state.queue.max_attempts(kind.as_str()),
-        run_at: 0,
+        // Never due: it is made dead right after the insert (see `suspended`).
+        run_at: if suspended { i64::MAX } else { 0 },
     };
     let received = match state.queue.enqueue(job).await? {
         Enqueued::Created(job_id) => Received::Accepted { job_id },
         Enqueued::Duplicate(job_id) => Received::Duplicate { job_id },
     };
+    if suspended {
+        return suspended::drop_job(state, source, received).await;
+    }
     if let Received::Accepted { job_id } | Received::Duplicate { job_id } = &received {
         tracing::Span::current().record("job_id", tracing::field::display(job_id));
         tracing::debug!(outcome = received.outcome(), "webhook stored");

@@ -5,6 +5,8 @@
 //! in CI): `cargo test --test api postgres` runs one profile.
 
 mod agent_client;
+mod agents_api;
+mod audit_api;
 mod auth;
 mod backlog;
 mod bounds;
@@ -20,6 +22,7 @@ mod helpers;
 mod http_limits;
 mod mirror;
 mod mirror_config;
+mod operator_api;
 mod outage;
 mod pg_concurrency;
 mod probes;
