@@ -3,6 +3,7 @@
 mod actor;
 mod jobs;
 mod mirror;
+mod sources;
 mod tenants;
 
 pub use actor::Actor;
@@ -11,6 +12,7 @@ pub use mirror::{
     MappingSpec, add_alias, add_identity, add_mapping, remove_alias, remove_identity,
     remove_mapping,
 };
+pub use sources::{remove_source, rotate_source};
 pub use tenants::{
     create_tenant, delete_tenant, set_tenant_status, set_tenant_tools, update_tenant,
 };

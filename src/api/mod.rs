@@ -9,6 +9,7 @@ mod jobs;
 mod keys;
 mod mirror;
 mod page;
+mod sources;
 mod tenant_agents;
 mod tenants;
 
@@ -56,6 +57,12 @@ pub fn router() -> Router<AppState> {
             "/agents/{id}/rotate-secret",
             post(tenant_agents::rotate_secret),
         )
+        .route(
+            "/tenants/{id}/sources",
+            get(sources::list).post(sources::create),
+        )
+        .route("/sources/{id}", get(sources::show).delete(sources::delete))
+        .route("/sources/{id}/rotate", post(sources::rotate))
         .route("/audit", get(audit::list))
         .route("/agents/{id}/events", post(events::emit_to_agent))
         .route("/agents/{id}/inbox", get(events::inbox))

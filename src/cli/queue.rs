@@ -21,6 +21,29 @@ pub enum SourceCmd {
     Remove {
         id: Uuid,
     },
+    /// Replace the signing secret (the old one stays accepted for `--grace`) and/or the
+    /// API token. Each secret flag also reads stdin when given as `-`.
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+    Rotate {
+        id: Uuid,
+        #[arg(
+            long,
+            group = "what",
+            env = "NEXUS_SOURCE_SECRET",
+            hide_env_values = true
+        )]
+        secret: Option<Secret>,
+        #[arg(
+            long,
+            group = "what",
+            env = "NEXUS_SOURCE_API_TOKEN",
+            hide_env_values = true
+        )]
+        api_token: Option<Secret>,
+        /// How long the replaced signing secret stays accepted (e.g. 1h; at most 7 days).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -165,8 +188,19 @@ pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
         }
         SourceCmd::List { tenant } => print_lines(&store.list_sources(None, tenant).await?),
         SourceCmd::Remove { id } => {
-            store.remove_source(id).await?;
+            admin::remove_source(store, &Actor::Cli, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
+        }
+        SourceCmd::Rotate {
+            id,
+            secret,
+            api_token,
+            grace,
+        } => {
+            let [secret, api_token] = stdin_secrets([secret, api_token])?;
+            let now = crate::time::now_ms();
+            let cli = &Actor::Cli;
+            print_line(&admin::rotate_source(store, cli, id, secret, api_token, grace, now).await?)
         }
     }
 }

@@ -31,7 +31,7 @@ pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, Que
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};
-pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
+pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 

@@ -231,7 +231,7 @@ fn admit<'a, S: Sender>(
     let mut refused = None;
     let mut signer = None;
     for source in candidates {
-        match S::verify(&source, req) {
+        match verify_any::<S>(&source, req) {
             Ok(()) => {
                 signer = Some(source);
                 break;
@@ -267,6 +267,23 @@ fn admit<'a, S: Sender>(
         stored,
         route,
     })
+}
+
+/// Whether `source` signed the request with its signing secret or, during the grace
+/// period of a rotation, with the one it replaced.
+fn verify_any<S: Sender>(source: &Source, req: &Request<'_>) -> Result<(), Rejection> {
+    let refused = match S::verify(source, req) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match source.previous_secret_at(req.now_s.saturating_mul(1000)) {
+        Some(previous) => {
+            let mut before = source.clone();
+            before.secret = previous.clone();
+            S::verify(&before, req).map_err(|_| refused)
+        }
+        None => Err(refused),
+    }
 }
 
 /// Longest delivery id kept in the dedupe key as the sender wrote it. The key is indexed,

@@ -33,6 +33,7 @@ mod routing_api;
 mod schema;
 mod secrets;
 mod serve;
+mod sources_api;
 mod storage_errors;
 mod trace;
 mod transport;
