@@ -151,3 +151,74 @@ pub async fn remove_identity(
     );
     Ok(store.record_audit(&audit).await?)
 }
+
+/// Changes the tenant's mapping: its default agents (all of the tenant) and/or whether
+/// it opens threads.
+pub async fn update_mapping(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    id: Uuid,
+    default_agents: Option<Vec<AgentId>>,
+    open_threads: Option<bool>,
+) -> Result<ProjectMapping, AdminError> {
+    if default_agents.is_none() && open_threads.is_none() {
+        return Err(AdminError::field(
+            "default_agents",
+            "give default_agents or open_threads to change",
+        ));
+    }
+    if store.get_mapping(id).await?.tenant_id != tenant {
+        return Err(crate::store::StoreError::NotFound("mapping").into());
+    }
+    if let Some(agents) = &default_agents {
+        check_agents(store, tenant, agents).await?;
+    }
+    let details = json!({ "default_agents": default_agents, "open_threads": open_threads });
+    let audit = actor.audit(Some(tenant), "mapping.update", id, details);
+    let agents = default_agents.as_deref();
+    Ok(store
+        .update_mapping(id, agents, open_threads, &audit)
+        .await?)
+}
+
+/// Replaces the members of the tenant's alias.
+pub async fn set_alias_agents(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    id: Uuid,
+    agents: &[AgentId],
+) -> Result<Alias, AdminError> {
+    if agents.is_empty() {
+        return Err(AdminError::field(
+            "agents",
+            "an alias needs at least one agent",
+        ));
+    }
+    if store.get_alias(id).await?.tenant_id != tenant {
+        return Err(crate::store::StoreError::NotFound("alias").into());
+    }
+    check_agents(store, tenant, agents).await?;
+    let audit = actor.audit(
+        Some(tenant),
+        "alias.update",
+        id,
+        json!({ "agents": agents }),
+    );
+    Ok(store.set_alias_agents(id, agents, &audit).await?)
+}
+
+/// Makes the tenant's identity `user` another of its agents'.
+pub async fn move_identity(
+    store: &Store,
+    actor: &Actor,
+    tenant: TenantId,
+    user: ExternalUser,
+    agent: AgentId,
+) -> Result<Identity, AdminError> {
+    super::agent_of(store, tenant, agent).await?;
+    let details = json!({ "user": user, "agent_id": agent });
+    let audit = actor.audit(Some(tenant), "identity.update", agent, details);
+    Ok(store.move_identity(tenant, &user, agent, &audit).await?)
+}

@@ -9,8 +9,8 @@ mod tenants;
 pub use actor::Actor;
 pub use jobs::{cancel_job, delete_job, replay_jobs, reschedule_job};
 pub use mirror::{
-    MappingSpec, add_alias, add_identity, add_mapping, remove_alias, remove_identity,
-    remove_mapping,
+    MappingSpec, add_alias, add_identity, add_mapping, move_identity, remove_alias,
+    remove_identity, remove_mapping, set_alias_agents, update_mapping,
 };
 pub use sources::{remove_source, rotate_source};
 pub use tenants::{

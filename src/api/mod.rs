@@ -8,6 +8,7 @@ mod job_changes;
 mod jobs;
 mod keys;
 mod mirror;
+mod mirror_changes;
 mod page;
 mod sources;
 mod tenant_agents;
@@ -75,7 +76,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/tenants/{id}/mappings/{mapping}",
-            delete(mirror::remove_mapping),
+            delete(mirror::remove_mapping).patch(mirror_changes::update_mapping),
         )
         .route(
             "/tenants/{id}/aliases",
@@ -83,7 +84,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/tenants/{id}/aliases/{alias}",
-            delete(mirror::remove_alias),
+            delete(mirror::remove_alias).patch(mirror_changes::update_alias),
         )
         .route(
             "/tenants/{id}/identities",
@@ -91,7 +92,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/tenants/{id}/identities/{provider}/{user}",
-            delete(mirror::remove_identity),
+            delete(mirror::remove_identity).patch(mirror_changes::update_identity),
         )
         .route("/tenants/{id}/channels", get(mirror::list_channels))
         .route("/jobs", get(jobs::list))

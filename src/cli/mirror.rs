@@ -20,6 +20,16 @@ pub enum MappingCmd {
     Remove {
         id: Uuid,
     },
+    /// Replace the mapping's default agents and/or whether it opens threads.
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+    Update {
+        id: Uuid,
+        /// The new default agents (all of them; repeat the flag).
+        #[arg(long = "default-agent", group = "what")]
+        default_agents: Vec<AgentId>,
+        #[arg(long, group = "what", action = clap::ArgAction::Set)]
+        open_threads: Option<bool>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +65,12 @@ pub enum AliasCmd {
     },
     Remove {
         id: Uuid,
+    },
+    /// Replace the alias's members.
+    Set {
+        id: Uuid,
+        #[arg(long = "agent", required = true)]
+        agents: Vec<AgentId>,
     },
 }
 
@@ -97,6 +113,14 @@ pub enum IdentityCmd {
         #[arg(long)]
         tenant: TenantId,
     },
+    /// Give the user to another agent of the same tenant.
+    Move {
+        /// The agent that gets the user.
+        #[arg(long)]
+        agent: AgentId,
+        #[command(flatten)]
+        user: UserArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +153,16 @@ pub async fn mapping(store: &Store, cmd: MappingCmd) -> anyhow::Result<()> {
             admin::remove_mapping(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
         }
+        MappingCmd::Update {
+            id,
+            default_agents,
+            open_threads,
+        } => {
+            let tenant = store.get_mapping(id).await?.tenant_id;
+            let agents = (!default_agents.is_empty()).then_some(default_agents);
+            let cli = &Actor::Cli;
+            print_line(&admin::update_mapping(store, cli, tenant, id, agents, open_threads).await?)
+        }
     }
 }
 
@@ -148,6 +182,10 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
             admin::remove_alias(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
         }
+        AliasCmd::Set { id, agents } => {
+            let tenant = store.get_alias(id).await?.tenant_id;
+            print_line(&admin::set_alias_agents(store, &Actor::Cli, tenant, id, &agents).await?)
+        }
     }
 }
 
@@ -163,6 +201,11 @@ pub async fn identity(store: &Store, cmd: IdentityCmd) -> anyhow::Result<()> {
             print_line(
                 &serde_json::json!({ "removed": { "agent_id": agent, "provider": user.provider(), "external_user_id": user.as_str() } }),
             )
+        }
+        IdentityCmd::Move { agent, user } => {
+            let tenant = store.get_agent(agent).await?.tenant_id;
+            let user = user.user()?;
+            print_line(&admin::move_identity(store, &Actor::Cli, tenant, user, agent).await?)
         }
         IdentityCmd::List { tenant } => {
             store.get_tenant(tenant).await?;

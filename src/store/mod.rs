@@ -14,6 +14,7 @@ mod effects;
 mod inbox;
 mod jobs;
 mod mappings;
+mod mirror_changes;
 mod operator_keys;
 mod provider;
 mod secrets;

@@ -21,6 +21,7 @@ mod gateway;
 mod helpers;
 mod http_limits;
 mod mirror;
+mod mirror_changes;
 mod mirror_config;
 mod operator_api;
 mod outage;
