@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
 
 /// Longest lifetime of an access token, seconds (24 h): tokens cannot be recalled.
@@ -153,6 +154,19 @@ pub struct DbOpts {
     /// database never answers (its statement timeout is enforced by the server).
     #[arg(long = "db-request-timeout", env = "NEXUS_DB_REQUEST_TIMEOUT", default_value = "1800ms", value_parser = timeout)]
     pub request_timeout: Duration,
+
+    /// SQLite only: `full` fsyncs every commit before the answer, so a webhook answered
+    /// 2xx survives a power cut; `normal` survives a process crash but may lose the
+    /// last commits to a power cut, for more webhooks per second.
+    #[arg(long = "sqlite-synchronous", env = "NEXUS_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `--sqlite-synchronous`: SQLite's `PRAGMA synchronous` on the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
 }
 
 /// `POST /auth/token` abuse limits.
@@ -216,6 +230,55 @@ pub struct HttpOpts {
     #[arg(long, env = "NEXUS_MAX_CONNECTIONS", default_value_t = 25_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// Web origins whose pages may call this node (CORS), comma-separated exact origins
+    /// such as `https://ops.example.com`; none by default: no CORS headers at all.
+    #[arg(long, env = "NEXUS_CORS_ORIGINS", value_delimiter = ',', value_parser = cors_origin)]
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+/// One `--cors-origins` entry: `http(s)://host[:port]` exactly as a browser sends it in
+/// `Origin` (lower case, no default port, no path). A wildcard is refused: any site
+/// could then have a browser that holds an operator key call the API.
+pub fn cors_origin(s: &str) -> Result<HeaderValue, String> {
+    let origin = s.trim().to_ascii_lowercase();
+    if origin == "*" {
+        return Err("'*' is not accepted: list each origin, like https://ops.example.com".into());
+    }
+    let shape = || format!("{s:?} is not an origin: expected http(s)://host[:port], no path");
+    let (scheme, authority) = origin.split_once("://").ok_or_else(shape)?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return Err(shape()),
+    };
+    if !valid_authority(authority) {
+        return Err(shape());
+    }
+    let origin = origin.strip_suffix(default_port).unwrap_or(&origin);
+    HeaderValue::from_str(origin).map_err(|_| shape())
+}
+
+/// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets.
+fn valid_authority(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, rest)) => (
+                addr.parse::<std::net::Ipv6Addr>().is_ok(),
+                (!rest.is_empty()).then_some(rest.strip_prefix(':').unwrap_or("x")),
+            ),
+            None => (false, None),
+        },
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let name = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-';
+            (!host.is_empty() && host.bytes().all(name), port)
+        }
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.

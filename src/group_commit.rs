@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::StoreError;
+use crate::telemetry::catalog;
 
 /// What one writer commits.
 pub trait Commit: Send + Sync + 'static {
@@ -145,7 +146,7 @@ async fn commit_batch<C: Commit>(
                 ?bound,
                 "commit did not finish in time; answering retry later"
             );
-            metrics::counter!("nexus_database_timeouts_total").increment(1);
+            metrics::counter!(catalog::DATABASE_TIMEOUTS, "what" => "group_commit").increment(1);
             for done in answers.drain(..) {
                 let _ = done.send(Err(SubmitError::TimedOut(bound)));
             }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::telemetry::catalog;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -112,7 +113,7 @@ pub fn storage_timed_out(what: &'static str, bound: Duration) {
         ?bound,
         "storage did not answer in time; answering retry later"
     );
-    metrics::counter!("nexus_database_timeouts_total", "what" => what).increment(1);
+    metrics::counter!(catalog::DATABASE_TIMEOUTS, "what" => what).increment(1);
 }
 
 /// Answers 503 (with `Retry-After`) for a request whose handler has not answered within
@@ -152,12 +153,12 @@ impl From<&StoreError> for StorageFailure {
             StoreError::Conflict(what) => StorageFailure::Conflict(what),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable or contended");
-                metrics::counter!("nexus_database_errors_total").increment(1);
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
                 StorageFailure::Unavailable
             }
             other => {
                 tracing::error!(error = %other, "storage error");
-                metrics::counter!("nexus_database_errors_total").increment(1);
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
                 StorageFailure::Internal
             }
         }
@@ -232,3 +233,112 @@ pub struct ApiPath<T>(pub T);
 #[derive(Debug, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+// What `ApiError` writes, as the OpenAPI document describes it (a test reads an answer
+// back through it, so the two cannot drift).
+/// The error envelope of every endpoint but `POST /auth/token`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`invalid_request`, `not_found`, `unavailable`…).
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// What was wrong, where the endpoint can say (`{"fields":{"name":"…"}}`).
+    #[serde(default)]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The error answers of an endpoint, for its `#[utoipa::path(responses(…))]`: each
+/// type is one or more statuses answered with the envelope.
+pub mod responses {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::header::Header;
+    use utoipa::openapi::response::{Response, ResponseBuilder};
+    use utoipa::openapi::schema::{Ref, Type};
+    use utoipa::openapi::{Content, ObjectBuilder, RefOr};
+
+    fn envelope(description: &str) -> ResponseBuilder {
+        let schema = Ref::from_schema_name("ErrorBody");
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", Content::new(Some(schema)))
+    }
+
+    fn answers(list: &[(&str, Response)]) -> BTreeMap<String, RefOr<Response>> {
+        list.iter()
+            .map(|(status, r)| ((*status).to_owned(), RefOr::T(r.clone())))
+            .collect()
+    }
+
+    macro_rules! errors {
+        ($($(#[$doc:meta])* $name:ident => [$(($status:literal, $description:literal)),+];)+) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl utoipa::IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    answers(&[$(($status, envelope($description).build())),+])
+                }
+            }
+        )+};
+    }
+
+    errors! {
+        /// A malformed path, query or body, or a value the endpoint refuses.
+        BadRequest => [("400", "Malformed or invalid input (`invalid_request`; `invalid` with `details.fields` naming each bad field).")];
+        /// What the path names does not exist, or is another tenant's.
+        NotFound => [("404", "Not found, or not this key's tenant's (`not_found`).")];
+        /// The state of the target refuses the action.
+        Conflict => [("409", "The target's state refuses this (the `code` says why).")];
+        /// What a JSON body can be refused for besides its content.
+        BodyErrors => [
+            ("413", "The body is over `--max-body-bytes` (`payload_too_large`)."),
+            ("415", "The body is not `application/json` (`unsupported_media_type`).")
+        ];
+    }
+
+    /// What every operator endpoint may answer: 401 (no key, or an unknown or revoked
+    /// one), 403 (the key lacks the scope) and 503 (storage did not answer in time).
+    pub struct OperatorErrors;
+
+    impl utoipa::IntoResponses for OperatorErrors {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            let mut all = answers(&[
+                (
+                    "401",
+                    envelope("No operator key, or an unknown or revoked one (`unauthorized`).")
+                        .build(),
+                ),
+                (
+                    "403",
+                    envelope("The key lacks the scope this needs (`forbidden`).").build(),
+                ),
+            ]);
+            all.append(&mut Unavailable::responses());
+            all
+        }
+    }
+
+    /// 503 with `Retry-After`: storage (or Redis) did not answer in time.
+    pub struct Unavailable;
+
+    impl utoipa::IntoResponses for Unavailable {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            let seconds = ObjectBuilder::new().schema_type(Type::Integer);
+            let retry = Header::new(seconds);
+            let unavailable =
+                envelope("Storage did not answer in time; retry later (`unavailable`).")
+                    .header("Retry-After", retry)
+                    .build();
+            answers(&[("503", unavailable)])
+        }
+    }
+}

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::group_commit::{Commit, GroupCommit, SubmitError};
 use crate::store::{InboxEvent, NewInboxEvent, Retention, Store, StoreError};
+use crate::telemetry::catalog;
 
 /// Where committed events go next: the sessions of this node (and, in a cluster, other nodes).
 pub trait Deliver: Send + Sync + 'static {
@@ -96,12 +97,12 @@ impl Commit for Appends {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(error = %e, "inbox append failed");
-                metrics::counter!("nexus_database_errors_total").increment(1);
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
                 return Err(e);
             }
         };
-        metrics::histogram!("nexus_inbox_batch_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("nexus_inbox_appended_total").increment(stored.len() as u64);
+        metrics::histogram!(catalog::INBOX_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::counter!(catalog::INBOX_APPENDED).increment(stored.len() as u64);
         self.sink.deliver(&stored);
         let mut stored = stored.into_iter();
         Ok(requests

@@ -13,8 +13,9 @@
 //! 3. [`routes`], [`server`]: the router — every endpoint and the layers around them;
 //!    probes, metrics. The accept loop and its limits (header, body and keep-alive
 //!    timeouts, the connection cap).
-//! 4. [`api`], [`webhooks`]: the operator REST API under `/api`;
-//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer.
+//! 4. [`api`], [`webhooks`], [`dashboard`]: the operator REST API under `/api`;
+//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer; the
+//!    operator dashboard's static assets under `/dashboard`.
 //! 5. [`state`]: what handlers reach (each extracts only its part where it can).
 //! 6. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session
 //!    task per socket (replay, live delivery, acks, keepalive, limits).
@@ -38,8 +39,8 @@
 //!     transaction (inbox appends, job acceptance).
 //! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
-//! 19. [`telemetry`], [`seal`]: logs and metrics; secrets sealed at rest
-//!     (XChaCha20-Poly1305) and the key that seals them.
+//! 19. [`telemetry`], [`seal`]: logs, and metrics with the catalog of their names;
+//!     secrets sealed at rest (XChaCha20-Poly1305) and the key that seals them.
 //! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
 //!     configuration table), read-through caches, time and clocks.
 //!
@@ -56,6 +57,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod dashboard;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

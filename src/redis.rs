@@ -11,6 +11,8 @@ use fred::interfaces::{ClientLike, EventInterface};
 use fred::types::Builder;
 use fred::types::config::{Config, ReconnectPolicy};
 
+use crate::telemetry::catalog;
+
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
@@ -72,7 +74,7 @@ fn watch(client: &impl EventInterface, node_id: &str) {
             tokio::select! {
                 e = errors.recv() => match e {
                     Ok((error, _)) => {
-                        metrics::counter!("nexus_redis_errors_total").increment(1);
+                        metrics::counter!(catalog::REDIS_ERRORS).increment(1);
                         tracing::warn!(node_id, error = %error, "redis connection error");
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -80,7 +82,7 @@ fn watch(client: &impl EventInterface, node_id: &str) {
                 },
                 r = reconnects.recv() => match r {
                     Ok(_) => {
-                        metrics::counter!("nexus_redis_reconnects_total").increment(1);
+                        metrics::counter!(catalog::REDIS_RECONNECTS).increment(1);
                         tracing::info!(node_id, "redis reconnected");
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

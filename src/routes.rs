@@ -1,5 +1,10 @@
 //! The router: every endpoint, the layers around them, probes and metrics. It sits
 //! above the handlers (which know only `http`'s envelope and extractors below them).
+//!
+//! The endpoints callers use (`/api/*`, `/auth/token`, `/health`, `/ready`) are
+//! registered with their OpenAPI entries from one annotation each (see [`crate::api`]);
+//! [`documented`] gives the router and the document together. Agents' socket, webhooks
+//! and metrics are for programs that bring their own contract, and stay out of it.
 
 use std::any::Any;
 use std::time::Duration;
@@ -8,50 +13,70 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde_json::json;
+use axum::routing::get;
+use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::http::{self, ApiError};
+use crate::config::ServeOpts;
+use crate::http::{self, ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::{api, auth, gateway, webhooks};
+use crate::{api, auth, dashboard, gateway, webhooks};
+
+mod cors;
 
 /// Token requests are a few hundred bytes; refuse anything much larger before parsing.
 const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.serve.max_body_bytes;
-    let bound = state.config.serve.db.request_timeout;
-    let api = api::router().layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            http::answer_within(bound, req, next)
-        },
-    ));
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    routes(&state.config.serve).with_state(state)
+}
+
+/// Every route, before the state is given (tests enumerate it).
+pub fn routes(opts: &ServeOpts) -> Router<AppState> {
+    let (documented, doc) = documented(opts);
+    let router = documented
         .route("/metrics", get(metrics))
-        .route(
-            "/auth/token",
-            post(auth::token_endpoint).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
-        )
         .route("/agents", get(gateway::agents_ws))
-        .nest("/api", api)
         .nest("/webhooks", webhooks::router())
+        .merge(api::doc::reference(doc))
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(catch_panics()),
-        )
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes));
+    cors::apply(router, &opts.http.cors_origins).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(catch_panics()),
+    )
+}
+
+/// The routes in the OpenAPI document, and the document, from the same annotations.
+pub fn documented(opts: &ServeOpts) -> (Router<AppState>, OpenApi) {
+    let bound = opts.db.request_timeout;
+    let api = api::router()
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                http::answer_within(bound, req, next)
+            },
+        ))
+        .merge(api::streams());
+    let token = OpenApiRouter::new()
+        .routes(routes!(auth::token_endpoint))
+        .layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT));
+    OpenApiRouter::with_openapi(api::doc::frame())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .merge(token)
+        .nest("/api", api)
+        .split_for_parts()
 }
 
 /// Only the path is logged: query strings can carry tokens (`/agents?token=…`).
@@ -87,17 +112,38 @@ fn panic_response(panic: Box<dyn Any + Send>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("-");
     tracing::error!(panic = message, "handler panicked");
-    metrics::counter!("nexus_http_panics_total").increment(1);
+    metrics::counter!(crate::telemetry::catalog::HTTP_PANICS).increment(1);
     ApiError::internal().into_response()
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// 200 while the process is alive.
+#[utoipa::path(get, path = "/health", tag = "node", security(()),
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Ready {
+    /// `ready`.
+    status: &'static str,
+    node_id: String,
 }
 
 /// 200 once the database answers, every migration is applied and (cluster) Redis
 /// answers; 503 naming what is not ready otherwise.
-async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/ready", tag = "node", security(()),
+    responses(
+        (status = 200, description = "Ready to serve", body = Ready),
+        (status = 503, description = "What is not ready (`not_ready`)", body = ErrorBody),
+    ))]
+async fn ready(State(state): State<AppState>) -> Result<axum::Json<Ready>, ApiError> {
     let not_ready = |msg: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", msg);
     let database = async {
         state.store.ping().await?;
@@ -118,9 +164,10 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
         Ok(Err(e)) => return Err(not_ready(format!("redis unavailable: {e}"))),
         Err(_) => return Err(not_ready("redis did not answer in time".into())),
     }
-    Ok(axum::Json(
-        json!({"status": "ready", "node_id": state.node_id}),
-    ))
+    Ok(axum::Json(Ready {
+        status: "ready",
+        node_id: state.node_id.clone(),
+    }))
 }
 
 /// Under 2 s: a probe sent as the database goes away is answered 503 within 2 s.
@@ -151,6 +198,7 @@ async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
+    use serde_json::json;
     use tower::ServiceExt;
 
     use super::*;

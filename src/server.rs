@@ -33,6 +33,7 @@ use tower::ServiceExt;
 
 use crate::config::HttpOpts;
 use crate::http::ApiError;
+use crate::telemetry::catalog;
 
 /// Why a request body ended early.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("nexus_connections_refused_total").increment(1);
+            metrics::counter!(catalog::CONNECTIONS_REFUSED).increment(1);
             // A fresh socket's send buffer takes it whole; a client that cannot read
             // it still sees the connection close.
             let _ = stream.try_write(&refusal);
@@ -163,7 +164,7 @@ async fn drive(
             _ = expiry => {
                 if let Some(phase) = conn.expired(&limits) {
                     if phase == HEAD {
-                        metrics::counter!("nexus_http_timeouts_total", "phase" => "header")
+                        metrics::counter!(catalog::HTTP_TIMEOUTS, "phase" => "header")
                             .increment(1);
                     }
                     // Nothing is in flight: dropping the connection closes the socket.
@@ -219,7 +220,7 @@ async fn respond(
 
 /// However the handler answered a body that stopped arriving, the client is told why.
 fn body_timeout_response(handled: Response<Body>, limit: Duration) -> Response<Body> {
-    metrics::counter!("nexus_http_timeouts_total", "phase" => "body").increment(1);
+    metrics::counter!(catalog::HTTP_TIMEOUTS, "phase" => "body").increment(1);
     let message = format!(
         "the request body did not arrive within {}",
         humantime::format_duration(limit)
@@ -313,14 +314,14 @@ struct Slot {
 
 impl Slot {
     fn new(permit: OwnedSemaphorePermit) -> Slot {
-        metrics::gauge!("nexus_connections_open").increment(1.0);
+        metrics::gauge!(catalog::CONNECTIONS_OPEN).increment(1.0);
         Slot { _permit: permit }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        metrics::gauge!("nexus_connections_open").decrement(1.0);
+        metrics::gauge!(catalog::CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 

@@ -6,7 +6,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, OperatorKeys};
@@ -16,6 +15,7 @@ use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::queue::Queue;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 use crate::time::Clock;
 
 pub struct Shared {
@@ -29,7 +29,7 @@ pub struct Shared {
     pub queue: Arc<Queue>,
     /// The node's time (tests move a `ManualClock`): Slack's timestamp window, job times.
     pub clock: Arc<dyn Clock>,
-    pub metrics: PrometheusHandle,
+    pub metrics: Metrics,
     pub node_id: String,
     /// The cluster profile's Redis connections (presence and routing use them).
     pub redis: Option<crate::redis::Redis>,

@@ -19,6 +19,8 @@
 //! - [`encode`](mod@encode): the allocation-lean event writer used on the hot path.
 //! - [`close`]: WebSocket close codes and their reasons.
 //! - `time` (private): the one timestamp shape on the wire.
+//! - `openapi` (private, feature `openapi`): OpenAPI schemas of the ids, for the
+//!   server's API document; agents build without it.
 //!
 //! Outside `src/`: `fixtures/v1/` (one example per message, round-trip
 //! tested), `schema/` (generated JSON Schema, checked by a test) and
@@ -33,6 +35,8 @@ pub mod close;
 pub mod encode;
 pub mod external;
 pub mod ids;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod payload;
 pub mod server;
 mod time;

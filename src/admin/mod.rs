@@ -3,6 +3,7 @@
 mod actor;
 mod jobs;
 mod mirror;
+pub mod overview;
 mod sources;
 mod tenants;
 
@@ -48,7 +49,7 @@ pub enum AdminError {
 }
 
 /// An online agent as operators see it (API and CLI): its presence entry and name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineAgent {
     #[serde(flatten)]
     pub entry: PresenceEntry,
@@ -78,7 +79,7 @@ pub async fn online_agents(
 
 /// An agent with its client secret: returned at creation and rotation only. No `Debug`:
 /// it holds the secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentWithSecret {
     #[serde(flatten)]
     pub agent: Agent,
@@ -86,7 +87,7 @@ pub struct AgentWithSecret {
 }
 
 /// No `Debug`: it holds the key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: OperatorKey,
@@ -262,12 +263,13 @@ pub async fn update_agent(
 }
 
 /// What `nexus agent revoke-tokens` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokedTokens {
     pub agent_id: AgentId,
     /// Tokens issued before this are refused at connect and refresh; live sessions
     /// holding one are closed with 4001 within the reconcile interval.
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub tokens_valid_after: i64,
 }
 

@@ -4,6 +4,7 @@ use axum::extract::State;
 
 use crate::admin::{self, Actor, RevokedTokens};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::store::Scope;
@@ -11,8 +12,18 @@ use nexus_proto::AgentId;
 
 use super::events::visible_agent;
 
-/// Refuses the agent's tokens issued until now: its sessions on this node close with
-/// 4001 at once, on other nodes within `--reconcile-interval`.
+/// Refuses the agent's tokens issued until now (`admin`): its sessions on this node
+/// close with 4001 at once, on other nodes within `--reconcile-interval`.
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/revoke-tokens",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "Tokens issued until now are refused", body = RevokedTokens),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn revoke_tokens(
     State(state): State<AppState>,
     op: Operator,

@@ -4,25 +4,39 @@
 use axum::extract::State;
 use chrono::DateTime;
 use nexus_proto::TenantId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::page::PageQuery;
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::store::{AuditFilter, Scope};
+use crate::store::{AuditEntry, AuditFilter, Scope};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only this tenant's entries (a tenant-bound key: its own only).
+    #[param(value_type = Option<TenantId>)]
     tenant: Option<String>,
+    /// Only this action, e.g. `agent.disable`.
     action: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: PageQuery,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    entries: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 fn instant(field: &'static str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
@@ -34,11 +48,22 @@ fn instant(field: &'static str, text: Option<&str>) -> Result<Option<i64>, ApiEr
     .transpose()
 }
 
+/// Operator actions, newest first.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    params(AuditQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of audit entries", body = AuditPage),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<AuditPage>, ApiError> {
     op.require(Scope::Read)?;
     let page = q.page.page()?;
     let asked = q
@@ -62,5 +87,8 @@ pub async fn list(
         .list_audit(&filter, page.after, page.fetch())
         .await?;
     let next = page.finish(&mut entries, |e| e.id);
-    Ok(ApiJson(json!({ "entries": entries, "next_cursor": next })))
+    Ok(ApiJson(AuditPage {
+        entries,
+        next_cursor: next,
+    }))
 }

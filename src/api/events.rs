@@ -4,22 +4,42 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::{AgentId, EventType, Seq, TenantId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
+use crate::admin::OnlineAgent;
 use crate::auth::Operator;
 use crate::bus::{EmitError, Emitted, NewEvent, TenantEmitted};
 use crate::group_commit::SubmitError;
-use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::state::AppState;
 use crate::store::{Agent, AgentStatus, Scope};
 
-#[derive(Debug, Deserialize)]
+/// An event for an agent's inbox, as an operator sends it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EventBody {
     #[serde(rename = "type")]
+    #[schema(schema_with = emittable_types)]
     kind: String,
+    /// The event's payload, given to the agent as is.
+    #[schema(value_type = Object)]
     data: Value,
+    /// A retry with the same key stores nothing new and answers the first event (one
+    /// agent only): 1–200 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
+    /// Carried with the event into logs (ignored when empty, over 128 bytes or holding
+    /// a control character).
     trace_id: Option<String>,
+}
+
+/// The event types an operator may send (`tool_result` is the tools' own).
+fn emittable_types() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["task_assigned", "context_update", "wake_up"]))
+        .build()
 }
 
 impl EventBody {
@@ -36,13 +56,15 @@ impl EventBody {
             return Err(ApiError::bad_request("data must be a JSON object"));
         }
         if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > 200)
+            && (key.is_empty() || key.len() > 200 || key.chars().any(char::is_control))
         {
             return Err(ApiError::bad_request(
-                "idempotency_key must be 1–200 characters",
+                "idempotency_key must be 1–200 bytes without control characters",
             ));
         }
-        let trace_id = self.trace_id.filter(|t| !t.is_empty() && t.len() <= 128);
+        let trace_id = self
+            .trace_id
+            .filter(|t| !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control));
         Ok(NewEvent {
             idempotency_key: self.idempotency_key,
             ..NewEvent::from_json(kind, &self.data).trace(trace_id.as_deref())
@@ -78,6 +100,20 @@ pub(super) async fn visible_agent(
     Ok(agent)
 }
 
+/// Stores an event in the agent's inbox and pushes it to the agent if it is online.
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/events",
+    tag = "events",
+    params(("id" = AgentId, Path, description = "The agent")),
+    request_body = EventBody,
+    responses(
+        (status = 202, description = "Stored; delivered at least once", body = Emitted),
+        BadRequest, NotFound,
+        (status = 409, description = "The agent is disabled (`agent_disabled`).", body = ErrorBody),
+        BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn emit_to_agent(
     State(state): State<AppState>,
     op: Operator,
@@ -98,6 +134,18 @@ pub async fn emit_to_agent(
     Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
 }
 
+/// Stores the same event in the inbox of every active agent of the tenant.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/events",
+    tag = "events",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = EventBody,
+    responses(
+        (status = 202, description = "Stored for every active agent", body = TenantEmitted),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn emit_to_tenant(
     State(state): State<AppState>,
     op: Operator,
@@ -117,43 +165,86 @@ pub async fn emit_to_tenant(
     Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OnlineAgents {
+    agents: Vec<OnlineAgent>,
+}
+
+/// The tenant's agents online now, the same on every node.
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/agents/online",
+    tag = "agents",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "Online agents", body = OnlineAgents),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn online(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(id): ApiPath<TenantId>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<OnlineAgents>, ApiError> {
     op.require(Scope::Read)?;
     op.tenant(id)?;
     state.store.get_tenant(id).await?;
     let entries = state.hub.online_agents(id).await?;
     let agents = crate::admin::online_agents(&state.store, id, entries).await?;
-    Ok(ApiJson(json!({ "agents": agents })))
+    Ok(ApiJson(OnlineAgents { agents }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
+    /// Events after this seq (default 0: from the oldest kept).
     after_seq: Option<u64>,
+    /// At most this many (1–1000, default 100; out of range is clamped).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InboxItem {
     seq: Seq,
     id: nexus_proto::EventId,
     #[serde(rename = "type")]
     kind: EventType,
+    #[schema(format = DateTime)]
     ts: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_id: Option<String>,
+    #[schema(value_type = Object)]
     data: Box<serde_json::value::RawValue>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InboxPage {
+    events: Vec<InboxItem>,
+    /// Pass as `after_seq` for the next page; `null` on the last one.
+    next_after_seq: Option<Seq>,
+    /// The newest seq in the inbox.
+    last_seq: Seq,
+    /// What the agent has acked.
+    acked_seq: Seq,
+}
+
+/// A page of the agent's inbox, oldest first.
+#[utoipa::path(
+    get,
+    path = "/agents/{id}/inbox",
+    tag = "events",
+    params(("id" = AgentId, Path, description = "The agent"), InboxQuery),
+    responses(
+        (status = 200, description = "A page of the inbox", body = InboxPage),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn inbox(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(id): ApiPath<AgentId>,
     ApiQuery(q): ApiQuery<InboxQuery>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<InboxPage>, ApiError> {
     op.require(Scope::Read)?;
     let agent = visible_agent(&state, &op, id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -175,10 +266,10 @@ pub async fn inbox(
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
         })
         .collect();
-    Ok(ApiJson(json!({
-        "events": items,
-        "next_after_seq": next,
-        "last_seq": cursor.last_seq,
-        "acked_seq": cursor.acked_seq,
-    })))
+    Ok(ApiJson(InboxPage {
+        events: items,
+        next_after_seq: next,
+        last_seq: cursor.last_seq,
+        acked_seq: cursor.acked_seq,
+    }))
 }

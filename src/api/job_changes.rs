@@ -8,18 +8,36 @@ use uuid::Uuid;
 
 use crate::admin::{self, Actor};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::queue::ops;
 use crate::state::AppState;
 use crate::store::{Job, Scope};
 
-#[derive(Debug, Deserialize)]
+/// One change: `status` or `run_at`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobPatch {
+    /// Only `cancelled`.
+    #[schema(value_type = Option<String>, pattern = "^cancelled$")]
     status: Option<String>,
+    /// When to run it next (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
     run_at: Option<String>,
 }
 
+/// Cancels a queued job or moves its next run.
+#[utoipa::path(
+    patch,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    request_body = JobPatch,
+    responses(
+        (status = 200, description = "The job as changed", body = Job),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     op: Operator,

@@ -9,18 +9,32 @@ use uuid::Uuid;
 
 use crate::admin::{self, Actor, CreatedKey};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::store::{OperatorKey, Scope, Scopes};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewKey {
+    /// 1–100 printable characters.
     name: String,
     /// Comma-separated: read, write, admin.
+    #[schema(example = "read,write")]
     scopes: String,
+    /// Binds the key to one tenant; a tenant-bound caller's keys are always its tenant's.
     tenant_id: Option<TenantId>,
 }
 
+/// Live keys (never the key itself); a tenant-bound key sees its tenant's only.
+#[utoipa::path(
+    get,
+    path = "/operator-keys",
+    tag = "operator-keys",
+    responses(
+        (status = 200, description = "Live keys", body = Vec<OperatorKey>),
+        OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
@@ -31,6 +45,17 @@ pub async fn list(
     ))
 }
 
+/// Creates a key; the answer holds the key itself, shown this once.
+#[utoipa::path(
+    post,
+    path = "/operator-keys",
+    tag = "operator-keys",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The new key, with the key itself", body = CreatedKey),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     op: Operator,
@@ -53,7 +78,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
 
-/// Revoked through this node: refused here at once, on other nodes within `--cache-ttl`.
+/// Revokes a key: refused at once through this node, on other nodes within `--cache-ttl`.
+#[utoipa::path(
+    delete,
+    path = "/operator-keys/{id}",
+    tag = "operator-keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     op: Operator,

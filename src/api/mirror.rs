@@ -4,12 +4,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::admin::{self, Actor, MappingSpec};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::store::{Alias, ExternalUser, Identity, ProjectMapping, Provider, Scope, SlackChannel};
@@ -27,13 +27,16 @@ async fn allowed(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct MappingBody {
     clickup_list_id: ClickUpListId,
     slack_channel_id: SlackChannelId,
+    /// Who gets a task nobody is assigned to.
     #[serde(default)]
     default_agents: Vec<AgentId>,
+    /// Post each new task in the channel and use that message as its thread.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     open_threads: bool,
 }
 
@@ -41,6 +44,18 @@ fn yes() -> bool {
     true
 }
 
+/// Maps a ClickUp list to a Slack channel.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/mappings",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = MappingBody,
+    responses(
+        (status = 201, description = "The new mapping", body = ProjectMapping),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn add_mapping(
     State(state): State<AppState>,
     op: Operator,
@@ -61,17 +76,41 @@ pub async fn add_mapping(
     Ok((StatusCode::CREATED, ApiJson(mapping)))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Mappings {
+    mappings: Vec<ProjectMapping>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/mappings",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant's mappings", body = Mappings),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list_mappings(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Mappings>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    Ok(ApiJson(
-        json!({ "mappings": state.store.list_mappings(tenant).await? }),
-    ))
+    let mappings = state.store.list_mappings(tenant).await?;
+    Ok(ApiJson(Mappings { mappings }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{id}/mappings/{mapping}",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant"), ("mapping" = Uuid, Path, description = "The mapping")),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn remove_mapping(
     State(state): State<AppState>,
     op: Operator,
@@ -83,12 +122,27 @@ pub async fn remove_mapping(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AliasBody {
+    /// The name after `@` (`AI_Squad`).
+    #[schema(pattern = "^@?[A-Za-z0-9_.-]{1,64}$")]
     alias: String,
+    #[schema(min_items = 1)]
     agents: Vec<AgentId>,
 }
 
+/// Makes `@alias` name these agents; on an existing alias, adds them to it.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/aliases",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = AliasBody,
+    responses(
+        (status = 200, description = "The alias with all its agents", body = Alias),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn add_alias(
     State(state): State<AppState>,
     op: Operator,
@@ -108,17 +162,41 @@ pub async fn add_alias(
     ))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Aliases {
+    aliases: Vec<Alias>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/aliases",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant's aliases", body = Aliases),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list_aliases(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Aliases>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    Ok(ApiJson(
-        json!({ "aliases": state.store.list_aliases(tenant).await? }),
-    ))
+    let aliases = state.store.list_aliases(tenant).await?;
+    Ok(ApiJson(Aliases { aliases }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{id}/aliases/{alias}",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant"), ("alias" = Uuid, Path, description = "The alias's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn remove_alias(
     State(state): State<AppState>,
     op: Operator,
@@ -129,7 +207,7 @@ pub async fn remove_alias(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct IdentityBody {
     agent_id: AgentId,
     /// `provider` and `external_user_id`.
@@ -137,6 +215,18 @@ pub struct IdentityBody {
     user: ExternalUser,
 }
 
+/// Says which ClickUp or Slack user is this agent.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/identities",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = IdentityBody,
+    responses(
+        (status = 201, description = "The new identity", body = Identity),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn add_identity(
     State(state): State<AppState>,
     op: Operator,
@@ -150,17 +240,45 @@ pub async fn add_identity(
     Ok((StatusCode::CREATED, ApiJson(identity)))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Identities {
+    identities: Vec<Identity>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/identities",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant's identities", body = Identities),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list_identities(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Identities>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    Ok(ApiJson(
-        json!({ "identities": state.store.list_identities(tenant).await? }),
-    ))
+    let identities = state.store.list_identities(tenant).await?;
+    Ok(ApiJson(Identities { identities }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{id}/identities/{provider}/{user}",
+    tag = "mirror",
+    params(
+        ("id" = TenantId, Path, description = "The tenant"),
+        ("provider" = inline(Provider), Path, description = "Whose user"),
+        ("user" = String, Path, description = "The user's id at the provider"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn remove_identity(
     State(state): State<AppState>,
     op: Operator,
@@ -173,12 +291,28 @@ pub async fn remove_identity(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Channels {
+    channels: Vec<SlackChannel>,
+}
+
+/// Slack channels seen created, and whether a mapping names them.
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/channels",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The channels", body = Channels),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list_channels(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<Channels>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    let channels: Vec<SlackChannel> = state.store.list_channels(tenant).await?;
-    Ok(ApiJson(json!({ "channels": channels })))
+    let channels = state.store.list_channels(tenant).await?;
+    Ok(ApiJson(Channels { channels }))
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::admin::{self, Actor};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::store::{Alias, ExternalUser, Identity, ProjectMapping, Provider, Scope};
@@ -17,12 +18,27 @@ fn allowed(op: &Operator, tenant: TenantId) -> Result<(), ApiError> {
     op.tenant(tenant)
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; absent fields stay.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MappingPatch {
+    /// Who gets a task nobody is assigned to (replaces the list).
     default_agents: Option<Vec<AgentId>>,
+    /// Post each new task in the channel and use that message as its thread.
     open_threads: Option<bool>,
 }
 
+/// Changes a mapping's default agents or threads.
+#[utoipa::path(
+    patch,
+    path = "/tenants/{id}/mappings/{mapping}",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant"), ("mapping" = Uuid, Path, description = "The mapping")),
+    request_body = MappingPatch,
+    responses(
+        (status = 200, description = "The mapping as changed", body = ProjectMapping),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update_mapping(
     State(state): State<AppState>,
     op: Operator,
@@ -44,11 +60,25 @@ pub async fn update_mapping(
     Ok(ApiJson(mapping))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AliasPatch {
+    /// The alias's members from now on.
+    #[schema(min_items = 1)]
     agents: Vec<AgentId>,
 }
 
+/// Replaces an alias's members.
+#[utoipa::path(
+    patch,
+    path = "/tenants/{id}/aliases/{alias}",
+    tag = "mirror",
+    params(("id" = TenantId, Path, description = "The tenant"), ("alias" = Uuid, Path, description = "The alias's id")),
+    request_body = AliasPatch,
+    responses(
+        (status = 200, description = "The alias as changed", body = Alias),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update_alias(
     State(state): State<AppState>,
     op: Operator,
@@ -62,11 +92,28 @@ pub async fn update_alias(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct IdentityPatch {
+    /// The tenant's agent the user belongs to from now on.
     agent_id: AgentId,
 }
 
+/// Gives the provider user to another agent of the tenant.
+#[utoipa::path(
+    patch,
+    path = "/tenants/{id}/identities/{provider}/{user}",
+    tag = "mirror",
+    params(
+        ("id" = TenantId, Path, description = "The tenant"),
+        ("provider" = inline(Provider), Path, description = "Whose user"),
+        ("user" = String, Path, description = "The user's id at the provider"),
+    ),
+    request_body = IdentityPatch,
+    responses(
+        (status = 200, description = "The identity as changed", body = Identity),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update_identity(
     State(state): State<AppState>,
     op: Operator,

@@ -1,8 +1,35 @@
 //! The operator REST API under `/api` (Bearer operator key; `read` for GET, `write`
 //! for POST). A tenant-bound key sees only its tenant: anything else is 404.
+//!
+//! # Adding an endpoint
+//!
+//! A route exists only with its OpenAPI entry: annotate the handler and register it
+//! with [`routes!`] in [`router`], which reads the method and the path from the
+//! annotation for both the router and the document (`GET /api/openapi.json`, shown at
+//! `/api/docs`):
+//!
+//! ```text
+//! #[utoipa::path(get, path = "/things/{id}", tag = "things",
+//!     params(("id" = Uuid, Path, description = "The thing")),
+//!     responses((status = 200, body = Thing), BadRequest, NotFound, OperatorErrors))]
+//! pub async fn show(…) -> Result<ApiJson<Thing>, ApiError> { … }
+//!
+//! // in `router()`; handlers of one path go in one `routes!`:
+//! .routes(routes!(things::show, things::delete))
+//! ```
+//!
+//! The path is relative to `/api`; the Bearer key is required unless the annotation
+//! says `security(())`. Response types derive `utoipa::ToSchema` (their schemas are
+//! collected from the annotations); query structs derive `utoipa::IntoParams`; the
+//! error answers are the envelope types of [`crate::http::responses`]. Without the
+//! annotation `routes!` does not compile; a route added past it (`.route(…)`) fails
+//! `tests/api/openapi.rs`, which compares every route of the node's router with the
+//! document, method by method.
 
+mod activity;
 mod agents;
 mod audit;
+pub mod doc;
 mod events;
 mod job_changes;
 mod jobs;
@@ -10,13 +37,14 @@ mod keys;
 mod mirror;
 mod mirror_changes;
 mod page;
+mod presence;
 mod sources;
 mod tenant_agents;
 mod tenants;
 
-use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admin::AdminError;
 use crate::http::ApiError;
@@ -33,78 +61,52 @@ impl From<AdminError> for ApiError {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/tenants/{id}",
-            get(tenants::show)
-                .patch(tenants::update)
-                .delete(tenants::delete),
-        )
-        .route("/tenants/{id}/suspend", post(tenants::suspend))
-        .route("/tenants/{id}/resume", post(tenants::resume))
-        .route(
-            "/tenants/{id}/agents",
-            get(tenant_agents::list).post(tenant_agents::create),
-        )
-        .route(
-            "/agents/{id}",
-            get(tenant_agents::show).patch(tenant_agents::update),
-        )
-        .route("/agents/{id}/disable", post(tenant_agents::disable))
-        .route("/agents/{id}/enable", post(tenant_agents::enable))
-        .route(
-            "/agents/{id}/rotate-secret",
-            post(tenant_agents::rotate_secret),
-        )
-        .route(
-            "/tenants/{id}/sources",
-            get(sources::list).post(sources::create),
-        )
-        .route("/sources/{id}", get(sources::show).delete(sources::delete))
-        .route("/sources/{id}/rotate", post(sources::rotate))
-        .route("/audit", get(audit::list))
-        .route("/agents/{id}/events", post(events::emit_to_agent))
-        .route("/agents/{id}/inbox", get(events::inbox))
-        .route("/agents/{id}/revoke-tokens", post(agents::revoke_tokens))
-        .route("/tenants/{id}/events", post(events::emit_to_tenant))
-        .route("/tenants/{id}/agents/online", get(events::online))
-        .route(
-            "/tenants/{id}/mappings",
-            get(mirror::list_mappings).post(mirror::add_mapping),
-        )
-        .route(
-            "/tenants/{id}/mappings/{mapping}",
-            delete(mirror::remove_mapping).patch(mirror_changes::update_mapping),
-        )
-        .route(
-            "/tenants/{id}/aliases",
-            get(mirror::list_aliases).post(mirror::add_alias),
-        )
-        .route(
-            "/tenants/{id}/aliases/{alias}",
-            delete(mirror::remove_alias).patch(mirror_changes::update_alias),
-        )
-        .route(
-            "/tenants/{id}/identities",
-            get(mirror::list_identities).post(mirror::add_identity),
-        )
-        .route(
-            "/tenants/{id}/identities/{provider}/{user}",
-            delete(mirror::remove_identity).patch(mirror_changes::update_identity),
-        )
-        .route("/tenants/{id}/channels", get(mirror::list_channels))
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/replay", post(jobs::replay_many))
-        .route(
-            "/jobs/{id}",
-            get(jobs::show)
-                .delete(jobs::delete)
-                .patch(job_changes::update),
-        )
-        .route("/jobs/{id}/replay", post(jobs::replay_one))
-        .route("/queue/stats", get(jobs::stats))
-        .route("/operator-keys", get(keys::list).post(keys::create))
-        .route("/operator-keys/{id}", delete(keys::revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events::emit_to_agent))
+        .routes(routes!(events::inbox))
+        .routes(routes!(agents::revoke_tokens))
+        .routes(routes!(events::emit_to_tenant))
+        .routes(routes!(events::online))
+        .routes(routes!(mirror::list_mappings, mirror::add_mapping))
+        .routes(routes!(
+            mirror::remove_mapping,
+            mirror_changes::update_mapping
+        ))
+        .routes(routes!(mirror::list_aliases, mirror::add_alias))
+        .routes(routes!(mirror::remove_alias, mirror_changes::update_alias))
+        .routes(routes!(mirror::list_identities, mirror::add_identity))
+        .routes(routes!(
+            mirror::remove_identity,
+            mirror_changes::update_identity
+        ))
+        .routes(routes!(mirror::list_channels))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::replay_many))
+        .routes(routes!(jobs::show, jobs::delete, job_changes::update))
+        .routes(routes!(jobs::replay_one))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(presence::list))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show, tenants::update, tenants::delete))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::resume))
+        .routes(routes!(tenant_agents::list, tenant_agents::create))
+        .routes(routes!(tenant_agents::show, tenant_agents::update))
+        .routes(routes!(tenant_agents::disable))
+        .routes(routes!(tenant_agents::enable))
+        .routes(routes!(tenant_agents::rotate_secret))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::show, sources::delete))
+        .routes(routes!(sources::rotate))
+        .routes(routes!(audit::list))
+        .routes(routes!(activity::activity))
+}
+
+/// Routes that answer for as long as the client listens: outside the API's request
+/// bound (each of their reads is bounded instead).
+pub fn streams() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(presence::stream))
 }

@@ -12,9 +12,14 @@ pub const MAX_LIMIT: u32 = 500;
 
 /// The query's paging half. Taken as text so that a bad value is a 400 naming the
 /// field rather than a deserializer's message.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<String>)]
     cursor: Option<String>,
+    /// At most this many (1–500, default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 

@@ -4,13 +4,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::{AgentId, EventType, TenantId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::page::PageQuery;
 use crate::admin::{self, Actor, SourceSpec};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store::{Scope, Secret, Source, SourceKind};
@@ -23,12 +23,30 @@ async fn visible(state: &AppState, op: &Operator, id: Uuid) -> Result<Source, Ap
     Ok(source)
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SourcePage {
+    sources: Vec<Source>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// The tenant's webhook sources, without their secrets, oldest first.
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/sources",
+    tag = "sources",
+    params(("id" = TenantId, Path, description = "The tenant"), PageQuery),
+    responses(
+        (status = 200, description = "A page of sources", body = SourcePage),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<SourcePage>, ApiError> {
     op.require(Scope::Read)?;
     op.tenant(tenant)?;
     let page = q.page()?;
@@ -38,23 +56,46 @@ pub async fn list(
         .list_sources_page(tenant, page.after, page.fetch())
         .await?;
     let next = page.finish(&mut sources, |s| s.id);
-    Ok(ApiJson(json!({ "sources": sources, "next_cursor": next })))
+    Ok(ApiJson(SourcePage {
+        sources,
+        next_cursor: next,
+    }))
 }
 
 /// No `Debug`: it holds secrets.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewSourceBody {
+    #[schema(value_type = SourceKind)]
     kind: String,
     /// Slack team id, ClickUp webhook id, or the ingest source's name.
     external_id: String,
+    /// The signing secret (Slack, ClickUp) or the ingest source's bearer secret.
     secret: String,
+    /// The provider API token the node calls with (Slack, ClickUp).
     api_token: Option<String>,
+    /// The Slack bot's own user id, whose messages are not mirrored.
     bot_user: Option<String>,
+    /// Ingest: the agent the payloads go to (or `to_alias`).
     to_agent: Option<AgentId>,
+    /// Ingest: the alias whose agents the payloads go to.
     to_alias: Option<String>,
+    /// Ingest: the event type the payloads become.
+    #[schema(value_type = Option<EventType>)]
     event: Option<String>,
 }
 
+/// Adds a webhook source (`admin`); its secrets are never shown again.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/sources",
+    tag = "sources",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = NewSourceBody,
+    responses(
+        (status = 201, description = "The new source, without its secrets", body = Source),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     op: Operator,
@@ -92,6 +133,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, ApiJson(source)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = Uuid, Path, description = "The source")),
+    responses(
+        (status = 200, description = "The source, without its secrets", body = Source),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     op: Operator,
@@ -101,6 +152,17 @@ pub async fn show(
     Ok(ApiJson(visible(&state, &op, id).await?))
 }
 
+/// Removes the source (`admin`): its webhooks are refused from then on.
+#[utoipa::path(
+    delete,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = Uuid, Path, description = "The source")),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     op: Operator,
@@ -114,14 +176,29 @@ pub async fn delete(
 }
 
 /// No `Debug`: it holds secrets.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RotateBody {
+    /// A new signing secret.
     secret: Option<String>,
+    /// A new provider API token.
     api_token: Option<String>,
     /// How long the replaced signing secret stays accepted, e.g. `1h`; default none.
     grace: Option<String>,
 }
 
+/// Replaces the source's secrets (`admin`); the old signing secret may stay accepted
+/// for a grace period.
+#[utoipa::path(
+    post,
+    path = "/sources/{id}/rotate",
+    tag = "sources",
+    params(("id" = Uuid, Path, description = "The source")),
+    request_body = RotateBody,
+    responses(
+        (status = 200, description = "The source, without its secrets", body = Source),
+        BadRequest, NotFound, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     op: Operator,

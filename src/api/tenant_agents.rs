@@ -9,11 +9,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::{AgentId, ClickUpUserId, SlackUserId, TenantId, close};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::page::PageQuery;
 use crate::admin::{self, Actor, AgentSpec, AgentWithSecret};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store::{Agent, AgentChange, AgentFilter, AgentStatus, Scope};
@@ -31,21 +32,43 @@ async fn visible(state: &AppState, op: &Operator, id: AgentId) -> Result<Agent, 
     Ok(agent)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only agents with this status.
+    #[param(value_type = Option<AgentStatus>)]
     status: Option<String>,
-    /// A name prefix.
+    /// Only agents whose name starts with this.
     name: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: PageQuery,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentPage {
+    agents: Vec<Agent>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// The tenant's agents, oldest first.
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}/agents",
+    tag = "agents",
+    params(("id" = TenantId, Path, description = "The tenant"), ListQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of agents", body = AgentPage),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<AgentPage>, ApiError> {
     op.require(Scope::Read)?;
     op.tenant(tenant)?;
     let page = q.page.page()?;
@@ -70,17 +93,28 @@ pub async fn list(
         .list_agents_page(tenant, &filter, page.after, page.fetch())
         .await?;
     let next = page.finish(&mut agents, |a| *a.id.as_uuid());
-    Ok(ApiJson(json!({ "agents": agents, "next_cursor": next })))
+    Ok(ApiJson(AgentPage {
+        agents,
+        next_cursor: next,
+    }))
 }
 
 /// One agent (`name`, optional users) or many (`count`, `name_prefix`: named
 /// `{prefix}1`…`{prefix}{count}`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewAgents {
+    /// One agent: its name.
     name: Option<String>,
+    /// One agent: its ClickUp user id.
+    #[schema(value_type = Option<String>)]
     clickup_user: Option<Value>,
+    /// One agent: its Slack user id.
+    #[schema(value_type = Option<String>)]
     slack_user: Option<Value>,
+    /// Many agents: how many (1–20; the CLI creates more).
+    #[schema(minimum = 1, maximum = 20)]
     count: Option<u64>,
+    /// Many agents: named `{name_prefix}1`…
     name_prefix: Option<String>,
 }
 
@@ -138,23 +172,44 @@ fn user_id<T: FromStr<Err = nexus_proto::InvalidExternalId>>(
         })
 }
 
+/// Agents made by one request, each with its client secret (shown this once).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedAgents {
+    agents: Vec<AgentWithSecret>,
+}
+
+/// Creates one agent or many (`admin`).
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/agents",
+    tag = "agents",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = NewAgents,
+    responses(
+        (status = 201, description = "The new agents with their secrets", body = CreatedAgents),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
     ApiJson(body): ApiJson<NewAgents>,
-) -> Result<(StatusCode, ApiJson<Value>), ApiError> {
+) -> Result<(StatusCode, ApiJson<CreatedAgents>), ApiError> {
     op.require(Scope::Admin)?;
     op.tenant(tenant)?;
     let specs = body.specs()?;
     let actor = Actor::key(&op.0);
     let created: Vec<AgentWithSecret> =
         admin::create_agents(&state.store, &actor, tenant, specs).await?;
-    Ok((StatusCode::CREATED, ApiJson(json!({ "agents": created }))))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedAgents { agents: created }),
+    ))
 }
 
 /// An agent with its ClickUp and Slack users.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     #[serde(flatten)]
     agent: Agent,
@@ -171,6 +226,16 @@ async fn view(state: &AppState, agent: Agent) -> Result<AgentView, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/agents/{id}",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "The agent with its users", body = AgentView),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     op: Operator,
@@ -186,15 +251,30 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::
     Option::<Value>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; absent fields stay, `null` removes a user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AgentPatch {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     clickup_user: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     slack_user: Option<Option<Value>>,
 }
 
+/// Renames the agent or changes its users (`admin`).
+#[utoipa::path(
+    patch,
+    path = "/agents/{id}",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    request_body = AgentPatch,
+    responses(
+        (status = 200, description = "The agent as changed", body = AgentView),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     op: Operator,
@@ -221,6 +301,16 @@ pub async fn update(
 
 /// Refuses the agent's tokens and tools; its session here closes with 4003 at once, on
 /// other nodes within `--reconcile-interval`.
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/disable",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "The agent, disabled", body = Agent),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn disable(
     state: State<AppState>,
     op: Operator,
@@ -229,6 +319,17 @@ pub async fn disable(
     set_status(state, op, id, AgentStatus::Disabled).await
 }
 
+/// Lets a disabled agent authenticate again.
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/enable",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "The agent, active", body = Agent),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn enable(
     state: State<AppState>,
     op: Operator,
@@ -255,6 +356,16 @@ async fn set_status(
 
 /// A new client secret, shown this once; tokens already issued stay valid until they
 /// expire (revoke them too if the old secret leaked).
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/rotate-secret",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "The agent with its new secret", body = AgentWithSecret),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     op: Operator,

@@ -4,21 +4,39 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::{TenantId, close};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::page::PageQuery;
 use crate::admin::{self, Actor};
 use crate::auth::Operator;
+use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store::{Scope, Tenant, TenantChange, TenantStatus};
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantPage {
+    tenants: Vec<Tenant>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// The tenants this key sees (a tenant-bound key: its own), oldest first.
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantPage),
+        BadRequest, OperatorErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<TenantPage>, ApiError> {
     op.require(Scope::Read)?;
     let page = q.page()?;
     let mut tenants = state
@@ -26,7 +44,10 @@ pub async fn list(
         .list_tenants_page(op.0.tenant_id, page.after, page.fetch())
         .await?;
     let next = page.finish(&mut tenants, |t| *t.id.as_uuid());
-    Ok(ApiJson(json!({ "tenants": tenants, "next_cursor": next })))
+    Ok(ApiJson(TenantPage {
+        tenants,
+        next_cursor: next,
+    }))
 }
 
 /// Only a global key manages the set of tenants.
@@ -40,12 +61,25 @@ fn global(op: &Operator) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewTenant {
+    /// Printable, 1–100 characters.
     name: String,
+    /// 1–32 characters of a–z, 0–9, `_` and `-`; its limits come from configuration.
     tier: Option<String>,
 }
 
+/// Creates a tenant (`admin`, a key bound to no tenant).
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "The new tenant", body = Tenant),
+        BadRequest, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     op: Operator,
@@ -64,6 +98,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, ApiJson(tenant)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{id}",
+    tag = "tenants",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     op: Operator,
@@ -74,12 +118,25 @@ pub async fn show(
     Ok(ApiJson(state.store.get_tenant(id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; absent fields stay.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TenantPatch {
     name: Option<String>,
     tier: Option<String>,
 }
 
+/// Renames the tenant or changes its tier (`admin`).
+#[utoipa::path(
+    patch,
+    path = "/tenants/{id}",
+    tag = "tenants",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    request_body = TenantPatch,
+    responses(
+        (status = 200, description = "The tenant as changed", body = Tenant),
+        BadRequest, NotFound, Conflict, BodyErrors, OperatorErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     op: Operator,
@@ -100,6 +157,16 @@ pub async fn update(
 
 /// Refuses the tenant's tokens and webhooks; its sessions on this node close with 4011
 /// at once, on other nodes within `--reconcile-interval`.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/suspend",
+    tag = "tenants",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant, suspended", body = Tenant),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn suspend(
     state: State<AppState>,
     op: Operator,
@@ -108,6 +175,17 @@ pub async fn suspend(
     set_status(state, op, id, TenantStatus::Suspended).await
 }
 
+/// Undoes a suspension.
+#[utoipa::path(
+    post,
+    path = "/tenants/{id}/resume",
+    tag = "tenants",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant, active", body = Tenant),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn resume(
     state: State<AppState>,
     op: Operator,
@@ -144,6 +222,16 @@ async fn close_sessions(state: &AppState, tenant: TenantId, code: u16) -> Result
 
 /// Deletes the tenant with all its data; its sessions here close with 4003 (its
 /// agents are gone), elsewhere within `--reconcile-interval`.
+#[utoipa::path(
+    delete,
+    path = "/tenants/{id}",
+    tag = "tenants",
+    params(("id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "Deleted, with all its data"),
+        BadRequest, NotFound, OperatorErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     op: Operator,

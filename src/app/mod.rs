@@ -12,8 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, JwtKeys, OperatorKeys};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::bus::{Fanout, Hub, Sessions, Upkeep};
-use crate::config::Config;
-use crate::config::DbOpts;
+use crate::config::{Config, DbOpts, SqliteSynchronous};
 use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::inbox::Inbox;
@@ -24,11 +23,12 @@ use crate::queue::{Processor, Queue};
 use crate::redis::Redis;
 use crate::seal::SealError;
 use crate::state::{AppState, Shared};
-use crate::store::{Limits, Retention, Store, StoreError};
+use crate::store::{Limits, Retention, SqliteSync, Store, StoreError};
 use crate::time::{Clock, SystemClock};
 use crate::tools::Tools;
 use crate::{routes, server, telemetry};
 
+mod gauges;
 mod secrets_key;
 pub use secrets_key::open_secrets;
 
@@ -111,6 +111,8 @@ impl Application {
     /// As [`Application::build`], with a different clock or more processors (tests).
     pub async fn build_with(mut config: Config, extras: Extras) -> Result<Application, AppError> {
         let Extras { clock, other_jobs } = extras;
+        // First: what the node records while starting must reach the recorder.
+        let metrics = telemetry::metrics_handle();
         let providers =
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let mut store = Store::connect_with(&config.database_url, limits(&config.serve.db)).await?;
@@ -134,6 +136,13 @@ impl Application {
         let stop_background = CancellationToken::new();
         let (hub, redis) =
             start_hub(&config, &store, &node_id, &background, &stop_background).await?;
+        let redis_presence = redis.is_some().then(|| hub.presence().clone());
+        gauges::start(
+            store.clone(),
+            redis_presence,
+            &background,
+            stop_background.clone(),
+        );
         let queue = Arc::new(Queue::new(
             store.clone(),
             clock.clone(),
@@ -182,7 +191,7 @@ impl Application {
             gateway,
             queue,
             clock,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             node_id,
             redis,
             config,
@@ -268,12 +277,17 @@ impl Application {
     }
 }
 
-/// The store's waits, from `serve`'s `--db-*` flags.
+/// The store's waits and SQLite's commits, from `serve`'s `--db-*` and
+/// `--sqlite-synchronous` flags.
 fn limits(db: &DbOpts) -> Limits {
     Limits {
         acquire: db.acquire_timeout,
         statement: Some(db.statement_timeout),
         idle_in_transaction: Some(db.idle_in_transaction_timeout),
+        sqlite_sync: match db.sqlite_synchronous {
+            SqliteSynchronous::Full => SqliteSync::Full,
+            SqliteSynchronous::Normal => SqliteSync::Normal,
+        },
     }
 }
 

@@ -9,7 +9,7 @@ mod throttle;
 
 pub use jwt::{Claims, IssuedToken, JwtKeys, TokenError};
 pub(crate) use oauth::client_credentials;
-pub use oauth::token_endpoint;
+pub use oauth::{__path_token_endpoint, token_endpoint};
 pub use operator::{Operator, OperatorKeys};
 
 use std::net::IpAddr;
@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use crate::cache::Misses;
 use crate::config::AuthOpts;
 use crate::store::{Agent, AgentStatus, Store, StoreError, TenantStatus};
+use crate::telemetry::catalog;
 use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,26 +104,25 @@ impl Authenticator {
             .blocked(&address, now)
             .or_else(|| self.per_client.blocked(&pair, now))
         {
-            metrics::counter!("nexus_auth_failures_total", "reason" => "throttled").increment(1);
+            count_failure("throttled");
             return Err(ClientAuthError::Throttled(wait));
         }
         let verdict = self.check(client_id, client_secret).await?;
         match verdict {
             Ok(agent) => {
                 self.per_client.record_success(&pair);
-                metrics::counter!("nexus_tokens_issued_total").increment(1);
+                metrics::counter!(catalog::TOKENS_ISSUED).increment(1);
                 Ok(self.keys.issue(agent.id, agent.tenant_id, &agent.client_id))
             }
             Err(("tenant_suspended", agent_id)) => {
                 // Not a failed guess: the secret was right, so nothing is throttled.
                 tracing::info!(agent_id, %address, "token refused: the tenant is suspended");
-                metrics::counter!("nexus_auth_failures_total", "reason" => "tenant_suspended")
-                    .increment(1);
+                count_failure("tenant_suspended");
                 Err(ClientAuthError::TenantSuspended)
             }
             Err((reason, agent_id)) => {
                 tracing::info!(reason, agent_id, %address, "client authentication failed");
-                metrics::counter!("nexus_auth_failures_total", "reason" => reason).increment(1);
+                count_failure(reason);
                 self.per_client.record_failure(&pair, now);
                 self.per_address.record_failure(&address, now);
                 Err(ClientAuthError::InvalidClient)
@@ -168,6 +168,12 @@ impl Authenticator {
     }
 }
 
+/// Counts a refused token request (`nexus_auth_failures_total{endpoint="token"}`).
+fn count_failure(reason: &'static str) {
+    metrics::counter!(catalog::AUTH_FAILURES, "endpoint" => "token", "reason" => reason)
+        .increment(1);
+}
+
 /// Attempts counted against the throttles expire after this.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -193,7 +199,7 @@ impl VerifyPool {
         verify: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<bool, ClientAuthError> {
         let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
-            metrics::counter!("nexus_auth_failures_total", "reason" => "busy").increment(1);
+            count_failure("busy");
             return Err(ClientAuthError::Busy);
         };
         let slot = self
@@ -202,7 +208,7 @@ impl VerifyPool {
             .acquire_owned()
             .await
             .map_err(|_| ClientAuthError::Busy)?;
-        metrics::counter!("nexus_auth_verifications_total").increment(1);
+        metrics::counter!(catalog::AUTH_VERIFICATIONS).increment(1);
         self.runs.fetch_add(1, Ordering::Relaxed);
         // The permits move into the blocking task: a caller that goes away (client
         // disconnected) does not free a slot while argon2 still runs.

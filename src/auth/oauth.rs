@@ -9,8 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,11 +19,32 @@ use crate::http::{RETRY_AFTER_S, StorageFailure};
 
 /// Unknown parameters (such as `scope`: an agent has exactly one) are ignored. No
 /// `Debug`: it holds the client secret.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
+    /// `client_credentials`.
     grant_type: Option<String>,
+    /// With `client_secret`, instead of HTTP Basic.
     client_id: Option<String>,
     client_secret: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TokenResponse {
+    /// A JWT for `GET /agents`.
+    access_token: String,
+    /// `Bearer`.
+    token_type: &'static str,
+    /// Seconds.
+    expires_in: u64,
+}
+
+/// RFC 6749 §5.2.
+#[derive(Serialize, utoipa::ToSchema)]
+struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`,
+    /// `temporarily_unavailable`, `server_error`.
+    error: &'static str,
+    error_description: String,
 }
 
 pub(crate) struct OAuthError {
@@ -59,7 +79,10 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "error_description": self.description});
+        let body = OAuthErrorBody {
+            error: self.error,
+            error_description: self.description,
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         no_store(h);
@@ -127,6 +150,25 @@ impl From<ClientAuthError> for OAuthError {
     }
 }
 
+/// OAuth 2.0 client credentials (RFC 6749 §4.4): an agent's id and secret, by HTTP
+/// Basic or in the body (form or JSON), for an access token.
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    tag = "node",
+    security((), ("client_basic" = [])),
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        (status = 400, description = "Malformed request or grant type", body = OAuthErrorBody),
+        (status = 401, description = "Unknown client or wrong secret (`invalid_client`)", body = OAuthErrorBody),
+        (status = 429, description = "Too many failures; see `Retry-After`", body = OAuthErrorBody),
+        (status = 503, description = "Busy or storage unavailable; see `Retry-After`", body = OAuthErrorBody),
+    )
+)]
 pub async fn token_endpoint(
     State(auth): State<Arc<Authenticator>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -149,11 +191,11 @@ async fn issue(
     let token = auth
         .issue_for_client(&client_id, &secret, Some(peer))
         .await?;
-    let body = json!({
-        "access_token": token.access_token,
-        "token_type": "Bearer",
-        "expires_in": token.expires_in,
-    });
+    let body = TokenResponse {
+        access_token: token.access_token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+    };
     let mut resp = axum::Json(body).into_response();
     no_store(resp.headers_mut());
     Ok(resp)

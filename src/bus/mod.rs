@@ -67,15 +67,16 @@ impl NewEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Emitted {
     pub event_id: EventId,
     pub seq: Seq,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct TenantEmitted {
     pub event_id: EventId,
+    /// How many active agents got the event.
     pub agents: usize,
 }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{NodeMsg, NodeSink};
 use crate::store::InboxEvent;
+use crate::telemetry::catalog;
 
 /// What a session's outbound queue carries. Pointer-sized (the unit variant lives in
 /// the box's niche): a channel allocates its first block of slots per session up front,
@@ -152,7 +153,7 @@ fn offer(h: &SessionHandle, agent: AgentId, push: Push) {
         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             // The events stay in the inbox; the agent resumes from its last ack.
-            metrics::counter!("nexus_slow_consumers_total").increment(1);
+            metrics::counter!(catalog::SLOW_CONSUMERS).increment(1);
             tracing::info!(agent_id = %agent, "slow consumer: closing its socket");
             h.ctl.close(close::SLOW_CONSUMER);
         }

@@ -22,6 +22,7 @@ use crate::bus::Hub;
 use crate::config::WsOpts;
 use crate::http::ApiError;
 use crate::store::{AgentStatus, Store, StoreError, TenantStatus};
+use crate::telemetry::catalog;
 use crate::tools::Tools;
 
 pub use session::SessionInit;
@@ -62,7 +63,7 @@ pub async fn agents_ws(
     let authorized = tokio::time::timeout(patience, authorize(&gw, &params, &headers))
         .await
         .unwrap_or_else(|_| {
-            metrics::counter!("nexus_http_timeouts_total", "phase" => "ws_handshake").increment(1);
+            metrics::counter!(catalog::HTTP_TIMEOUTS, "phase" => "ws_handshake").increment(1);
             Err(ApiError::unavailable(format!(
                 "the connection could not be authorized within {}; retry later",
                 humantime::format_duration(patience)
@@ -72,7 +73,8 @@ pub async fn agents_ws(
         Ok(init) => init,
         Err(e) => {
             if e.status == StatusCode::UNAUTHORIZED {
-                metrics::counter!("nexus_auth_failures_total", "reason" => e.code).increment(1);
+                let labels = [("endpoint", "agents"), ("reason", e.code)];
+                metrics::counter!(catalog::AUTH_FAILURES, &labels).increment(1);
             }
             return Err(e);
         }

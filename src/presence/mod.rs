@@ -23,7 +23,7 @@ use nexus_proto::{AgentId, SessionId, TenantId};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PresenceEntry {
     pub agent_id: AgentId,
     #[serde(skip)]
@@ -35,8 +35,10 @@ pub struct PresenceEntry {
     pub capabilities: Vec<String>,
     pub node_id: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub connected_at: i64,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: i64,
 }
 

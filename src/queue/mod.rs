@@ -5,6 +5,7 @@
 //! be one insert whose dedupe is atomic with everything else in the same database
 //! (SQLite or PostgreSQL), and processors write their mappings in that database too.
 
+mod gauges;
 pub mod ops;
 mod worker;
 
@@ -98,6 +99,13 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::ClickUpEvent,
+        JobKind::SlackEvent,
+        JobKind::IngestDeliver,
+        JobKind::ToolCall,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::ClickUpEvent => "clickup.event",
@@ -109,13 +117,6 @@ impl JobKind {
 
     /// `None` for a kind this version does not make (an embedder's own, or a newer one).
     pub fn parse(kind: &str) -> Option<JobKind> {
-        [
-            JobKind::ClickUpEvent,
-            JobKind::SlackEvent,
-            JobKind::IngestDeliver,
-            JobKind::ToolCall,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == kind)
+        JobKind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 }

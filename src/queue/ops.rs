@@ -6,14 +6,14 @@ use uuid::Uuid;
 use super::Queue;
 use crate::store::{Attempt, Job, JobFilter, QueueStats, Store, StoreError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,

@@ -1,4 +1,4 @@
-//! Workers, the lease sweeper and the queue gauges.
+//! Workers and the lease sweeper.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use super::{JobError, Processor};
 use crate::config::QueueOpts;
 use crate::group_commit::{Commit, GroupCommit, SubmitError};
 use crate::store::{Enqueued, Failed, Job, JobStatus, NewJob, Store, StoreError};
+use crate::telemetry::catalog;
 use crate::time::Clock;
 
 /// What happened to a job after one attempt; published for tests and live views.
@@ -134,7 +135,12 @@ impl Queue {
         let _ = self.accepts.set(writer);
         tracker.spawn(self.clone().claim(processor, tracker.clone(), stop.clone()));
         tracker.spawn(self.clone().sweep(stop.clone()));
-        tracker.spawn(self.clone().gauges(stop));
+        tracker.spawn(super::gauges::run(
+            self.store.clone(),
+            self.clock.clone(),
+            self.opts.stale_after,
+            stop,
+        ));
     }
 
     /// One claimer per node takes due jobs for all free workers in one query and runs
@@ -222,7 +228,7 @@ impl Queue {
                 Err(JobError::transient("lease lost: the job may run on another worker"))
             }
         };
-        metrics::histogram!("nexus_job_seconds", "kind" => job.kind.clone())
+        metrics::histogram!(catalog::JOB_SECONDS, "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
         let now = self.clock.now_ms();
         let outcome = match result {
@@ -244,10 +250,6 @@ impl Queue {
             }
             Err(e) => self.failed(job, owner, e, now).await,
         };
-        if outcome.status != JobStatus::Done {
-            metrics::counter!("nexus_job_failures_total", "kind" => outcome.kind.clone())
-                .increment(1);
-        }
         let _ = self.outcomes.send(outcome);
     }
 
@@ -275,6 +277,11 @@ impl Queue {
         if matches!(e, JobError::Later { .. }) {
             tracing::debug!(job_id = %job.id, kind = %job.kind, reason = %message, "job waits");
         } else {
+            // A wait (`Later`) spends no attempt and is no failure.
+            metrics::counter!(catalog::JOB_FAILURES, "kind" => job.kind.clone()).increment(1);
+            if status == JobStatus::Dead {
+                metrics::counter!(catalog::JOBS_DEAD, "kind" => job.kind.clone()).increment(1);
+            }
             tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, status = status.as_str(), "job attempt failed");
         }
         let stored = self
@@ -367,32 +374,6 @@ impl Queue {
             Err(e) => {
                 tracing::warn!(error = %e, "lease sweep failed");
                 0
-            }
-        }
-    }
-
-    async fn gauges(self: Arc<Self>, stop: CancellationToken) {
-        let mut last_warning: Option<std::time::Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = stop.cancelled() => return,
-            }
-            let Ok(stats) = self.store.queue_stats(None, self.clock.now_ms()).await else {
-                continue;
-            };
-            for (status, n) in &stats.counts {
-                metrics::gauge!("nexus_queue_depth", "status" => *status).set(*n as f64);
-            }
-            metrics::gauge!("nexus_queue_oldest_age_seconds").set(stats.oldest_queued_age_s);
-            let stale = stats.oldest_queued_age_s > self.opts.stale_after.as_secs_f64();
-            if stale && last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                tracing::warn!(
-                    oldest_queued_age_s = stats.oldest_queued_age_s,
-                    queued = stats.counts.get("queued").copied().unwrap_or(0),
-                    "job queue is stale"
-                );
-                last_warning = Some(std::time::Instant::now());
             }
         }
     }

@@ -5,11 +5,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::insert_audit;
-use super::dialect::{on_pool, on_writer};
+use super::dialect::{can_match, on_pool, on_writer};
 use super::{Cursor, NewAudit, Provider, Result, Store, StoreError, TenantStatus};
 use crate::time::now_ms;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Active,
@@ -33,7 +33,7 @@ impl AgentStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Agent {
     pub id: AgentId,
     pub tenant_id: TenantId,
@@ -41,6 +41,7 @@ pub struct Agent {
     pub client_id: String,
     pub status: AgentStatus,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Tokens issued before this instant (Unix ms) are refused; 0 when never revoked.
     #[serde(skip)]
@@ -262,6 +263,9 @@ impl Store {
             client_secret_hash: String,
             tenant_status: String,
         }
+        if !can_match(client_id) {
+            return Ok(None);
+        }
         let sql = "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, \
                    a.client_secret_hash, t.status AS tenant_status \
                    FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = $1";
@@ -328,6 +332,9 @@ impl Store {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Agent>> {
+        if filter.name_prefix.as_deref().is_some_and(|p| !can_match(p)) {
+            return Ok(Vec::new());
+        }
         // substr, not LIKE: a prefix with `%` or `_` means itself.
         let sql = format!(
             "SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \

@@ -6,14 +6,15 @@ use nexus_proto::TenantId;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::dialect::{on_pool, on_writer};
+use super::dialect::{can_match, on_pool, on_writer};
 use super::{Result, Store, StoreError};
 
 /// A recorded action, as operators read it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: Uuid,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// The operator key that acted; `None` for the CLI.
     pub actor_key_id: Option<Uuid>,
@@ -25,6 +26,7 @@ pub struct AuditEntry {
     /// The id of what was acted on.
     pub target: String,
     /// Non-secret particulars (a JSON object).
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 
@@ -97,6 +99,9 @@ impl Store {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
+        if filter.action.as_deref().is_some_and(|a| !can_match(a)) {
+            return Ok(Vec::new());
+        }
         let rows: Vec<AuditRow> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT id, at, actor_key_id, actor, tenant_id, action, target, details FROM audit_log \

@@ -21,6 +21,9 @@
 //!   connection of their own without the statement limit ([`migrate`]).
 //! - **Long `VALUES` lists** use anonymous `?` on SQLite ([`values`]).
 //! - **Functions:** [`greatest`] of two values; the database's clock ([`now_ms`]).
+//! - **NUL in text.** PostgreSQL's `text` cannot hold `'\0'` (a statement binding one
+//!   fails); SQLite's can. Nothing Nexus stores holds one, so a lookup by such a value
+//!   finds nothing, on both, without asking ([`can_match`]).
 //!
 //! `ON CONFLICT … DO NOTHING / DO UPDATE … excluded.`, `RETURNING`, row values
 //! (`(a, b) IN (SELECT …)`) and `LIMIT` in subqueries read the same in both.
@@ -28,6 +31,12 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// Whether `text` can equal a stored value: one holding NUL cannot, and PostgreSQL
+/// would refuse it as a parameter.
+pub(super) fn can_match(text: &str) -> bool {
+    !text.contains('\0')
+}
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -88,8 +97,9 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
-/// How long the store waits on the database. [`Limits::default`] is patient (commands,
-/// tests); `serve` sets tighter ones from its `--db-*` flags.
+/// How long the store waits on the database, and how SQLite's writer commits.
+/// [`Limits::default`] is patient (commands, tests) and power-safe; `serve` sets tighter
+/// waits from its `--db-*` flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest wait for a pooled connection, opening one included.
@@ -99,6 +109,22 @@ pub struct Limits {
     pub statement: Option<Duration>,
     /// PostgreSQL's `idle_in_transaction_session_timeout`; `None`: none.
     pub idle_in_transaction: Option<Duration>,
+    /// SQLite's writer: whether a commit waits for the disk. PostgreSQL syncs as its
+    /// server is configured (`synchronous_commit`).
+    pub sqlite_sync: SqliteSync,
+}
+
+/// When SQLite's writer waits for the disk (`PRAGMA synchronous` on the writer; readers
+/// never write, so theirs does not matter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every commit is fsynced before it returns: a webhook answered 2xx survives a
+    /// power cut or a kernel panic.
+    #[default]
+    Full,
+    /// A commit reaches the OS at once and the disk at the next checkpoint: a process
+    /// crash loses nothing, a power cut may lose the last commits.
+    Normal,
 }
 
 impl Default for Limits {
@@ -107,6 +133,7 @@ impl Default for Limits {
             acquire: Duration::from_secs(5),
             statement: None,
             idle_in_transaction: None,
+            sqlite_sync: SqliteSync::Full,
         }
     }
 }
@@ -120,7 +147,7 @@ const MIGRATION_BUSY: Duration = Duration::from_secs(60);
 
 /// Opens the database named by `url` (`sqlite://path` or `postgres://…`): the pool for
 /// reads and the pool for writes. A SQLite file is created when missing and runs in WAL
-/// mode with foreign keys on.
+/// mode with foreign keys on; its writer commits as `limits.sqlite_sync` says.
 pub(super) async fn connect(url: &str, limits: Limits) -> Result<(Pool, Pool)> {
     if url.starts_with("sqlite:") {
         if let Some(file) = sqlite_file(url) {
@@ -133,11 +160,19 @@ pub(super) async fn connect(url: &str, limits: Limits) -> Result<(Pool, Pool)> {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(limits.statement.unwrap_or(PATIENT_BUSY));
+        let sync = match limits.sqlite_sync {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        };
         // The writer connects first: it creates the file and switches it to WAL.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(limits.acquire)
-            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(
+                opts.clone()
+                    .synchronous(sync)
+                    .pragma("wal_autocheckpoint", "0"),
+            )
             .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -337,5 +372,31 @@ mod tests {
         assert_eq!(values(Backend::Sqlite, 2, 2, ", 0"), "(?, ?, 0), (?, ?, 0)");
         assert_eq!(placeholders(Backend::Postgres, 3), "$1, $2, $3");
         assert_eq!(placeholders(Backend::Sqlite, 2), "?, ?");
+    }
+
+    async fn writer_synchronous(url: &str, limits: Limits) -> i64 {
+        let (_, writer) = connect(url, limits).await.expect("connect");
+        let Pool::Sqlite(writer) = writer else {
+            unreachable!("a sqlite url")
+        };
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&writer)
+            .await
+            .expect("pragma")
+    }
+
+    /// A webhook is answered after its commit; by default that commit is on disk
+    /// (`synchronous=FULL`, 2), and `--sqlite-synchronous normal` trades that for
+    /// throughput (1).
+    #[tokio::test]
+    async fn the_sqlite_writer_waits_for_the_disk_unless_told_not_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("nexus.db").display());
+        assert_eq!(writer_synchronous(&url, Limits::default()).await, 2);
+        let normal = Limits {
+            sqlite_sync: SqliteSync::Normal,
+            ..Limits::default()
+        };
+        assert_eq!(writer_synchronous(&url, normal).await, 1);
     }
 }

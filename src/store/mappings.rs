@@ -10,7 +10,7 @@ use super::provider::{ExternalUser, Provider, ProviderUserId};
 use super::{Result, Store, StoreError, corrupt_id, external_id};
 use crate::time::now_ms;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProjectMapping {
     pub id: Uuid,
     pub tenant_id: TenantId,
@@ -21,6 +21,7 @@ pub struct ProjectMapping {
     /// Who gets a task nobody (no identity, no alias) is assigned to.
     pub default_agents: Vec<AgentId>,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -32,17 +33,18 @@ pub struct NewMapping {
     pub default_agents: Vec<AgentId>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Alias {
     pub id: Uuid,
     pub tenant_id: TenantId,
     pub alias: String,
     pub agents: Vec<AgentId>,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Identity {
     pub agent_id: AgentId,
     pub tenant_id: TenantId,

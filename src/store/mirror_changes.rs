@@ -35,8 +35,9 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                // A repeated agent is one default agent, as at creation.
                 for agent in agents {
-                    sqlx::query("INSERT INTO project_mapping_agents (mapping_id, agent_id) VALUES ($1, $2)")
+                    sqlx::query("INSERT INTO project_mapping_agents (mapping_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(id)
                         .bind(*agent.as_uuid())
                         .execute(&mut *tx)
@@ -63,7 +64,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             for agent in agents {
-                sqlx::query("INSERT INTO agent_alias_members (alias_id, agent_id) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO agent_alias_members (alias_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(id)
                     .bind(*agent.as_uuid())
                     .execute(&mut *tx)

@@ -7,10 +7,12 @@
 //! Times are stored as Unix milliseconds (`BIGINT`) in both backends: they compare
 //! and sort the same everywhere and cost nothing to convert.
 
+mod activity;
 mod agents;
 mod audit;
 mod dialect;
 mod effects;
+mod gauges;
 mod inbox;
 mod jobs;
 mod mappings;
@@ -23,10 +25,12 @@ mod sources;
 mod tasks;
 mod tenants;
 
+pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
-pub use dialect::{Backend, Limits, sqlite_file};
+pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};
+pub use gauges::QueueGauges;
 pub use inbox::{Cursor, InboxEvent, LiveState, NewInboxEvent, Retention};
 pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, QueueStats};
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
@@ -44,6 +48,7 @@ use dialect::{Pool, on_pool, on_writer};
 use nexus_proto::InvalidExternalId;
 
 use crate::seal::{SealError, SecretsKey};
+use crate::telemetry::catalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -165,7 +170,7 @@ where
             Err(StoreError::Contended(e)) if retries < CONTENDED_RETRIES => {
                 retries += 1;
                 tracing::warn!(error = %e, op, retries, "transaction aborted by the database; retrying");
-                metrics::counter!("nexus_database_retries_total", "op" => op).increment(1);
+                metrics::counter!(catalog::DATABASE_RETRIES, "op" => op).increment(1);
                 // 5–10 ms, doubling: the two sides of a deadlock come back at different times.
                 let cap = 10u64 << (retries - 1);
                 let pause = rand::random_range(cap / 2..=cap);

@@ -11,7 +11,7 @@ use super::dialect::{on_pool, on_writer};
 use super::{Result, Store, StoreError, conflict_as};
 use crate::time::now_ms;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Read,
@@ -90,14 +90,16 @@ impl Scopes {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OperatorKey {
     pub id: Uuid,
     /// `None` for a global key.
     pub tenant_id: Option<TenantId>,
     pub name: String,
+    #[schema(value_type = Vec<Scope>)]
     pub scopes: Scopes,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

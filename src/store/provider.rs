@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::{Result, StoreError};
 
 /// The SaaS whose users and objects Nexus mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Clickup,
@@ -32,7 +34,7 @@ impl Provider {
 
 /// A provider's user: the provider decides which id type it is. Written as
 /// `"provider": …, "external_user_id": …` (identities, the API).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(
     tag = "provider",
     content = "external_user_id",

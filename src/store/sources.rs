@@ -13,7 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::insert_audit;
-use super::dialect::{on_pool, on_writer};
+use super::dialect::{can_match, on_pool, on_writer};
 use super::secrets::source_slot;
 use super::{NewAudit, Result, Store, StoreError};
 use crate::time::now_ms;
@@ -46,7 +46,7 @@ impl FromStr for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Slack,
@@ -74,14 +74,14 @@ impl SourceKind {
 }
 
 /// Where an ingest source's payloads go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestRule {
     pub to_agent: Option<AgentId>,
     pub to_alias: Option<String>,
     pub event: EventType,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Source {
     pub id: Uuid,
     pub tenant_id: TenantId,
@@ -100,6 +100,7 @@ pub struct Source {
         skip_serializing_if = "Option::is_none",
         with = "crate::time::opt_ms_rfc3339"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_secret_until: Option<i64>,
     pub bot_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +108,7 @@ pub struct Source {
     /// The source's own endpoint.
     pub url_path: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -251,6 +253,9 @@ impl Store {
 
     /// The source of `kind` known by its external id (team id, webhook id).
     pub async fn find_source(&self, kind: SourceKind, external_id: &str) -> Result<Option<Source>> {
+        if !can_match(external_id) {
+            return Ok(None);
+        }
         let sql = format!("SELECT {COLS} FROM sources WHERE kind = $1 AND external_id = $2");
         let row: Option<SourceRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -23,11 +23,12 @@ pub struct TaskMapping {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SlackChannel {
     pub channel_id: SlackChannelId,
     pub name: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// A project mapping names this channel.
     pub mapped: bool,

@@ -9,7 +9,7 @@ use super::dialect::{on_pool, on_writer};
 use super::{NewAudit, Result, Store, StoreError, conflict_as};
 use crate::time::now_ms;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -20,12 +20,15 @@ pub struct Tenant {
     /// Tools may post `<!channel>`, `<!here>`, `@everyone`, user-group mentions as they are.
     pub allow_broadcasts: bool,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
 /// A suspended tenant's agents get no token and no socket, and its webhooks are kept
 /// as dead jobs (`tenant_suspended`) instead of being processed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     #[default]
@@ -50,7 +53,9 @@ impl TenantStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolScope {
     /// Only the channels and lists (with their tasks) of the tenant's project mappings.

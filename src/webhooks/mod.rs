@@ -35,6 +35,7 @@ use crate::http::{ApiError, ApiJson, ApiPath, StorageFailure};
 use crate::queue::JobKind;
 use crate::state::AppState;
 use crate::store::{Enqueued, NewJob, Source, SourceKind, Store, StoreError};
+use crate::telemetry::catalog;
 
 /// Slack and ClickUp payloads are small; 1 MiB leaves room and bounds memory.
 const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -402,13 +403,14 @@ fn answer(
 ) -> Result<ApiJson<Received>, ApiError> {
     match result {
         Ok(received) => {
-            metrics::counter!("nexus_webhooks_total", "source" => source, "outcome" => received.outcome())
+            metrics::counter!(catalog::WEBHOOKS, "source" => source, "outcome" => received.outcome())
                 .increment(1);
             Ok(ApiJson(received))
         }
         Err(r) => {
             tracing::info!(source, reason = r.reason(), detail = %r, "webhook rejected");
-            metrics::counter!("nexus_webhooks_rejected_total", "source" => source, "reason" => r.reason()).increment(1);
+            let labels = [("source", source), ("reason", r.reason())];
+            metrics::counter!(catalog::WEBHOOKS_REJECTED, &labels).increment(1);
             Err(r.into_api())
         }
     }

@@ -6,6 +6,7 @@
 use super::{Received, Rejection};
 use crate::state::AppState;
 use crate::store::{Source, TenantStatus};
+use crate::telemetry::catalog;
 
 pub(super) const REASON: &str = "tenant_suspended";
 
@@ -38,8 +39,8 @@ pub(super) async fn drop_job(
         %job_id,
         "webhook dropped: the tenant is suspended"
     );
-    metrics::counter!("nexus_webhooks_dropped_total", "source" => source.kind.as_str(), "reason" => REASON)
-        .increment(1);
+    let labels = [("source", source.kind.as_str()), ("reason", REASON)];
+    metrics::counter!(catalog::WEBHOOKS_DROPPED, &labels).increment(1);
     Ok(Received::Dropped {
         job_id,
         reason: REASON,

@@ -68,6 +68,7 @@ async fn a_statement_past_its_limit_is_unavailable_but_a_migration_waits(p: Prof
         acquire: Duration::from_secs(5),
         statement: Some(limit),
         idle_in_transaction: Some(Duration::from_secs(5)),
+        ..Limits::default()
     };
     let store = Store::connect_with(&db.url, limits).await.expect("connect");
     store.migrate().await.expect("migrate");

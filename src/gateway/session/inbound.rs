@@ -8,6 +8,7 @@ use nexus_proto::{ClientMsg, ErrorCode, Seq, close};
 use super::delivery::Ack;
 use super::{End, Session};
 use crate::presence::Update;
+use crate::telemetry::catalog;
 
 impl Session {
     /// Records an ack that [`super::delivery::Delivery::ack`] found advancing.
@@ -68,7 +69,7 @@ impl Session {
         message: String,
         reference: Option<String>,
     ) -> Result<(), End> {
-        metrics::counter!("nexus_ws_frame_errors_total", "code" => code.as_str()).increment(1);
+        metrics::counter!(catalog::WS_FRAME_ERRORS, "code" => code.as_str()).increment(1);
         if self.abuse.check().is_err() {
             return Err(End::Close(close::POLICY_VIOLATION));
         }

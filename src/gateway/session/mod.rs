@@ -31,6 +31,7 @@ use self::delivery::{Delivery, Pushed};
 use super::Gateway;
 use crate::bus::{Attached, Push, SessionCtl};
 use crate::store::{Cursor, InboxEvent};
+use crate::telemetry::catalog;
 use crate::time::now_ms;
 
 /// Events read from the inbox per round trip during replay.
@@ -94,8 +95,8 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
     ctl.set_sent(delivery.last_sent());
     ctl.set_token_issued(init.token_issued_ms);
     let now_ms = now_ms();
-    metrics::gauge!("nexus_ws_connections").increment(1.0);
-    metrics::counter!("nexus_ws_connects_total").increment(1);
+    count_sockets(init.tenant, 1.0);
+    metrics::counter!(catalog::WS_CONNECTS).increment(1);
     tracing::debug!(agent_id = %init.agent, session_id = %id, after_seq = %delivery.last_sent(), "session open");
 
     let now = Instant::now();
@@ -152,14 +153,21 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
         }
         End::Gone => 0,
     };
-    metrics::gauge!("nexus_ws_connections").decrement(1.0);
+    count_sockets(init.tenant, -1.0);
     let reason = if code == 0 {
         "gone"
     } else {
         close::reason(code)
     };
-    metrics::counter!("nexus_ws_disconnects_total", "reason" => reason).increment(1);
+    metrics::counter!(catalog::WS_DISCONNECTS, "reason" => reason).increment(1);
     tracing::debug!(agent_id = %init.agent, session_id = %id, reason, "session closed");
+}
+
+/// This node's open-socket gauges: all of them and the tenant's.
+fn count_sockets(tenant: TenantId, delta: f64) {
+    metrics::gauge!(catalog::WS_CONNECTIONS).increment(delta);
+    metrics::gauge!(catalog::TENANT_WS_CONNECTIONS, "tenant" => tenant.to_string())
+        .increment(delta);
 }
 
 impl Session {
@@ -245,7 +253,7 @@ impl Session {
     }
 
     async fn send_gap(&mut self, gap: Gap) -> Result<(), End> {
-        metrics::counter!("nexus_inbox_gaps_total").increment(1);
+        metrics::counter!(catalog::INBOX_GAPS).increment(1);
         self.send_control(&ServerMsg::Gap { data: gap }).await
     }
 
@@ -267,9 +275,9 @@ impl Session {
         self.delivery.sent(ev.seq);
         self.ctl.set_sent(ev.seq);
         self.traced.sent(self.agent, ev.seq, ev.trace_id.as_ref());
-        metrics::counter!("nexus_events_delivered_total", "type" => ev.kind.as_str()).increment(1);
+        metrics::counter!(catalog::EVENTS_DELIVERED, "type" => ev.kind.as_str()).increment(1);
         let age = (now_ms() - ev.created_at).max(0) as f64 / 1000.0;
-        metrics::histogram!("nexus_accept_to_deliver_seconds").record(age);
+        metrics::histogram!(catalog::ACCEPT_TO_DELIVER).record(age);
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub use read::online_in;
 
 use super::{Presence, PresenceChange, PresenceEntry, PresenceError, Stale, Update};
 use crate::redis::Redis;
+use crate::telemetry::catalog;
 use crate::time::now_ms;
 use read::{agent_key, socket_key, tenant_key};
 
@@ -101,7 +102,7 @@ impl RedisPresence {
     fn failed<T>(&self, r: Result<T, fred::error::Error>) -> Result<T, PresenceError> {
         r.map_err(|e| {
             self.rebuild.store(true, Ordering::Release);
-            metrics::counter!("nexus_redis_errors_total").increment(1);
+            metrics::counter!(catalog::REDIS_ERRORS).increment(1);
             e.into()
         })
     }
@@ -382,7 +383,7 @@ impl Presence for RedisPresence {
         Box::pin(async move {
             let r = online_in(&self.redis, tenant).await;
             if let Err(PresenceError::Redis(_)) = &r {
-                metrics::counter!("nexus_redis_errors_total").increment(1);
+                metrics::counter!(catalog::REDIS_ERRORS).increment(1);
             }
             r
         })

@@ -13,7 +13,17 @@ use uuid::Uuid;
 use super::dialect::{self, on_writer};
 use super::{Result, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -72,7 +82,7 @@ pub enum Enqueued {
     Duplicate(Uuid),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
     pub tenant_id: TenantId,
@@ -84,8 +94,10 @@ pub struct Job {
     pub max_attempts: u32,
     pub dedupe_key: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub run_at: i64,
     pub last_error: Option<String>,
     pub reason_code: Option<String>,
@@ -107,11 +119,12 @@ impl Job {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: u32,
     pub error: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Attempt, COLS, Job, JobRow, JobStatus};
 use crate::store::audit::insert_audit;
-use crate::store::dialect::{on_pool, on_writer};
+use crate::store::dialect::{can_match, on_pool, on_writer};
 use crate::store::{NewAudit, Result, Store, StoreError};
 
 /// Filters for listing and bulk replay; `None` matches everything.
@@ -20,8 +20,20 @@ pub struct JobFilter {
     pub tenant: Option<TenantId>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl JobFilter {
+    /// Whether any stored job can match (see [`can_match`]).
+    fn can_match(&self) -> bool {
+        [&self.source, &self.kind]
+            .into_iter()
+            .flatten()
+            .all(|text| can_match(text))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
+    /// Jobs per status.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub counts: BTreeMap<&'static str, i64>,
     /// Seconds the oldest queued job has waited; 0 when none is queued.
     pub oldest_queued_age_s: f64,
@@ -74,6 +86,9 @@ impl Store {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Job>> {
+        if !filter.can_match() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "SELECT {COLS} FROM jobs WHERE {} AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
             filter_sql(1)
@@ -95,6 +110,9 @@ impl Store {
     /// Puts finished (dead or done) jobs matching `filter` (and `id`, if given) back in
     /// the queue with fresh attempts. Returns how many.
     pub async fn replay_jobs(&self, filter: &JobFilter, id: Option<Uuid>, now: i64) -> Result<u64> {
+        if !filter.can_match() {
+            return Ok(0);
+        }
         let sql = format!(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $6, finished_at = NULL, reason_code = NULL, \
              lease_owner = NULL, lease_until = NULL \
