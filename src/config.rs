@@ -350,6 +350,10 @@ pub struct InboxOpts {
     /// At most this many events are kept per agent; older ones go first.
     #[arg(long = "inbox-cap", env = "NEXUS_INBOX_CAP", default_value_t = 10_000)]
     pub cap: u64,
+
+    /// Audit log entries older than this are deleted (by the same sweep as the inbox).
+    #[arg(long = "audit-retention", env = "NEXUS_AUDIT_RETENTION", default_value = "90days", value_parser = duration)]
+    pub audit_retention: Duration,
 }
 
 impl ServeOpts {

@@ -13,7 +13,7 @@ use crate::bus::Hub;
 use crate::cache::TtlCache;
 use crate::providers::{ProviderError, Providers};
 use crate::queue::JobError;
-use crate::store::{Agent, ProjectMapping, Source, Store, StoreError, ToolScope};
+use crate::store::{Agent, ProjectMapping, Source, Store, StoreError, Tenant, ToolScope};
 
 pub struct Context {
     pub store: Store,
@@ -21,6 +21,8 @@ pub struct Context {
     pub providers: Providers,
     /// Agents by id, for the emit API and recipients' status (see [`crate::cache`]).
     agents: TtlCache<AgentId, Agent>,
+    /// Tenants by id: read when a webhook arrives (is the tenant suspended?).
+    tenants: TtlCache<TenantId, Tenant>,
     /// Webhook sources by id: read when a webhook arrives and again by its job.
     sources: TtlCache<uuid::Uuid, Source>,
     /// Project mappings by ClickUp list, read by every ClickUp webhook job.
@@ -47,6 +49,7 @@ impl Context {
             hub,
             providers,
             agents: TtlCache::new(cache_ttl),
+            tenants: TtlCache::new(cache_ttl),
             sources: TtlCache::new(cache_ttl),
             mappings: TtlCache::new(cache_ttl),
             tool_policies: TtlCache::new(cache_ttl),
@@ -58,6 +61,22 @@ impl Context {
         let load = async { found(self.store.get_agent(id).await) };
         let agent = self.agents.get_or_load(&id, load).await?;
         agent.ok_or(StoreError::NotFound("agent"))
+    }
+
+    /// The tenant, from the cache when it was read within the cache TTL.
+    pub async fn tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
+        let load = async { found(self.store.get_tenant(id).await) };
+        let tenant = self.tenants.get_or_load(&id, load).await?;
+        tenant.ok_or(StoreError::NotFound("tenant"))
+    }
+
+    /// An operator changed things through this node: what it cached of the tenant,
+    /// its agents and its sources is read again (other nodes: within the cache TTL).
+    pub fn forget_operator_changes(&self) {
+        self.tenants.clear();
+        self.agents.clear();
+        self.sources.clear();
+        self.forget_mappings();
     }
 
     /// The webhook source, from the cache when it was read within the cache TTL.

@@ -1,6 +1,7 @@
 //! What every handler answers with and reads through: the one error envelope of
-//! every non-OAuth endpoint (`{"error":{"code","message"}}`; internal details are
-//! logged, never sent) and the extractors whose rejections use it.
+//! every non-OAuth endpoint (`{"error":{"code","message","details"?}}`; `details` names
+//! the bad fields of a request; internal details are logged, never sent) and the
+//! extractors whose rejections use it.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// What the caller can fix, e.g. `{"fields":{"name":"…"}}`.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -28,7 +31,26 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// 400 `invalid` naming each bad field and what is wrong with it.
+    pub fn invalid_fields<'a>(fields: impl IntoIterator<Item = (&'a str, String)>) -> ApiError {
+        let fields: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .map(|(f, why)| (f.to_owned(), why.into()))
+            .collect();
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let message = format!("invalid {}", names.join(", "));
+        ApiError {
+            details: Some(json!({ "fields": fields })),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -66,7 +88,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = json!({ "error": error });
         let mut resp = (self.status, Json(body)).into_response();
         // Every 503 is "not now": say when to come back.
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
@@ -267,7 +293,7 @@ pub mod responses {
 
     errors! {
         /// A malformed path, query or body, or a value the endpoint refuses.
-        BadRequest => [("400", "Malformed or invalid input (`invalid_request`).")];
+        BadRequest => [("400", "Malformed or invalid input (`invalid_request`; `invalid` with `details.fields` naming each bad field).")];
         /// What the path names does not exist, or is another tenant's.
         NotFound => [("404", "Not found, or not this key's tenant's (`not_found`).")];
         /// The state of the target refuses the action.

@@ -55,7 +55,7 @@ impl Inbox {
         let (acks, ack_rx) = mpsc::channel(16_384);
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
         tracker.spawn(checkpoint(store.clone(), stop.clone()));
-        tracker.spawn(sweep_expired(store, retention.ttl_ms, stop));
+        tracker.spawn(sweep_expired(store, retention, stop));
         Inbox { appends, acks }
     }
 
@@ -152,8 +152,8 @@ async fn checkpoint(store: Store, stop: CancellationToken) {
 /// Deletes expired events a chunk at a time, so retention never holds a long lock; and,
 /// past the same age, the record of what Nexus wrote to Slack and ClickUp and of the
 /// writes it began (webhook echoes and retries need them for minutes, replays of dead
-/// letters for days).
-async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
+/// letters for days); and the audit log past its own retention.
+async fn sweep_expired(store: Store, retention: Retention, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -162,13 +162,18 @@ async fn sweep_expired(store: Store, ttl_ms: i64, stop: CancellationToken) {
         }
         let now = crate::time::now_ms();
         drain("inbox", |limit| store.delete_expired_inbox(now, limit)).await;
-        let before = now.saturating_sub(ttl_ms);
+        let before = now.saturating_sub(retention.ttl_ms);
         drain("provider writes", |limit| {
             store.delete_old_provider_writes(before, limit)
         })
         .await;
         drain("side effects", |limit| {
             store.delete_old_effects(before, limit)
+        })
+        .await;
+        let audit_before = now.saturating_sub(retention.audit_ttl_ms);
+        drain("audit log", |limit| {
+            store.delete_old_audit(audit_before, limit)
         })
         .await;
     }

@@ -24,6 +24,16 @@ pub mod ms_rfc3339 {
     }
 }
 
+/// As [`ms_rfc3339`], for an optional field (skipped when `None`).
+pub mod opt_ms_rfc3339 {
+    pub fn serialize<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_str(&super::rfc3339(*ms)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 pub trait Clock: Send + Sync + 'static {
     /// Unix milliseconds.
     fn now_ms(&self) -> i64;

@@ -26,6 +26,9 @@ pub const SLOW_CONSUMER: u16 = 4009;
 /// A newer connection of the same agent took over. Do not reconnect from
 /// this process: the other one is live.
 pub const SUPERSEDED: u16 = 4010;
+/// An operator suspended the agent's tenant: do not reconnect until it is resumed
+/// (token requests are refused meanwhile).
+pub const TENANT_SUSPENDED: u16 = 4011;
 
 /// The short reason sent in the close frame for `code`; `"closed"` for a
 /// code not listed in this module.
@@ -41,6 +44,7 @@ pub const fn reason(code: u16) -> &'static str {
         IDLE_TIMEOUT => "idle_timeout",
         SLOW_CONSUMER => "slow_consumer",
         SUPERSEDED => "superseded",
+        TENANT_SUSPENDED => "tenant_suspended",
         _ => "closed",
     }
 }
@@ -62,6 +66,7 @@ mod tests {
             IDLE_TIMEOUT,
             SLOW_CONSUMER,
             SUPERSEDED,
+            TENANT_SUSPENDED,
         ];
         let mut reasons: Vec<_> = codes.iter().map(|&c| reason(c)).collect();
         // A close reason must fit the 123 bytes a close frame allows.

@@ -1,19 +1,33 @@
 //! Operator actions, one function each, shared by the CLI and the operator API.
 
+mod actor;
+mod jobs;
 mod mirror;
 pub mod overview;
+mod sources;
+mod tenants;
 
-pub use mirror::{MappingSpec, add_alias, add_identity, add_mapping};
+pub use actor::Actor;
+pub use jobs::{cancel_job, delete_job, replay_jobs, reschedule_job};
+pub use mirror::{
+    MappingSpec, add_alias, add_identity, add_mapping, move_identity, remove_alias,
+    remove_identity, remove_mapping, set_alias_agents, update_mapping,
+};
+pub use sources::{remove_source, rotate_source};
+pub use tenants::{
+    create_tenant, delete_tenant, set_tenant_status, set_tenant_tools, update_tenant,
+};
 
 use nexus_proto::{AgentId, ClickUpUserId, EventType, SlackUserId, TenantId};
 use rayon::prelude::*;
 use serde::Serialize;
+use serde_json::json;
 
 use crate::auth::{IssuedToken, JwtKeys, secrets};
 use crate::presence::PresenceEntry;
 use crate::store::{
-    Agent, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret, Source,
-    SourceKind, Store, StoreError, Tenant, ToolScope,
+    Agent, AgentChange, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret,
+    Source, SourceKind, Store, StoreError,
 };
 use crate::time::now_ms;
 
@@ -21,6 +35,15 @@ use crate::time::now_ms;
 pub enum AdminError {
     #[error("{0}")]
     Invalid(String),
+    /// One field of the request is wrong (the API names it in `details`).
+    #[error("{field}: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    /// The action does not apply to the target as it is now (cancelling a running job).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -56,7 +79,7 @@ pub async fn online_agents(
 
 /// An agent with its client secret: returned at creation and rotation only. No `Debug`:
 /// it holds the secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentWithSecret {
     #[serde(flatten)]
     pub agent: Agent,
@@ -73,37 +96,25 @@ pub struct CreatedKey {
     pub secret: String,
 }
 
+impl AdminError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> AdminError {
+        AdminError::Field {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// Names are shown to operators and used in aliases: printable, 1–100 characters.
-fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
+fn check_name(field: &'static str, name: &str) -> Result<(), AdminError> {
     let len = name.chars().count();
     if len == 0 || len > 100 || name.chars().any(char::is_control) || name.trim() != name {
-        return Err(AdminError::Invalid(format!(
-            "{what} must be 1–100 printable characters without surrounding spaces"
-        )));
-    }
-    Ok(())
-}
-
-pub async fn create_tenant(store: &Store, name: &str) -> Result<Tenant, AdminError> {
-    check_name("tenant name", name)?;
-    Ok(store.create_tenant(name).await?)
-}
-
-/// What the tenant's agents may do with tools (see the README's `## Security`).
-pub async fn set_tenant_tools(
-    store: &Store,
-    tenant: TenantId,
-    scope: Option<ToolScope>,
-    allow_broadcasts: Option<bool>,
-) -> Result<Tenant, AdminError> {
-    if scope.is_none() && allow_broadcasts.is_none() {
-        return Err(AdminError::Invalid(
-            "nothing to change: give a tool scope or allow_broadcasts".into(),
+        return Err(AdminError::field(
+            field,
+            "must be 1–100 printable characters without surrounding spaces",
         ));
     }
-    Ok(store
-        .set_tenant_tools(tenant, scope, allow_broadcasts)
-        .await?)
+    Ok(())
 }
 
 pub struct AgentSpec {
@@ -116,11 +127,12 @@ pub struct AgentSpec {
 /// threads (argon2 is slow by design), so bulk provisioning scales with cores.
 pub async fn create_agents(
     store: &Store,
+    actor: &Actor,
     tenant: TenantId,
     specs: Vec<AgentSpec>,
 ) -> Result<Vec<AgentWithSecret>, AdminError> {
     for spec in &specs {
-        check_name("agent name", &spec.name)?;
+        check_name("name", &spec.name)?;
     }
     store.get_tenant(tenant).await?;
     let prepared = tokio::task::spawn_blocking(move || {
@@ -144,6 +156,15 @@ pub async fn create_agents(
     .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?;
     let (new, secrets): (Vec<NewAgent>, Vec<String>) = prepared.into_iter().unzip();
     let agents = store.create_agents(new).await?;
+    // One record for a bulk creation; the first ids name what was made.
+    let target = match agents.as_slice() {
+        [one] => one.id.to_string(),
+        _ => tenant.to_string(),
+    };
+    let ids: Vec<AgentId> = agents.iter().take(100).map(|a| a.id).collect();
+    let details = json!({ "count": agents.len(), "agent_ids": ids });
+    let audit = actor.audit(Some(tenant), "agent.create", target, details);
+    store.record_audit(&audit).await?;
     Ok(agents
         .into_iter()
         .zip(secrets)
@@ -154,13 +175,18 @@ pub async fn create_agents(
         .collect())
 }
 
-pub async fn rotate_secret(store: &Store, agent: AgentId) -> Result<AgentWithSecret, AdminError> {
+pub async fn rotate_secret(
+    store: &Store,
+    actor: &Actor,
+    agent: AgentId,
+) -> Result<AgentWithSecret, AdminError> {
     let secret = secrets::generate_client_secret();
     let to_hash = secret.clone();
     let hash = tokio::task::spawn_blocking(move || secrets::hash_secret(&to_hash))
         .await
         .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?;
     let agent = store.set_agent_secret_hash(agent, &hash).await?;
+    record_on_agent(store, actor, &agent, "agent.rotate_secret").await?;
     Ok(AgentWithSecret {
         agent,
         client_secret: secret,
@@ -183,12 +209,57 @@ pub(crate) async fn agent_of(
     }
 }
 
+async fn record_on_agent(
+    store: &Store,
+    actor: &Actor,
+    agent: &Agent,
+    action: &'static str,
+) -> Result<(), AdminError> {
+    let audit = actor.audit(Some(agent.tenant_id), action, agent.id, json!({}));
+    Ok(store.record_audit(&audit).await?)
+}
+
+/// Disables or enables the agent. The caller closes its live session on its node at
+/// once; other nodes close it within `--reconcile-interval`.
 pub async fn set_agent_status(
     store: &Store,
+    actor: &Actor,
     agent: AgentId,
     status: AgentStatus,
 ) -> Result<Agent, AdminError> {
-    Ok(store.set_agent_status(agent, status).await?)
+    let agent = store.set_agent_status(agent, status).await?;
+    let action = match status {
+        AgentStatus::Active => "agent.enable",
+        AgentStatus::Disabled => "agent.disable",
+    };
+    record_on_agent(store, actor, &agent, action).await?;
+    Ok(agent)
+}
+
+/// Renames the agent or sets its ClickUp and Slack users.
+pub async fn update_agent(
+    store: &Store,
+    actor: &Actor,
+    agent: AgentId,
+    change: AgentChange,
+) -> Result<Agent, AdminError> {
+    if change.name.is_none() && change.clickup_user.is_none() && change.slack_user.is_none() {
+        return Err(AdminError::field(
+            "name",
+            "give a name, clickup_user or slack_user to change",
+        ));
+    }
+    if let Some(name) = &change.name {
+        check_name("name", name)?;
+    }
+    let tenant = store.get_agent(agent).await?.tenant_id;
+    let details = json!({
+        "name": change.name,
+        "clickup_user": change.clickup_user.as_ref().map(|u| u.as_ref().map(|u| u.as_str().to_owned())),
+        "slack_user": change.slack_user.as_ref().map(|u| u.as_ref().map(|u| u.as_str().to_owned())),
+    });
+    let audit = actor.audit(Some(tenant), "agent.update", agent, details);
+    Ok(store.update_agent_profile(agent, &change, &audit).await?)
 }
 
 /// What `nexus agent revoke-tokens` reports.
@@ -204,8 +275,13 @@ pub struct RevokedTokens {
 
 /// Every token issued up to this millisecond is revoked (the `+ 1`: a token from the
 /// same millisecond may predate the call).
-pub async fn revoke_tokens(store: &Store, agent: AgentId) -> Result<RevokedTokens, AdminError> {
+pub async fn revoke_tokens(
+    store: &Store,
+    actor: &Actor,
+    agent: AgentId,
+) -> Result<RevokedTokens, AdminError> {
     let agent = store.revoke_agent_tokens(agent, now_ms() + 1).await?;
+    record_on_agent(store, actor, &agent, "agent.revoke_tokens").await?;
     Ok(RevokedTokens {
         agent_id: agent.id,
         tokens_valid_after: agent.tokens_valid_after,
@@ -214,21 +290,40 @@ pub async fn revoke_tokens(store: &Store, agent: AgentId) -> Result<RevokedToken
 
 pub async fn create_operator_key(
     store: &Store,
+    actor: &Actor,
     name: &str,
     scopes: Scopes,
     tenant: Option<TenantId>,
 ) -> Result<CreatedKey, AdminError> {
-    check_name("key name", name)?;
+    check_name("name", name)?;
     let secret = secrets::generate_operator_key();
     let key = store
         .create_operator_key(name, scopes, tenant, &secrets::hash_operator_key(&secret))
         .await?;
+    let details = json!({ "name": name, "scopes": key.scopes });
+    let audit = actor.audit(tenant, "key.create", key.id, details);
+    store.record_audit(&audit).await?;
     Ok(CreatedKey { key, secret })
+}
+
+/// Revokes a key; `within` (a tenant-bound caller's tenant) limits which.
+pub async fn revoke_operator_key(
+    store: &Store,
+    actor: &Actor,
+    id: uuid::Uuid,
+    within: Option<TenantId>,
+) -> Result<OperatorKey, AdminError> {
+    let key = store.revoke_operator_key(id, within).await?;
+    let details = json!({ "name": key.name });
+    let audit = actor.audit(key.tenant_id, "key.revoke", key.id, details);
+    store.record_audit(&audit).await?;
+    Ok(key)
 }
 
 /// An operator mints a token for an agent directly (debugging, load tests).
 pub async fn mint_token(
     store: &Store,
+    actor: &Actor,
     keys: &JwtKeys,
     agent: AgentId,
 ) -> Result<IssuedToken, AdminError> {
@@ -236,6 +331,7 @@ pub async fn mint_token(
     if agent.status != AgentStatus::Active {
         return Err(AdminError::Invalid("agent is disabled".into()));
     }
+    record_on_agent(store, actor, &agent, "agent.mint_token").await?;
     Ok(keys.issue(agent.id, agent.tenant_id, &agent.client_id))
 }
 
@@ -253,8 +349,12 @@ pub struct SourceSpec {
     pub event: Option<EventType>,
 }
 
-pub async fn add_source(store: &Store, spec: SourceSpec) -> Result<Source, AdminError> {
-    check_name("source id", &spec.external_id)?;
+pub async fn add_source(
+    store: &Store,
+    actor: &Actor,
+    spec: SourceSpec,
+) -> Result<Source, AdminError> {
+    check_name("external_id", &spec.external_id)?;
     if spec.secret.len() < 8 {
         return Err(AdminError::Invalid(
             "the secret must be at least 8 characters".into(),
@@ -285,7 +385,7 @@ pub async fn add_source(store: &Store, spec: SourceSpec) -> Result<Source, Admin
         _ => None,
     };
     store.get_tenant(spec.tenant).await?;
-    Ok(store
+    let source = store
         .create_source(NewSource {
             tenant_id: spec.tenant,
             kind: spec.kind,
@@ -295,5 +395,9 @@ pub async fn add_source(store: &Store, spec: SourceSpec) -> Result<Source, Admin
             bot_user: spec.bot_user,
             rule,
         })
-        .await?)
+        .await?;
+    let details = json!({ "kind": source.kind, "external_id": source.external_id });
+    let audit = actor.audit(Some(source.tenant_id), "source.create", source.id, details);
+    store.record_audit(&audit).await?;
+    Ok(source)
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 
-use crate::admin::{self, RevokedTokens};
+use crate::admin::{self, Actor, RevokedTokens};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
@@ -31,7 +31,7 @@ pub async fn revoke_tokens(
 ) -> Result<ApiJson<RevokedTokens>, ApiError> {
     op.require(Scope::Admin)?;
     let agent = visible_agent(&state, &op, id).await?;
-    let revoked = admin::revoke_tokens(&state.store, agent.id).await?;
+    let revoked = admin::revoke_tokens(&state.store, &Actor::key(&op.0), agent.id).await?;
     state
         .hub
         .sessions()

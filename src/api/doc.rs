@@ -37,11 +37,14 @@ const REFERENCE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
     security(("operator_key" = [])),
     components(schemas(ErrorBody)),
     tags(
+        (name = "tenants", description = "Tenants: create, rename, suspend, resume, delete"),
         (name = "events", description = "Events into agents' inboxes, and inboxes"),
-        (name = "agents", description = "Agents: who is online, token revocation"),
+        (name = "agents", description = "Agents: create, change, disable, rotate secrets, who is online, token revocation"),
+        (name = "sources", description = "Webhook sources and their signing secrets"),
         (name = "jobs", description = "The job queue and its dead letters"),
         (name = "mirror", description = "ClickUp ↔ Slack mappings, aliases, identities"),
         (name = "operator-keys", description = "Operator API keys (`admin`)"),
+        (name = "audit", description = "The audit log of operator actions"),
         (name = "node", description = "Probes and agent tokens: no operator key"),
     )
 )]

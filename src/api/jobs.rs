@@ -6,6 +6,7 @@ use nexus_proto::TenantId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::admin::{self, Actor};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
@@ -130,13 +131,12 @@ pub async fn replay_one(
 ) -> Result<ApiJson<Replayed>, ApiError> {
     op.require(Scope::Write)?;
     let job = visible(&state, &op, id).await?.job;
-    let n = ops::replay(
-        &state.store,
-        Some(&state.queue),
-        &JobFilter::default(),
-        Some(id),
-    )
-    .await?;
+    let filter = JobFilter {
+        tenant: Some(job.tenant_id),
+        ..JobFilter::default()
+    };
+    let actor = Actor::key(&op.0);
+    let n = admin::replay_jobs(&state.store, &actor, Some(&state.queue), &filter, Some(id)).await?;
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -192,7 +192,8 @@ pub async fn replay_many(
         kind: body.kind,
         tenant: op.0.tenant_id,
     };
-    let n = ops::replay(&state.store, Some(&state.queue), &filter, None).await?;
+    let actor = Actor::key(&op.0);
+    let n = admin::replay_jobs(&state.store, &actor, Some(&state.queue), &filter, None).await?;
     Ok(ApiJson(Replayed { replayed: n }))
 }
 
@@ -215,8 +216,8 @@ pub async fn delete(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     op.require(Scope::Write)?;
-    visible(&state, &op, id).await?;
-    state.store.delete_job(id).await?;
+    let job = visible(&state, &op, id).await?.job;
+    admin::delete_job(&state.store, &Actor::key(&op.0), &job).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,7 @@ use nexus_proto::TenantId;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::admin::{self, CreatedKey};
+use crate::admin::{self, Actor, CreatedKey};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
@@ -72,7 +72,9 @@ pub async fn create(
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
-    let created = admin::create_operator_key(&state.store, &body.name, scopes, tenant).await?;
+    let created =
+        admin::create_operator_key(&state.store, &Actor::key(&op.0), &body.name, scopes, tenant)
+            .await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
 
@@ -93,7 +95,7 @@ pub async fn revoke(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     op.require(Scope::Admin)?;
-    state.store.revoke_operator_key(id, op.0.tenant_id).await?;
+    admin::revoke_operator_key(&state.store, &Actor::key(&op.0), id, op.0.tenant_id).await?;
     state.operator_keys.forget_all();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::admin::{self, MappingSpec};
+use crate::admin::{self, Actor, MappingSpec};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath};
@@ -70,7 +70,7 @@ pub async fn add_mapping(
         default_agents: body.default_agents,
         open_threads: body.open_threads,
     };
-    let mapping = admin::add_mapping(&state.store, spec).await?;
+    let mapping = admin::add_mapping(&state.store, &Actor::key(&op.0), spec).await?;
     // Tools may reach the new channel and list at once.
     state.ctx.forget_mappings();
     Ok((StatusCode::CREATED, ApiJson(mapping)))
@@ -117,10 +117,7 @@ pub async fn remove_mapping(
     ApiPath((tenant, id)): ApiPath<(TenantId, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
-    if state.store.get_mapping(id).await?.tenant_id != tenant {
-        return Err(ApiError::not_found("mapping"));
-    }
-    state.store.remove_mapping(id).await?;
+    admin::remove_mapping(&state.store, &Actor::key(&op.0), tenant, id).await?;
     state.ctx.forget_mappings();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -154,7 +151,14 @@ pub async fn add_alias(
 ) -> Result<ApiJson<Alias>, ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
     Ok(ApiJson(
-        admin::add_alias(&state.store, tenant, &body.alias, &body.agents).await?,
+        admin::add_alias(
+            &state.store,
+            &Actor::key(&op.0),
+            tenant,
+            &body.alias,
+            &body.agents,
+        )
+        .await?,
     ))
 }
 
@@ -199,10 +203,7 @@ pub async fn remove_alias(
     ApiPath((tenant, id)): ApiPath<(TenantId, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
-    if state.store.get_alias(id).await?.tenant_id != tenant {
-        return Err(ApiError::not_found("alias"));
-    }
-    state.store.remove_alias(id).await?;
+    admin::remove_alias(&state.store, &Actor::key(&op.0), tenant, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -234,7 +235,8 @@ pub async fn add_identity(
 ) -> Result<(StatusCode, ApiJson<Identity>), ApiError> {
     allowed(&state, &op, tenant, Scope::Write).await?;
     admin::agent_of(&state.store, tenant, body.agent_id).await?;
-    let identity = admin::add_identity(&state.store, body.agent_id, body.user).await?;
+    let identity =
+        admin::add_identity(&state.store, &Actor::key(&op.0), body.agent_id, body.user).await?;
     Ok((StatusCode::CREATED, ApiJson(identity)))
 }
 
@@ -285,7 +287,7 @@ pub async fn remove_identity(
     allowed(&state, &op, tenant, Scope::Write).await?;
     let user =
         ExternalUser::parse(provider, &user).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.store.remove_identity(tenant, &user, None).await?;
+    admin::remove_identity(&state.store, &Actor::key(&op.0), tenant, user, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -28,14 +28,21 @@
 
 mod activity;
 mod agents;
+mod audit;
 pub mod doc;
 mod events;
+mod job_changes;
 mod jobs;
 mod keys;
 mod mirror;
+mod mirror_changes;
+mod page;
 mod presence;
-mod tenant_list;
+mod sources;
+mod tenant_agents;
+mod tenants;
 
+use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -47,6 +54,8 @@ impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> ApiError {
         match e {
             AdminError::Invalid(msg) => ApiError::bad_request(msg),
+            AdminError::Field { field, message } => ApiError::invalid_fields([(field, message)]),
+            AdminError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             AdminError::Store(e) => e.into(),
         }
     }
@@ -60,21 +69,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::emit_to_tenant))
         .routes(routes!(events::online))
         .routes(routes!(mirror::list_mappings, mirror::add_mapping))
-        .routes(routes!(mirror::remove_mapping))
+        .routes(routes!(
+            mirror::remove_mapping,
+            mirror_changes::update_mapping
+        ))
         .routes(routes!(mirror::list_aliases, mirror::add_alias))
-        .routes(routes!(mirror::remove_alias))
+        .routes(routes!(mirror::remove_alias, mirror_changes::update_alias))
         .routes(routes!(mirror::list_identities, mirror::add_identity))
-        .routes(routes!(mirror::remove_identity))
+        .routes(routes!(
+            mirror::remove_identity,
+            mirror_changes::update_identity
+        ))
         .routes(routes!(mirror::list_channels))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::replay_many))
-        .routes(routes!(jobs::show, jobs::delete))
+        .routes(routes!(jobs::show, jobs::delete, job_changes::update))
         .routes(routes!(jobs::replay_one))
         .routes(routes!(jobs::stats))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(presence::list))
-        .routes(routes!(tenant_list::list))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show, tenants::update, tenants::delete))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::resume))
+        .routes(routes!(tenant_agents::list, tenant_agents::create))
+        .routes(routes!(tenant_agents::show, tenant_agents::update))
+        .routes(routes!(tenant_agents::disable))
+        .routes(routes!(tenant_agents::enable))
+        .routes(routes!(tenant_agents::rotate_secret))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::show, sources::delete))
+        .routes(routes!(sources::rotate))
+        .routes(routes!(audit::list))
         .routes(routes!(activity::activity))
 }
 

@@ -348,6 +348,11 @@ async fn start_hub(
     let retention = Retention {
         ttl_ms: inbox_opts.ttl.as_millis().try_into().unwrap_or(i64::MAX),
         cap: inbox_opts.cap.max(1),
+        audit_ttl_ms: inbox_opts
+            .audit_retention
+            .as_millis()
+            .try_into()
+            .unwrap_or(i64::MAX),
     };
     let sessions = Arc::new(Sessions::default());
     let fanout = Arc::new(Fanout::new(sessions.clone()));

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::cache::Misses;
 use crate::config::AuthOpts;
-use crate::store::{Agent, AgentStatus, Store, StoreError};
+use crate::store::{Agent, AgentStatus, Store, StoreError, TenantStatus};
 use crate::telemetry::catalog;
 use throttle::Throttle;
 
@@ -29,6 +29,9 @@ use throttle::Throttle;
 pub enum ClientAuthError {
     #[error("client authentication failed")]
     InvalidClient,
+    /// The credentials are right but the agent's tenant is suspended.
+    #[error("the agent's tenant is suspended")]
+    TenantSuspended,
     #[error("too many failed attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
     #[error("too many token requests are waiting; retry shortly")]
@@ -111,6 +114,12 @@ impl Authenticator {
                 metrics::counter!(catalog::TOKENS_ISSUED).increment(1);
                 Ok(self.keys.issue(agent.id, agent.tenant_id, &agent.client_id))
             }
+            Err(("tenant_suspended", agent_id)) => {
+                // Not a failed guess: the secret was right, so nothing is throttled.
+                tracing::info!(agent_id, %address, "token refused: the tenant is suspended");
+                count_failure("tenant_suspended");
+                Err(ClientAuthError::TenantSuspended)
+            }
             Err((reason, agent_id)) => {
                 tracing::info!(reason, agent_id, %address, "client authentication failed");
                 count_failure(reason);
@@ -140,7 +149,7 @@ impl Authenticator {
                 crate::http::storage_timed_out("token", self.patience);
                 ClientAuthError::TimedOut(self.patience)
             })??;
-        let Some((agent, hash)) = found else {
+        let Some((agent, hash, tenant)) = found else {
             self.unknown.insert(client_id);
             return Ok(Err(("unknown_client", None)));
         };
@@ -151,6 +160,7 @@ impl Authenticator {
             .await?;
         let id = Some(agent.id.to_string());
         Ok(match (verified, agent.status) {
+            (true, _) if tenant == TenantStatus::Suspended => Err(("tenant_suspended", id)),
             (true, AgentStatus::Active) => Ok(agent),
             (true, _) => Err(("agent_disabled", id)),
             (false, _) => Err(("wrong_secret", id)),

@@ -108,6 +108,13 @@ impl From<ClientAuthError> for OAuthError {
     fn from(e: ClientAuthError) -> Self {
         match e {
             ClientAuthError::InvalidClient => OAuthError::invalid_client(),
+            // RFC 6749 has no code for "suspended"; invalid_client is what a client
+            // library treats as "do not retry with these credentials".
+            ClientAuthError::TenantSuspended => OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "the agent's tenant is suspended",
+            ),
             ClientAuthError::Throttled(wait) => OAuthError {
                 retry_after: Some(wait.as_secs().max(1)),
                 ..OAuthError::new(

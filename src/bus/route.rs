@@ -3,7 +3,7 @@
 //! presence maintenance, and the reconcile that makes a lost message cost a moment,
 //! never an agent waiting for its next reconnect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,8 +177,8 @@ impl Upkeep {
     }
 
     /// Compares every live session's last sent seq with its inbox and wakes those
-    /// behind, and closes the sessions of agents disabled meanwhile (4003) or whose
-    /// token was revoked (4001): after each (re)subscribe, and every `reconcile_every`.
+    /// behind, and closes the sessions of agents disabled or deleted meanwhile (4003), of
+    /// suspended tenants (4011) or whose token was revoked (4001): after each (re)subscribe, and every `reconcile_every`.
     pub async fn reconcile(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -195,8 +195,15 @@ impl Upkeep {
             let agents: Vec<AgentId> = live.iter().map(|(a, _)| *a).collect();
             match self.store.live_states(&agents).await {
                 Ok(states) => {
+                    let found: HashSet<AgentId> = states.iter().map(|s| s.agent).collect();
+                    for gone in agents.iter().filter(|a| !found.contains(a)) {
+                        // Deleted (with its tenant) by another process or node.
+                        self.sessions.close_agent(*gone, close::AGENT_DISABLED);
+                    }
                     for s in states {
-                        if s.active {
+                        if s.suspended {
+                            self.sessions.close_agent(s.agent, close::TENANT_SUSPENDED);
+                        } else if s.active {
                             self.sessions
                                 .close_if_revoked(s.agent, s.tokens_valid_after);
                             self.sessions.wake(s.agent, s.committed);

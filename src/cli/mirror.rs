@@ -6,7 +6,7 @@ use nexus_proto::{AgentId, ClickUpListId, ClickUpUserId, SlackChannelId, SlackUs
 use uuid::Uuid;
 
 use super::{print_line, print_lines};
-use crate::admin::{self, MappingSpec};
+use crate::admin::{self, Actor, MappingSpec};
 use crate::store::{ExternalUser, Store};
 
 #[derive(Debug, Subcommand)]
@@ -19,6 +19,16 @@ pub enum MappingCmd {
     },
     Remove {
         id: Uuid,
+    },
+    /// Replace the mapping's default agents and/or whether it opens threads.
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+    Update {
+        id: Uuid,
+        /// The new default agents (all of them; repeat the flag).
+        #[arg(long = "default-agent", group = "what")]
+        default_agents: Vec<AgentId>,
+        #[arg(long, group = "what", action = clap::ArgAction::Set)]
+        open_threads: Option<bool>,
     },
 }
 
@@ -55,6 +65,12 @@ pub enum AliasCmd {
     },
     Remove {
         id: Uuid,
+    },
+    /// Replace the alias's members.
+    Set {
+        id: Uuid,
+        #[arg(long = "agent", required = true)]
+        agents: Vec<AgentId>,
     },
 }
 
@@ -97,6 +113,14 @@ pub enum IdentityCmd {
         #[arg(long)]
         tenant: TenantId,
     },
+    /// Give the user to another agent of the same tenant.
+    Move {
+        /// The agent that gets the user.
+        #[arg(long)]
+        agent: AgentId,
+        #[command(flatten)]
+        user: UserArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,15 +142,26 @@ pub async fn mapping(store: &Store, cmd: MappingCmd) -> anyhow::Result<()> {
                 default_agents: a.default_agents,
                 open_threads: !a.no_open_threads,
             };
-            print_line(&admin::add_mapping(store, spec).await?)
+            print_line(&admin::add_mapping(store, &Actor::Cli, spec).await?)
         }
         MappingCmd::List { tenant } => {
             store.get_tenant(tenant).await?;
             print_lines(&store.list_mappings(tenant).await?)
         }
         MappingCmd::Remove { id } => {
-            store.remove_mapping(id).await?;
+            let tenant = store.get_mapping(id).await?.tenant_id;
+            admin::remove_mapping(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
+        }
+        MappingCmd::Update {
+            id,
+            default_agents,
+            open_threads,
+        } => {
+            let tenant = store.get_mapping(id).await?.tenant_id;
+            let agents = (!default_agents.is_empty()).then_some(default_agents);
+            let cli = &Actor::Cli;
+            print_line(&admin::update_mapping(store, cli, tenant, id, agents, open_threads).await?)
         }
     }
 }
@@ -137,14 +172,19 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
             tenant,
             alias,
             agents,
-        } => print_line(&admin::add_alias(store, tenant, &alias, &agents).await?),
+        } => print_line(&admin::add_alias(store, &Actor::Cli, tenant, &alias, &agents).await?),
         AliasCmd::List { tenant } => {
             store.get_tenant(tenant).await?;
             print_lines(&store.list_aliases(tenant).await?)
         }
         AliasCmd::Remove { id } => {
-            store.remove_alias(id).await?;
+            let tenant = store.get_alias(id).await?.tenant_id;
+            admin::remove_alias(store, &Actor::Cli, tenant, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
+        }
+        AliasCmd::Set { id, agents } => {
+            let tenant = store.get_alias(id).await?.tenant_id;
+            print_line(&admin::set_alias_agents(store, &Actor::Cli, tenant, id, &agents).await?)
         }
     }
 }
@@ -152,15 +192,20 @@ pub async fn alias(store: &Store, cmd: AliasCmd) -> anyhow::Result<()> {
 pub async fn identity(store: &Store, cmd: IdentityCmd) -> anyhow::Result<()> {
     match cmd {
         IdentityCmd::Add { agent, user } => {
-            print_line(&admin::add_identity(store, agent, user.user()?).await?)
+            print_line(&admin::add_identity(store, &Actor::Cli, agent, user.user()?).await?)
         }
         IdentityCmd::Remove { agent, user } => {
             let user = user.user()?;
             let tenant = store.get_agent(agent).await?.tenant_id;
-            store.remove_identity(tenant, &user, Some(agent)).await?;
+            admin::remove_identity(store, &Actor::Cli, tenant, user.clone(), Some(agent)).await?;
             print_line(
                 &serde_json::json!({ "removed": { "agent_id": agent, "provider": user.provider(), "external_user_id": user.as_str() } }),
             )
+        }
+        IdentityCmd::Move { agent, user } => {
+            let tenant = store.get_agent(agent).await?.tenant_id;
+            let user = user.user()?;
+            print_line(&admin::move_identity(store, &Actor::Cli, tenant, user, agent).await?)
         }
         IdentityCmd::List { tenant } => {
             store.get_tenant(tenant).await?;

@@ -5,6 +5,7 @@ mod mirror;
 mod presence;
 mod queue;
 mod secrets;
+mod tenants;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -14,11 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use nexus_proto::{AgentId, ClickUpUserId, SlackUserId, TenantId};
 use serde::Serialize;
 
-use crate::admin::{self, AgentSpec};
+use crate::admin::{self, Actor, AgentSpec};
 use crate::app::{self, Application};
 use crate::auth::Authenticator;
 use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, jwt_secret_from_env};
-use crate::store::{AgentStatus, Scopes, Secret, Store, ToolScope};
+use crate::store::{AgentChange, AgentStatus, Scopes, Secret, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,10 +40,10 @@ pub enum Command {
     Serve(Box<ServeOpts>),
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Tenants: create, list, set (what their agents may do with tools).
+    /// Tenants: create, list, set (tool policy), update, suspend, resume, delete.
     #[command(subcommand)]
-    Tenant(TenantCmd),
-    /// Agents: create (one or in bulk), list, disable, enable, rotate-secret.
+    Tenant(tenants::TenantCmd),
+    /// Agents: create (one or in bulk), list, update, disable, enable, rotate-secret.
     #[command(subcommand)]
     Agent(AgentCmd),
     /// Issue an access token, by client credentials or (operators) for an agent id.
@@ -71,31 +72,12 @@ pub enum Command {
     /// Who is online: list.
     #[command(subcommand)]
     Presence(presence::PresenceCmd),
+    /// The audit log of operator actions: list.
+    #[command(subcommand)]
+    Audit(tenants::AuditCmd),
     /// Secrets sealed in the database: rotate-key.
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TenantCmd {
-    Create {
-        #[arg(long)]
-        name: String,
-    },
-    List,
-    /// What the tenant's agents may do with tools; takes effect within `--cache-ttl`.
-    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
-    Set {
-        id: TenantId,
-        /// `mapped`: only the Slack channels and ClickUp lists (and their tasks) of the
-        /// tenant's mappings; `any`: whatever its tokens reach.
-        #[arg(long, group = "change")]
-        tool_scope: Option<ToolScope>,
-        /// Post `<!channel>`, `<!here>`, `<!everyone>`, user-group and `@channel`
-        /// mentions as written instead of neutralised.
-        #[arg(long, group = "change", action = clap::ArgAction::Set)]
-        allow_broadcasts: Option<bool>,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +87,17 @@ pub enum AgentCmd {
     List {
         #[arg(long)]
         tenant: TenantId,
+    },
+    /// Rename the agent or set its ClickUp and Slack users.
+    #[command(group = clap::ArgGroup::new("fields").required(true).multiple(true))]
+    Update {
+        id: AgentId,
+        #[arg(long, group = "fields")]
+        name: Option<String>,
+        #[arg(long, group = "fields")]
+        clickup_user: Option<ClickUpUserId>,
+        #[arg(long, group = "fields")]
+        slack_user: Option<SlackUserId>,
     },
     Disable {
         id: AgentId,
@@ -265,22 +258,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             open_store(&global).await?;
             print_line(&serde_json::json!({"migrated": true}))?;
         }
-        Command::Tenant(cmd) => {
-            let store = open_store(&global).await?;
-            match cmd {
-                TenantCmd::Create { name } => {
-                    print_line(&admin::create_tenant(&store, &name).await?)?
-                }
-                TenantCmd::List => print_lines(&store.list_tenants().await?)?,
-                TenantCmd::Set {
-                    id,
-                    tool_scope,
-                    allow_broadcasts,
-                } => print_line(
-                    &admin::set_tenant_tools(&store, id, tool_scope, allow_broadcasts).await?,
-                )?,
-            }
-        }
+        Command::Tenant(cmd) => tenants::tenant(&open_store(&global).await?, cmd).await?,
+        Command::Audit(cmd) => tenants::audit(&open_store(&global).await?, cmd).await?,
         Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,
         Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,
         Command::Source(cmd) => queue::source(&open_sealed_store(&global).await?.0, cmd).await?,
@@ -297,7 +276,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
         }) => {
             let store = open_store(&global).await?;
-            print_line(&admin::create_operator_key(&store, &name, scopes, tenant).await?)?;
+            print_line(
+                &admin::create_operator_key(&store, &Actor::Cli, &name, scopes, tenant).await?,
+            )?;
         }
         Command::OperatorKey(OperatorKeyCmd::List { tenant }) => {
             print_lines(
@@ -308,18 +289,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::OperatorKey(OperatorKeyCmd::Revoke { id }) => {
-            print_line(
-                &open_store(&global)
-                    .await?
-                    .revoke_operator_key(id, None)
-                    .await?,
-            )?;
+            let store = open_store(&global).await?;
+            print_line(&admin::revoke_operator_key(&store, &Actor::Cli, id, None).await?)?;
         }
     }
     Ok(())
 }
 
 async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
+    let cli = &Actor::Cli;
     match cmd {
         AgentCmd::Create(c) => {
             let specs = match (c.name, c.name_prefix, c.count) {
@@ -337,20 +315,33 @@ async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
                     .collect(),
                 _ => bail!("give --name, or --name-prefix with --count"),
             };
-            print_lines(&admin::create_agents(store, c.tenant, specs).await?)?;
+            print_lines(&admin::create_agents(store, &Actor::Cli, c.tenant, specs).await?)?;
         }
         AgentCmd::List { tenant } => {
             store.get_tenant(tenant).await?;
             print_lines(&store.list_agents(tenant).await?)?;
         }
+        AgentCmd::Update {
+            id,
+            name,
+            clickup_user,
+            slack_user,
+        } => {
+            let change = AgentChange {
+                name,
+                clickup_user: clickup_user.map(Some),
+                slack_user: slack_user.map(Some),
+            };
+            print_line(&admin::update_agent(store, cli, id, change).await?)?
+        }
         AgentCmd::Disable { id } => {
-            print_line(&admin::set_agent_status(store, id, AgentStatus::Disabled).await?)?
+            print_line(&admin::set_agent_status(store, cli, id, AgentStatus::Disabled).await?)?
         }
         AgentCmd::Enable { id } => {
-            print_line(&admin::set_agent_status(store, id, AgentStatus::Active).await?)?
+            print_line(&admin::set_agent_status(store, cli, id, AgentStatus::Active).await?)?
         }
-        AgentCmd::RotateSecret { id } => print_line(&admin::rotate_secret(store, id).await?)?,
-        AgentCmd::RevokeTokens { id } => print_line(&admin::revoke_tokens(store, id).await?)?,
+        AgentCmd::RotateSecret { id } => print_line(&admin::rotate_secret(store, cli, id).await?)?,
+        AgentCmd::RevokeTokens { id } => print_line(&admin::revoke_tokens(store, cli, id).await?)?,
     }
     Ok(())
 }
@@ -367,7 +358,7 @@ async fn token(store: &Store, args: TokenArgs) -> anyhow::Result<()> {
     let keys = app::jwt_keys(store, jwt_secret_from_env().as_deref(), ttl).await?;
     let [client_secret] = stdin_secrets([args.client_secret])?;
     let issued = match (args.agent, args.client_id, client_secret) {
-        (Some(agent), None, _) => admin::mint_token(store, &keys, agent).await?,
+        (Some(agent), None, _) => admin::mint_token(store, &Actor::Cli, &keys, agent).await?,
         (None, Some(id), Some(secret)) => {
             let defaults = ServeOpts::defaults();
             let patience = defaults.db.request_timeout;

@@ -5,7 +5,7 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use uuid::Uuid;
 
 use super::{print_line, print_lines, stdin_secrets};
-use crate::admin::{self, SourceSpec};
+use crate::admin::{self, Actor, SourceSpec};
 use crate::queue::ops;
 use crate::store::{JobFilter, JobStatus, Secret, SourceKind, Store};
 
@@ -20,6 +20,29 @@ pub enum SourceCmd {
     },
     Remove {
         id: Uuid,
+    },
+    /// Replace the signing secret (the old one stays accepted for `--grace`) and/or the
+    /// API token. Each secret flag also reads stdin when given as `-`.
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+    Rotate {
+        id: Uuid,
+        #[arg(
+            long,
+            group = "what",
+            env = "NEXUS_SOURCE_SECRET",
+            hide_env_values = true
+        )]
+        secret: Option<Secret>,
+        #[arg(
+            long,
+            group = "what",
+            env = "NEXUS_SOURCE_API_TOKEN",
+            hide_env_values = true
+        )]
+        api_token: Option<Secret>,
+        /// How long the replaced signing secret stays accepted (e.g. 1h; at most 7 days).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
     },
 }
 
@@ -118,6 +141,17 @@ pub enum JobsCmd {
     Delete {
         id: Uuid,
     },
+    /// Cancel a queued job: it never runs (a running or finished one is refused).
+    Cancel {
+        id: Uuid,
+    },
+    /// Move a queued job's next run.
+    Reschedule {
+        id: Uuid,
+        /// When (RFC 3339, e.g. 2030-01-01T00:00:00Z).
+        #[arg(long)]
+        run_at: chrono::DateTime<chrono::FixedOffset>,
+    },
     /// Counts per status, the oldest queued job's age, finished jobs by reason.
     Stats {
         #[arg(long)]
@@ -150,12 +184,23 @@ pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
                 to_alias: a.to_alias,
                 event: a.event_type,
             };
-            print_line(&admin::add_source(store, spec).await?)
+            print_line(&admin::add_source(store, &Actor::Cli, spec).await?)
         }
         SourceCmd::List { tenant } => print_lines(&store.list_sources(None, tenant).await?),
         SourceCmd::Remove { id } => {
-            store.remove_source(id).await?;
+            admin::remove_source(store, &Actor::Cli, id).await?;
             print_line(&serde_json::json!({ "removed": id }))
+        }
+        SourceCmd::Rotate {
+            id,
+            secret,
+            api_token,
+            grace,
+        } => {
+            let [secret, api_token] = stdin_secrets([secret, api_token])?;
+            let now = crate::time::now_ms();
+            let cli = &Actor::Cli;
+            print_line(&admin::rotate_source(store, cli, id, secret, api_token, grace, now).await?)
         }
     }
 }
@@ -180,12 +225,22 @@ pub async fn jobs(store: &Store, cmd: JobsCmd) -> anyhow::Result<()> {
             if id.is_none() && f.status.is_none() {
                 f.status = Some(JobStatus::Dead);
             }
-            let n = ops::replay(store, None, &f, id).await?;
+            let n = admin::replay_jobs(store, &Actor::Cli, None, &f, id).await?;
             print_line(&serde_json::json!({ "replayed": n }))
         }
         JobsCmd::Delete { id } => {
-            store.delete_job(id).await?;
+            let job = ops::show(store, id).await?.job;
+            admin::delete_job(store, &Actor::Cli, &job).await?;
             print_line(&serde_json::json!({ "deleted": id }))
+        }
+        JobsCmd::Cancel { id } => {
+            let job = ops::show(store, id).await?.job;
+            print_line(&admin::cancel_job(store, &Actor::Cli, &job).await?)
+        }
+        JobsCmd::Reschedule { id, run_at } => {
+            let job = ops::show(store, id).await?.job;
+            let at = run_at.timestamp_millis();
+            print_line(&admin::reschedule_job(store, &Actor::Cli, &job, at).await?)
         }
         JobsCmd::Stats { tenant } => {
             let filter = JobFilter {

@@ -34,6 +34,8 @@ fn source(kind: SourceKind, external_id: &str) -> Source {
         external_id: external_id.to_owned(),
         secret: Secret::new(SECRET),
         api_token: None,
+        previous_secret: None,
+        previous_secret_until: None,
         bot_user: None,
         rule: None,
         url_path: String::new(),

@@ -21,7 +21,7 @@ use crate::auth::{JwtKeys, TokenError};
 use crate::bus::Hub;
 use crate::config::WsOpts;
 use crate::http::ApiError;
-use crate::store::{AgentStatus, Store, StoreError};
+use crate::store::{AgentStatus, Store, StoreError, TenantStatus};
 use crate::telemetry::catalog;
 use crate::tools::Tools;
 
@@ -128,7 +128,7 @@ async fn authorize(
         .map(|s| s.trim().parse::<Seq>())
         .transpose()
         .map_err(|_| ApiError::bad_request("after_seq must be a non-negative integer"))?;
-    let (agent, cursor) = match gw.store.agent_with_cursor(claims.sub).await {
+    let (agent, cursor, tenant) = match gw.store.agent_with_cursor(claims.sub).await {
         Ok(found) => found,
         Err(StoreError::NotFound(_)) => return Err(ApiError::unauthorized("unknown agent")),
         Err(e) => return Err(e.into()),
@@ -138,6 +138,13 @@ async fn authorize(
             StatusCode::UNAUTHORIZED,
             "agent_disabled",
             "this agent is disabled",
+        ));
+    }
+    if tenant == TenantStatus::Suspended {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tenant_suspended",
+            "this agent's tenant is suspended",
         ));
     }
     if !agent.accepts_token_issued_at(claims.issued_at_ms()) {

@@ -4,11 +4,12 @@ use nexus_proto::{AgentId, ClickUpUserId, Seq, SlackUserId, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::audit::insert_audit;
 use super::dialect::{can_match, on_pool, on_writer};
-use super::{Cursor, Provider, Result, Store, StoreError};
+use super::{Cursor, NewAudit, Provider, Result, Store, StoreError, TenantStatus};
 use crate::time::now_ms;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Active,
@@ -32,7 +33,7 @@ impl AgentStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Agent {
     pub id: AgentId,
     pub tenant_id: TenantId,
@@ -40,6 +41,7 @@ pub struct Agent {
     pub client_id: String,
     pub status: AgentStatus,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Tokens issued before this instant (Unix ms) are refused; 0 when never revoked.
     #[serde(skip)]
@@ -51,6 +53,23 @@ impl Agent {
     pub fn accepts_token_issued_at(&self, issued_at_ms: i64) -> bool {
         issued_at_ms >= self.tokens_valid_after
     }
+}
+
+/// Which agents a listing shows; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub status: Option<AgentStatus>,
+    /// Names starting with this (case-sensitive).
+    pub name_prefix: Option<String>,
+}
+
+/// What `PATCH /api/agents/{id}` changes: `None` keeps a field; for the users,
+/// `Some(None)` removes the agent's identity at that provider.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChange {
+    pub name: Option<String>,
+    pub clickup_user: Option<Option<ClickUpUserId>>,
+    pub slack_user: Option<Option<SlackUserId>>,
 }
 
 /// One column of an agent an operator changes.
@@ -200,19 +219,22 @@ impl Store {
         row.ok_or(StoreError::NotFound("agent"))?.try_into()
     }
 
-    /// The agent and its inbox cursor in one round trip: what a connecting socket needs.
-    pub async fn agent_with_cursor(&self, id: AgentId) -> Result<(Agent, Cursor)> {
+    /// The agent, its inbox cursor and its tenant's status in one round trip: what a
+    /// connecting socket needs.
+    pub async fn agent_with_cursor(&self, id: AgentId) -> Result<(Agent, Cursor, TenantStatus)> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
             agent: AgentRow,
             last_seq: Option<i64>,
             acked_seq: Option<i64>,
+            tenant_status: String,
         }
         let row: Option<Row> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, c.last_seq, c.acked_seq \
-                 FROM agents a LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
+                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, c.last_seq, c.acked_seq, \
+                 t.status AS tenant_status FROM agents a JOIN tenants t ON t.id = a.tenant_id \
+                 LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
             )
             .bind(*id.as_uuid())
             .fetch_optional(p)
@@ -224,30 +246,40 @@ impl Store {
             last_seq: seq(row.last_seq),
             acked_seq: seq(row.acked_seq),
         };
-        Ok((row.agent.try_into()?, cursor))
+        let tenant = TenantStatus::parse(&row.tenant_status)?;
+        Ok((row.agent.try_into()?, cursor, tenant))
     }
 
-    /// The agent owning `client_id` and its secret hash, for token issuance.
-    pub async fn agent_credentials(&self, client_id: &str) -> Result<Option<(Agent, String)>> {
+    /// The agent owning `client_id`, its secret hash and its tenant's status, for token
+    /// issuance.
+    pub async fn agent_credentials(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Agent, String, TenantStatus)>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
             agent: AgentRow,
             client_secret_hash: String,
+            tenant_status: String,
         }
         if !can_match(client_id) {
             return Ok(None);
         }
-        let sql =
-            format!("SELECT {AGENT_COLS}, client_secret_hash FROM agents WHERE client_id = $1");
+        let sql = "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, \
+                   a.client_secret_hash, t.status AS tenant_status \
+                   FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = $1";
         let row: Option<Row> = on_pool!(self, p => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            sqlx::query_as(sql)
                 .bind(client_id)
                 .fetch_optional(p)
                 .await
         })?;
-        row.map(|r| Ok((r.agent.try_into()?, r.client_secret_hash)))
-            .transpose()
+        row.map(|r| {
+            let tenant = TenantStatus::parse(&r.tenant_status)?;
+            Ok((r.agent.try_into()?, r.client_secret_hash, tenant))
+        })
+        .transpose()
     }
 
     pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<Agent> {
@@ -287,6 +319,121 @@ impl Store {
         if done == 0 {
             return Err(StoreError::NotFound("agent"));
         }
+        self.get_agent(id).await
+    }
+}
+
+impl Store {
+    /// A page of the tenant's agents in id order after `after`.
+    pub async fn list_agents_page(
+        &self,
+        tenant: TenantId,
+        filter: &AgentFilter,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Agent>> {
+        if filter.name_prefix.as_deref().is_some_and(|p| !can_match(p)) {
+            return Ok(Vec::new());
+        }
+        // substr, not LIKE: a prefix with `%` or `_` means itself.
+        let sql = format!(
+            "SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR substr(name, 1, length($3)) = $3) AND ($4 IS NULL OR id > $4) \
+             ORDER BY id LIMIT $5"
+        );
+        let rows: Vec<AgentRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(*tenant.as_uuid())
+                .bind(filter.status.map(AgentStatus::as_str))
+                .bind(filter.name_prefix.clone())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(Agent::try_from).collect()
+    }
+
+    /// The agent's ClickUp and Slack user ids (the first of each, by id).
+    pub async fn agent_users(&self, id: AgentId) -> Result<(Option<String>, Option<String>)> {
+        let rows: Vec<(String, String)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT provider, external_user_id FROM agent_identities WHERE agent_id = $1 \
+                 ORDER BY provider, external_user_id",
+            )
+            .bind(*id.as_uuid())
+            .fetch_all(p)
+            .await
+        })?;
+        let first = |provider: Provider| {
+            rows.iter()
+                .find(|(p, _)| p == provider.as_str())
+                .map(|(_, u)| u.clone())
+        };
+        Ok((first(Provider::Clickup), first(Provider::Slack)))
+    }
+
+    /// Renames the agent and sets or removes its ClickUp and Slack users, recording
+    /// `audit`, in one transaction.
+    pub async fn update_agent_profile(
+        &self,
+        id: AgentId,
+        change: &AgentChange,
+        audit: &NewAudit,
+    ) -> Result<Agent> {
+        let agent = self.get_agent(id).await?;
+        let users = [
+            (
+                Provider::Clickup,
+                change
+                    .clickup_user
+                    .as_ref()
+                    .map(|u| u.as_ref().map(|u| u.as_str().to_owned())),
+            ),
+            (
+                Provider::Slack,
+                change
+                    .slack_user
+                    .as_ref()
+                    .map(|u| u.as_ref().map(|u| u.as_str().to_owned())),
+            ),
+        ];
+        on_writer!(self, p => {
+            let mut tx = p.begin().await?;
+            if let Some(name) = &change.name {
+                sqlx::query("UPDATE agents SET name = $1 WHERE id = $2")
+                    .bind(name.clone())
+                    .bind(*id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(insert_error)?;
+            }
+            for (provider, user) in &users {
+                let Some(user) = user else { continue };
+                sqlx::query("DELETE FROM agent_identities WHERE agent_id = $1 AND provider = $2")
+                    .bind(*id.as_uuid())
+                    .bind(provider.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let Some(user) = user else { continue };
+                sqlx::query(
+                    "INSERT INTO agent_identities (agent_id, tenant_id, provider, external_user_id) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(*id.as_uuid())
+                .bind(*agent.tenant_id.as_uuid())
+                .bind(provider.as_str())
+                .bind(user.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match insert_error(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("identity"),
+                    other => other,
+                })?;
+            }
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+        });
         self.get_agent(id).await
     }
 }

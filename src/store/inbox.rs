@@ -50,6 +50,8 @@ pub struct LiveState {
     pub agent: AgentId,
     pub committed: Seq,
     pub active: bool,
+    /// Its tenant is suspended.
+    pub suspended: bool,
     /// Tokens issued before this (Unix ms) are revoked.
     pub tokens_valid_after: i64,
 }
@@ -58,6 +60,8 @@ pub struct LiveState {
 pub struct Retention {
     pub ttl_ms: i64,
     pub cap: u64,
+    /// The audit log's, swept with the inbox (`--audit-retention`).
+    pub audit_ttl_ms: i64,
 }
 
 type EventRow = (i64, Uuid, String, String, Option<String>, i64);
@@ -236,11 +240,12 @@ impl Store {
         let mut out = Vec::with_capacity(agents.len());
         for chunk in agents.chunks(CHUNK) {
             let sql = format!(
-                "SELECT a.id, COALESCE(c.last_seq, 0), a.status, a.tokens_valid_after FROM agents a \
+                "SELECT a.id, COALESCE(c.last_seq, 0), a.status, a.tokens_valid_after, t.status FROM agents a \
+                 JOIN tenants t ON t.id = a.tenant_id \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id IN ({})",
                 dialect::placeholders(self.backend(), chunk.len())
             );
-            let rows: Vec<(Uuid, i64, String, i64)> = on_pool!(self, p => {
+            let rows: Vec<(Uuid, i64, String, i64, String)> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
                 for agent in chunk {
                     q = q.bind(*agent.as_uuid());
@@ -249,10 +254,11 @@ impl Store {
             })?;
             out.extend(
                 rows.into_iter()
-                    .map(|(a, s, status, valid_after)| LiveState {
+                    .map(|(a, s, status, valid_after, tenant)| LiveState {
                         agent: AgentId::from_uuid(a),
                         committed: Seq::new(s.max(0) as u64),
                         active: status == "active",
+                        suspended: tenant == "suspended",
                         tokens_valid_after: valid_after,
                     }),
             );

@@ -9,12 +9,14 @@
 
 mod activity;
 mod agents;
+mod audit;
 mod dialect;
 mod effects;
 mod gauges;
 mod inbox;
 mod jobs;
 mod mappings;
+mod mirror_changes;
 mod operator_keys;
 mod provider;
 mod secrets;
@@ -24,7 +26,8 @@ mod tasks;
 mod tenants;
 
 pub use activity::{AgentCursor, DAY_MS, DayCounts};
-pub use agents::{Agent, AgentStatus, NewAgent};
+pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};
 pub use gauges::QueueGauges;
@@ -33,9 +36,9 @@ pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, Que
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};
-pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind};
+pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation};
 pub use tasks::{SlackChannel, TaskMapping};
-pub use tenants::{Tenant, ToolScope};
+pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 
 use std::str::FromStr;
 use std::sync::Arc;

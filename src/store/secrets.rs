@@ -57,12 +57,16 @@ impl Pass<'_> {
 macro_rules! reseal {
     ($tx:ident, $pass:ident) => {{
         let mut changed = 0u64;
-        let sources: Vec<(Uuid, String, Option<String>)> =
-            sqlx::query_as("SELECT id, secret, api_token FROM sources")
+        let sources: Vec<(Uuid, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, secret, api_token, previous_secret FROM sources")
                 .fetch_all(&mut *$tx)
                 .await?;
-        for (id, secret, token) in sources {
-            let columns = [("secret", Some(secret)), ("api_token", token)];
+        for (id, secret, token, previous) in sources {
+            let columns = [
+                ("secret", Some(secret)),
+                ("api_token", token),
+                ("previous_secret", previous),
+            ];
             for (column, value) in columns {
                 let Some(value) = value else { continue };
                 let Some(new) = $pass.apply(&source_slot(id, column), &value)? else {

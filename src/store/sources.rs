@@ -12,9 +12,10 @@ use nexus_proto::{AgentId, EventType, TenantId};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::audit::insert_audit;
 use super::dialect::{can_match, on_pool, on_writer};
 use super::secrets::source_slot;
-use super::{Result, Store, StoreError};
+use super::{NewAudit, Result, Store, StoreError};
 use crate::time::now_ms;
 
 /// A credential held for verifying or calling: `Debug` shows nothing, no `Serialize`.
@@ -45,7 +46,7 @@ impl FromStr for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Slack,
@@ -73,14 +74,14 @@ impl SourceKind {
 }
 
 /// Where an ingest source's payloads go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestRule {
     pub to_agent: Option<AgentId>,
     pub to_alias: Option<String>,
     pub event: EventType,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Source {
     pub id: Uuid,
     pub tenant_id: TenantId,
@@ -91,13 +92,44 @@ pub struct Source {
     pub secret: Secret,
     #[serde(skip)]
     pub api_token: Option<Secret>,
+    /// The signing secret this one replaced, accepted until the instant (Unix ms).
+    #[serde(skip)]
+    pub previous_secret: Option<(Secret, i64)>,
+    /// Until when the previous signing secret is still accepted (after a rotation).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_ms_rfc3339"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_secret_until: Option<i64>,
     pub bot_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<IngestRule>,
     /// The source's own endpoint.
     pub url_path: String,
     #[serde(with = "crate::time::ms_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+}
+
+impl Source {
+    /// The signing secret a rotation replaced, if it is still accepted at `now_ms`.
+    pub fn previous_secret_at(&self, now_ms: i64) -> Option<&Secret> {
+        self.previous_secret
+            .as_ref()
+            .filter(|(_, until)| now_ms < *until)
+            .map(|(secret, _)| secret)
+    }
+}
+
+/// What a rotation replaces; `None` keeps it.
+pub struct SourceRotation {
+    /// The new signing secret; the current one stays accepted until `grace_until`.
+    pub secret: Option<Secret>,
+    /// The new API token, used from now on.
+    pub api_token: Option<Secret>,
+    /// Unix ms.
+    pub grace_until: i64,
 }
 
 pub struct NewSource {
@@ -123,9 +155,11 @@ struct SourceRow {
     rule_alias: Option<String>,
     rule_event: Option<String>,
     created_at: i64,
+    previous_secret: Option<String>,
+    previous_until: Option<i64>,
 }
 
-const COLS: &str = "id, tenant_id, kind, external_id, secret, api_token, bot_user, rule_agent, rule_alias, rule_event, created_at";
+const COLS: &str = "id, tenant_id, kind, external_id, secret, api_token, bot_user, rule_agent, rule_alias, rule_event, created_at, previous_secret, previous_until";
 
 impl Store {
     /// The source of a row, its secrets opened.
@@ -144,7 +178,16 @@ impl Store {
             }),
             _ => None,
         };
+        let previous_secret = match (r.previous_secret, r.previous_until) {
+            (Some(sealed), Some(until)) => Some((
+                self.open(&source_slot(r.id, "previous_secret"), &sealed)?,
+                until,
+            )),
+            _ => None,
+        };
         Ok(Source {
+            previous_secret_until: previous_secret.as_ref().map(|(_, until)| *until),
+            previous_secret,
             url_path: format!("/webhooks/{}/{}", kind.as_str(), r.id),
             id: r.id,
             tenant_id: TenantId::from_uuid(r.tenant_id),
@@ -241,6 +284,70 @@ impl Store {
                 .await
         })?;
         rows.into_iter().map(|r| self.source(r)).collect()
+    }
+
+    /// A page of the tenant's sources in id order after `after`.
+    pub async fn list_sources_page(
+        &self,
+        tenant: TenantId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Source>> {
+        let sql = format!(
+            "SELECT {COLS} FROM sources WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<SourceRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(*tenant.as_uuid())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(|r| self.source(r)).collect()
+    }
+
+    /// Replaces the source's signing secret (keeping the current one as the previous,
+    /// accepted until the grace ends) and/or its API token, recording `audit`, in one
+    /// transaction.
+    pub async fn rotate_source(
+        &self,
+        id: Uuid,
+        rotation: &SourceRotation,
+        audit: &NewAudit,
+    ) -> Result<Source> {
+        let current = self.get_source(id).await?;
+        let (secret, previous) = match &rotation.secret {
+            Some(new) => (
+                Some(self.seal(&source_slot(id, "secret"), new)?),
+                Some(self.seal(&source_slot(id, "previous_secret"), &current.secret)?),
+            ),
+            None => (None, None),
+        };
+        let token = rotation
+            .api_token
+            .as_ref()
+            .map(|t| self.seal(&source_slot(id, "api_token"), t))
+            .transpose()?;
+        let until = previous.as_ref().map(|_| rotation.grace_until);
+        on_writer!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "UPDATE sources SET secret = COALESCE($2, secret), api_token = COALESCE($3, api_token), \
+                 previous_secret = COALESCE($4, previous_secret), previous_until = COALESCE($5, previous_until) \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(secret.clone())
+            .bind(token.clone())
+            .bind(previous.clone())
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+        });
+        self.get_source(id).await
     }
 
     pub async fn remove_source(&self, id: Uuid) -> Result<()> {

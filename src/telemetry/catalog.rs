@@ -53,6 +53,7 @@ pub const AUTH_VERIFICATIONS: &str = "nexus_auth_verifications_total";
 // Webhooks and the job queue.
 pub const WEBHOOKS: &str = "nexus_webhooks_total";
 pub const WEBHOOKS_REJECTED: &str = "nexus_webhooks_rejected_total";
+pub const WEBHOOKS_DROPPED: &str = "nexus_webhooks_dropped_total";
 pub const QUEUE_DEPTH: &str = "nexus_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "nexus_queue_oldest_age_seconds";
 pub const JOB_SECONDS: &str = "nexus_job_seconds";
@@ -172,7 +173,7 @@ pub const ALL: &[Metric] = &[
         AUTH_FAILURES,
         Counter,
         &["endpoint", "reason"],
-        "Refused authentications: endpoint token is POST /auth/token (reason unknown_client, wrong_secret, agent_disabled, throttled or busy), endpoint agents the socket upgrade (the 401's error code: unauthorized, token_expired, invalid_token, agent_disabled, token_revoked).",
+        "Refused authentications: endpoint token is POST /auth/token (reason unknown_client, wrong_secret, agent_disabled, tenant_suspended, throttled or busy), endpoint agents the socket upgrade (the 401's error code: unauthorized, token_expired, invalid_token, agent_disabled, token_revoked).",
     ),
     m(
         AUTH_VERIFICATIONS,
@@ -193,10 +194,16 @@ pub const ALL: &[Metric] = &[
         "Webhooks refused, by source kind and reason (bad_signature, unknown_source, malformed, too_large, unavailable, internal).",
     ),
     m(
+        WEBHOOKS_DROPPED,
+        Counter,
+        &["source", "reason"],
+        "Webhooks answered 200 but kept as dead jobs instead of processed, by source kind and reason (tenant_suspended: replay them once the tenant is resumed).",
+    ),
+    m(
         QUEUE_DEPTH,
         Gauge,
         &["kind", "status"],
-        "Jobs by kind and status (queued, running, done, dead: dead letters), read from the database every 5 s.",
+        "Jobs by kind and status (queued, running, done, dead: dead letters, cancelled: by an operator), read from the database every 5 s.",
     ),
     m(
         QUEUE_OLDEST_AGE,
@@ -315,6 +322,7 @@ pub fn register() {
         close::IDLE_TIMEOUT,
         close::SLOW_CONSUMER,
         close::SUPERSEDED,
+        close::TENANT_SUSPENDED,
     ];
     for reason in closes.map(close::reason).into_iter().chain(["gone"]) {
         zero_with(WS_DISCONNECTS, &[("reason", reason)]);
@@ -345,6 +353,7 @@ fn register_closed_sets() {
         "unknown_client",
         "wrong_secret",
         "agent_disabled",
+        "tenant_suspended",
         "throttled",
         "busy",
     ];
@@ -376,6 +385,10 @@ fn register_closed_sets() {
         for reason in reasons {
             zero_with(WEBHOOKS_REJECTED, &[("source", source), ("reason", reason)]);
         }
+        zero_with(
+            WEBHOOKS_DROPPED,
+            &[("source", source), ("reason", "tenant_suspended")],
+        );
     }
     for what in ["api", "token", "webhook", "group_commit"] {
         zero_with(DATABASE_TIMEOUTS, &[("what", what)]);

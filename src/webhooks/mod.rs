@@ -9,6 +9,7 @@ mod clickup;
 mod ingest;
 mod signature;
 mod slack;
+mod suspended;
 
 pub use signature::{hmac_hex, verify_slack};
 
@@ -121,6 +122,12 @@ pub enum Received {
     },
     /// Acknowledged, nothing to do (`app_rate_limited`, future envelope types).
     Ignored,
+    /// Stored as a dead job, not processed: its tenant is suspended (`reason`). 200 all
+    /// the same, so the provider keeps the webhook enabled.
+    Dropped {
+        job_id: Uuid,
+        reason: &'static str,
+    },
 }
 
 impl Received {
@@ -130,6 +137,7 @@ impl Received {
             Received::Duplicate { .. } => "duplicate",
             Received::Verified { .. } => "verified",
             Received::Ignored => "ignored",
+            Received::Dropped { .. } => "dropped",
         }
     }
 }
@@ -224,7 +232,7 @@ fn admit<'a, S: Sender>(
     let mut refused = None;
     let mut signer = None;
     for source in candidates {
-        match S::verify(&source, req) {
+        match verify_any::<S>(&source, req) {
             Ok(()) => {
                 signer = Some(source);
                 break;
@@ -260,6 +268,23 @@ fn admit<'a, S: Sender>(
         stored,
         route,
     })
+}
+
+/// Whether `source` signed the request with its signing secret or, during the grace
+/// period of a rotation, with the one it replaced.
+fn verify_any<S: Sender>(source: &Source, req: &Request<'_>) -> Result<(), Rejection> {
+    let refused = match S::verify(source, req) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match source.previous_secret_at(req.now_s.saturating_mul(1000)) {
+        Some(previous) => {
+            let mut before = source.clone();
+            before.secret = previous.clone();
+            S::verify(&before, req).map_err(|_| refused)
+        }
+        None => Err(refused),
+    }
 }
 
 /// Longest delivery id kept in the dedupe key as the sender wrote it. The key is indexed,
@@ -426,6 +451,7 @@ async fn accept(
 ) -> Result<Received, Rejection> {
     let payload = String::from_utf8(payload.to_vec())
         .map_err(|_| Rejection::Malformed("the body is not UTF-8".into()))?;
+    let suspended = suspended::is_suspended(state, source).await?;
     let job = NewJob {
         tenant_id: source.tenant_id,
         source_id: Some(source.id),
@@ -435,12 +461,16 @@ async fn accept(
         payload,
         trace_id,
         max_attempts: state.queue.max_attempts(kind.as_str()),
-        run_at: 0,
+        // Never due: it is made dead right after the insert (see `suspended`).
+        run_at: if suspended { i64::MAX } else { 0 },
     };
     let received = match state.queue.enqueue(job).await? {
         Enqueued::Created(job_id) => Received::Accepted { job_id },
         Enqueued::Duplicate(job_id) => Received::Duplicate { job_id },
     };
+    if suspended {
+        return suspended::drop_job(state, source, received).await;
+    }
     if let Received::Accepted { job_id } | Received::Duplicate { job_id } = &received {
         tracing::Span::current().record("job_id", tracing::field::display(job_id));
         tracing::debug!(outcome = received.outcome(), "webhook stored");

@@ -145,6 +145,7 @@ async fn bad_credentials_are_invalid_client(p: Profile) {
 
     nexus::admin::set_agent_status(
         &app.state.store,
+        &nexus::admin::Actor::Cli,
         a.agent.id,
         nexus::store::AgentStatus::Disabled,
     )

@@ -106,7 +106,7 @@ impl Fixture {
     async fn new(url: &str) -> Fixture {
         let store = Store::connect(url).await.expect("store");
         store.migrate().await.expect("migrate");
-        let tenant = nexus::admin::create_tenant(&store, "acme")
+        let tenant = nexus::admin::create_tenant(&store, &nexus::admin::Actor::Cli, "acme")
             .await
             .expect("tenant");
         let specs = ["slow", "fast"].map(|name| nexus::admin::AgentSpec {
@@ -114,22 +114,34 @@ impl Fixture {
             clickup_user: None,
             slack_user: None,
         });
-        let agents = nexus::admin::create_agents(&store, tenant.id, Vec::from(specs))
-            .await
-            .expect("agents");
+        let agents = nexus::admin::create_agents(
+            &store,
+            &nexus::admin::Actor::Cli,
+            tenant.id,
+            Vec::from(specs),
+        )
+        .await
+        .expect("agents");
         let [slow, fast] = [&agents[0], &agents[1]].map(|a| {
             let secret = a.client_secret.clone();
             (a.agent.id, a.agent.client_id.clone(), secret)
         });
         let scopes = "read,write".parse().expect("scopes");
-        let key = nexus::admin::create_operator_key(&store, "test", scopes, None)
-            .await
-            .expect("key")
-            .secret;
+        let key = nexus::admin::create_operator_key(
+            &store,
+            &nexus::admin::Actor::Cli,
+            "test",
+            scopes,
+            None,
+        )
+        .await
+        .expect("key")
+        .secret;
         let data: Arc<str> = json!({"pad": "x".repeat(PAD_BYTES)}).to_string().into();
         let retention = Retention {
             ttl_ms: 86_400_000,
             cap: BACKLOG as u64,
+            audit_ttl_ms: 86_400_000,
         };
         for _ in 0..BACKLOG / 500 {
             let events: Vec<NewInboxEvent> = (0..500)

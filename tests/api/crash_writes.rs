@@ -49,7 +49,7 @@ async fn world(p: Profile) -> World {
         clickup_user: Some("111".parse().expect("user")),
         slack_user: None,
     };
-    let alice = nexus::admin::create_agents(store, tenant, vec![alice])
+    let alice = nexus::admin::create_agents(store, &nexus::admin::Actor::Cli, tenant, vec![alice])
         .await
         .expect("agent")
         .pop()
@@ -81,7 +81,9 @@ async fn world(p: Profile) -> World {
             to_alias: None,
             event: None,
         };
-        nexus::admin::add_source(store, spec).await.expect("source");
+        nexus::admin::add_source(store, &nexus::admin::Actor::Cli, spec)
+            .await
+            .expect("source");
     }
     let mapping = MappingSpec {
         tenant,
@@ -90,7 +92,7 @@ async fn world(p: Profile) -> World {
         default_agents: vec![],
         open_threads: true,
     };
-    nexus::admin::add_mapping(store, mapping)
+    nexus::admin::add_mapping(store, &nexus::admin::Actor::Cli, mapping)
         .await
         .expect("mapping");
     let reader = app.operator_key("read", None).await;

@@ -98,6 +98,7 @@ async fn bad_tokens_are_refused_before_upgrade(p: Profile) {
 
     nexus::admin::set_agent_status(
         &app.state.store,
+        &nexus::admin::Actor::Cli,
         a.agent.id,
         nexus::store::AgentStatus::Disabled,
     )

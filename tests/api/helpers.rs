@@ -282,7 +282,7 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, name: &str) -> nexus::store::Tenant {
-        nexus::admin::create_tenant(&self.state.store, name)
+        nexus::admin::create_tenant(&self.state.store, &nexus::admin::Actor::Cli, name)
             .await
             .expect("tenant")
     }
@@ -297,9 +297,14 @@ impl TestApp {
             clickup_user: None,
             slack_user: None,
         };
-        let mut created = nexus::admin::create_agents(&self.state.store, tenant, vec![spec])
-            .await
-            .expect("agent");
+        let mut created = nexus::admin::create_agents(
+            &self.state.store,
+            &nexus::admin::Actor::Cli,
+            tenant,
+            vec![spec],
+        )
+        .await
+        .expect("agent");
         created.remove(0)
     }
 
@@ -309,10 +314,16 @@ impl TestApp {
         tenant: Option<nexus_proto::TenantId>,
     ) -> String {
         let scopes = scopes.parse().expect("scopes");
-        nexus::admin::create_operator_key(&self.state.store, "test", scopes, tenant)
-            .await
-            .expect("key")
-            .secret
+        nexus::admin::create_operator_key(
+            &self.state.store,
+            &nexus::admin::Actor::Cli,
+            "test",
+            scopes,
+            tenant,
+        )
+        .await
+        .expect("key")
+        .secret
     }
 
     /// The JSON body of `GET path` with this operator key.

@@ -5,6 +5,8 @@
 //! in CI): `cargo test --test api postgres` runs one profile.
 
 mod agent_client;
+mod agents_api;
+mod audit_api;
 mod auth;
 mod backlog;
 mod bounds;
@@ -23,9 +25,11 @@ mod helpers;
 mod http_limits;
 mod metrics;
 mod mirror;
+mod mirror_changes;
 mod mirror_config;
 mod odd_input;
 mod openapi;
+mod operator_api;
 mod outage;
 mod pg_concurrency;
 mod presence;
@@ -37,6 +41,7 @@ mod routing_api;
 mod schema;
 mod secrets;
 mod serve;
+mod sources_api;
 mod storage_errors;
 mod trace;
 mod transport;

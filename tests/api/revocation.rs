@@ -26,9 +26,14 @@ both_profiles!(
 
 async fn disable(app: &TestApp, agent: nexus_proto::AgentId) {
     // What `nexus agent disable` does: straight to the database, no cache told.
-    nexus::admin::set_agent_status(&app.state.store, agent, AgentStatus::Disabled)
-        .await
-        .expect("disable");
+    nexus::admin::set_agent_status(
+        &app.state.store,
+        &nexus::admin::Actor::Cli,
+        agent,
+        AgentStatus::Disabled,
+    )
+    .await
+    .expect("disable");
 }
 
 async fn a_disabled_agents_session_is_closed_with_4003(p: Profile) {

@@ -70,6 +70,7 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
     let outsider = app.agent(other_tenant.id, "x").await;
     nexus::admin::set_agent_status(
         &app.state.store,
+        &nexus::admin::Actor::Cli,
         off.agent.id,
         nexus::store::AgentStatus::Disabled,
     )

@@ -45,6 +45,7 @@ impl TestApp {
     pub async fn slack_source(&self, tenant: TenantId, team: &str) -> Source {
         nexus::admin::add_source(
             &self.state.store,
+            &nexus::admin::Actor::Cli,
             spec(tenant, SourceKind::Slack, team, SLACK_SECRET),
         )
         .await
@@ -54,6 +55,7 @@ impl TestApp {
     pub async fn clickup_source(&self, tenant: TenantId, webhook_id: &str) -> Source {
         nexus::admin::add_source(
             &self.state.store,
+            &nexus::admin::Actor::Cli,
             spec(tenant, SourceKind::Clickup, webhook_id, CLICKUP_SECRET),
         )
         .await
@@ -69,7 +71,7 @@ impl TestApp {
         let mut s = spec(tenant, SourceKind::Ingest, "putio", INGEST_SECRET);
         s.to_agent = to_agent;
         s.to_alias = to_alias.map(str::to_owned);
-        nexus::admin::add_source(&self.state.store, s)
+        nexus::admin::add_source(&self.state.store, &nexus::admin::Actor::Cli, s)
             .await
             .expect("ingest source")
     }

@@ -30,14 +30,17 @@ pub enum JobStatus {
     Running,
     Done,
     Dead,
+    /// An operator cancelled it while it was queued: it never runs.
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Done,
         JobStatus::Dead,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Done => "done",
             JobStatus::Dead => "dead",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 

@@ -7,8 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Attempt, COLS, Job, JobRow, JobStatus};
+use crate::store::audit::insert_audit;
 use crate::store::dialect::{can_match, on_pool, on_writer};
-use crate::store::{Result, Store, StoreError};
+use crate::store::{NewAudit, Result, Store, StoreError};
 
 /// Filters for listing and bulk replay; `None` matches everything.
 #[derive(Debug, Clone, Default)]
@@ -131,6 +132,68 @@ impl Store {
                 .map(|r| r.rows_affected())
         })?;
         Ok(n)
+    }
+
+    /// Cancels a queued job (it never runs), recording `audit` in the same transaction;
+    /// false when the job is not queued (running, finished or gone).
+    pub async fn cancel_job(&self, id: Uuid, now: i64, audit: &NewAudit) -> Result<bool> {
+        let n = on_writer!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
+                "UPDATE jobs SET status = 'cancelled', reason_code = 'cancelled', finished_at = $2 \
+                 WHERE id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                insert_audit!(&mut *tx, audit)?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n > 0)
+    }
+
+    /// Moves a queued job's next run to `run_at`, recording `audit` in the same
+    /// transaction; false when the job is not queued.
+    pub async fn reschedule_job(&self, id: Uuid, run_at: i64, audit: &NewAudit) -> Result<bool> {
+        let n = on_writer!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE jobs SET run_at = $2 WHERE id = $1 AND status = 'queued'")
+                .bind(id)
+                .bind(run_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                insert_audit!(&mut *tx, audit)?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n > 0)
+    }
+
+    /// Makes a queued job dead at once with `reason` (a suspended tenant's webhook):
+    /// it stays visible and replayable, and never runs unless replayed.
+    pub async fn bury_job(&self, id: Uuid, reason: &str, message: &str, now: i64) -> Result<()> {
+        on_writer!(self, p => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'dead', reason_code = $2, last_error = $3, finished_at = $4 \
+                 WHERE id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(reason.to_owned())
+            .bind(message.to_owned())
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
     }
 
     /// Deletes a job that is not running; `NotFound` otherwise.

@@ -72,6 +72,7 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
     };
     let mut agents = nexus::admin::create_agents(
         store,
+        &nexus::admin::Actor::Cli,
         tenant,
         vec![
             spec("alice", Some("111"), Some("UALICE")),
@@ -102,6 +103,7 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
     ] {
         nexus::admin::add_source(
             store,
+            &nexus::admin::Actor::Cli,
             SourceSpec {
                 tenant,
                 kind,
@@ -119,6 +121,7 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
     }
     nexus::admin::add_mapping(
         store,
+        &nexus::admin::Actor::Cli,
         MappingSpec {
             tenant,
             clickup_list: "L1".parse().expect("list"),
@@ -129,9 +132,15 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
     )
     .await
     .expect("mapping");
-    nexus::admin::add_alias(store, tenant, "@AI_Squad", &[bob.agent.id, carol.agent.id])
-        .await
-        .expect("alias");
+    nexus::admin::add_alias(
+        store,
+        &nexus::admin::Actor::Cli,
+        tenant,
+        "@AI_Squad",
+        &[bob.agent.id, carol.agent.id],
+    )
+    .await
+    .expect("alias");
     let outcomes = app.state.queue.subscribe();
     let reader = app.operator_key("read", None).await;
     Mirror {
