@@ -1,5 +1,6 @@
 //! The dashboard in a real headless Chromium: sign in, live presence, replaying a dead
-//! letter. A failing test leaves a screenshot in `target/browser-failures/`.
+//! letter and finding the replay in the audit log. A failing test leaves a screenshot
+//! in `target/browser-failures/`.
 
 mod webdriver;
 
@@ -271,6 +272,16 @@ async fn a_dead_letter_is_replayed_after_confirmation(p: Profile) {
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
+
+            // The replay is in the audit log, naming the job.
+            b.click("#audit-refresh").await;
+            let entry = "#audit-body tr[data-action='job.replay']";
+            b.wait_visible(entry).await;
+            let shown = b.text(entry).await;
+            assert!(
+                shown.contains(&id.to_string()),
+                "the audit entry names the job: {shown}"
+            );
         }
         .boxed()
     })
