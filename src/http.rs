@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::quota::{QuotaError, Refusal};
 use crate::store::StoreError;
 use crate::telemetry::catalog;
 
@@ -23,6 +24,8 @@ pub struct ApiError {
     pub message: String,
     /// What the caller can fix, e.g. `{"fields":{"name":"…"}}`.
     pub details: Option<serde_json::Value>,
+    /// Seconds for `Retry-After`: a rate limit's wait (every 503 gets one anyway).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -95,9 +99,10 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": error });
         let mut resp = (self.status, Json(body)).into_response();
         // Every 503 is "not now": say when to come back.
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let unavailable = (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_S);
+        if let Some(wait) = self.retry_after.or(unavailable) {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         }
         resp
     }
@@ -178,6 +183,32 @@ impl From<&StoreError> for ApiError {
                 ApiError::unavailable("storage is unavailable; retry later")
             }
             StorageFailure::Internal => ApiError::internal(),
+        }
+    }
+}
+
+/// Rates: 429 with `Retry-After`. Counts: 403, as waiting frees nothing.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        let status = match r.retry_after {
+            Some(_) => StatusCode::TOO_MANY_REQUESTS,
+            None => StatusCode::FORBIDDEN,
+        };
+        let details = json!({ "quota": r.quota.as_str(), "tier": r.tier, "limit": r.limit });
+        let mut e = ApiError::new(status, "quota_exceeded", r.message());
+        e.details = Some(details);
+        e.retry_after = r
+            .retry_after
+            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        e
+    }
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(e: QuotaError) -> ApiError {
+        match e {
+            QuotaError::Refused(r) => r.into(),
+            QuotaError::Store(e) => e.into(),
         }
     }
 }

@@ -35,14 +35,15 @@
 //! 16. [`inbox`], [`presence`], [`broker`]: the batching writer in front of the durable
 //!     inbox; who is online; messages between nodes (each a trait with an in-process
 //!     and a Redis implementation, where it has two).
-//! 17. [`group_commit`]: one writer committing whatever requests wait in one
-//!     transaction (inbox appends, job acceptance).
+//! 17. [`group_commit`], [`quota`]: one writer committing whatever requests wait in one
+//!     transaction (inbox appends, job acceptance); tenant tiers' rate limits and the
+//!     tenant → tier lookup.
 //! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
 //! 19. [`telemetry`], [`seal`]: logs, and metrics with the catalog of their names;
 //!     secrets sealed at rest (XChaCha20-Poly1305) and the key that seals them.
 //! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
-//!     configuration table), read-through caches, time and clocks.
+//!     configuration table) and tier definitions, read-through caches, time and clocks.
 //!
 //! Wire types shared with agents and the load test live in the `nexus-proto` crate
 //! (`proto-events/`).
@@ -69,6 +70,7 @@ pub mod presence;
 pub mod processors;
 pub mod providers;
 pub mod queue;
+pub mod quota;
 pub mod redis;
 pub mod routes;
 pub mod seal;

@@ -91,7 +91,7 @@ async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
         .key(format!("job:{}", job.id))
         .trace(job.trace_id.as_deref());
     ctx.hub
-        .emit_to_agents(&agents, event)
+        .emit_to_agents(job.tenant_id, &agents, event)
         .await
         .map_err(|e| JobError::transient(e.to_string()))?;
     Ok(Done::default())

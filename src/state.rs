@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::queue::Queue;
+use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::time::Clock;
@@ -21,6 +22,8 @@ use crate::time::Clock;
 pub struct Shared {
     pub store: Store,
     pub hub: Arc<Hub>,
+    /// Tenant tiers' rate limits and the tenant → tier cache.
+    pub quotas: Arc<Quotas>,
     /// What job processors reach, with the read-through caches handlers share.
     pub ctx: Arc<Context>,
     pub auth: Arc<Authenticator>,

@@ -81,7 +81,7 @@ impl Tools {
                         "{max} tool requests are already waiting for an answer; retry after one is answered"
                     ),
                 );
-                return self.refuse(agent, req.request_id, e);
+                return self.refuse(tenant, agent, req.request_id, e);
             }
         };
         let tools = self.clone();
@@ -99,9 +99,9 @@ impl Tools {
         }
     }
 
-    fn refuse(&self, agent: AgentId, request_id: String, e: ToolError) {
+    fn refuse(&self, tenant: TenantId, agent: AgentId, request_id: String, e: ToolError) {
         let hub = self.ctx.hub.clone();
-        tokio::spawn(async move { tell(&hub, agent, &request_id, Err(e), false).await });
+        tokio::spawn(async move { tell(&hub, tenant, agent, &request_id, Err(e), false).await });
     }
 
     async fn request(&self, agent: AgentId, tenant: TenantId, req: ToolRequest, wait: Wait) {
@@ -109,7 +109,7 @@ impl Tools {
         let id = &req.request_id;
         let (call, allow_broadcasts) = match self.check(agent, tenant, &req.tool, req.args).await {
             Ok(checked) => checked,
-            Err(e) => return tell(hub, agent, id, Err(e), false).await,
+            Err(e) => return tell(hub, tenant, agent, id, Err(e), false).await,
         };
         let timeout = req
             .timeout_ms
@@ -143,7 +143,7 @@ impl Tools {
                     "unavailable",
                     "the request could not be stored; retry later",
                 );
-                return tell(hub, agent, id, Err(e), false).await;
+                return tell(hub, tenant, agent, id, Err(e), false).await;
             }
         }
         tokio::select! {
@@ -152,7 +152,7 @@ impl Tools {
                     "timeout",
                     format!("the tool did not finish within {} ms", timeout.as_millis()),
                 );
-                tell(hub, agent, id, Err(e), true).await;
+                tell(hub, tenant, agent, id, Err(e), true).await;
             }
             // Answered, or the session ended: the job answers through the inbox.
             () = wait.done.cancelled() => {}
@@ -203,6 +203,7 @@ impl Tools {
 /// request id (after `too_many_requests`, say) is answered again.
 async fn answer(
     hub: &Hub,
+    tenant: TenantId,
     agent: AgentId,
     request_id: &str,
     outcome: Result<Value, ToolError>,
@@ -219,7 +220,7 @@ async fn answer(
     } else {
         event
     };
-    hub.emit_to_agent(agent, event)
+    hub.emit_to_agent(tenant, agent, event)
         .await
         .map(drop)
         .map_err(|e| format!("could not deliver the tool_result: {e}"))
@@ -228,12 +229,13 @@ async fn answer(
 /// [`answer`] where nothing would retry it: a failure is only logged.
 async fn tell(
     hub: &Hub,
+    tenant: TenantId,
     agent: AgentId,
     request_id: &str,
     outcome: Result<Value, ToolError>,
     queued: bool,
 ) {
-    if let Err(e) = answer(hub, agent, request_id, outcome, queued).await {
+    if let Err(e) = answer(hub, tenant, agent, request_id, outcome, queued).await {
         tracing::warn!(agent_id = %agent, error = %e, "tool_result lost");
     }
 }
@@ -268,9 +270,16 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
                     "provider_unavailable",
                     format!("gave up after {} attempts: {e}", job.attempts),
                 );
-                answer(&ctx.hub, p.agent, &p.request_id, Err(told), true)
-                    .await
-                    .map_err(JobError::transient)?;
+                answer(
+                    &ctx.hub,
+                    job.tenant_id,
+                    p.agent,
+                    &p.request_id,
+                    Err(told),
+                    true,
+                )
+                .await
+                .map_err(JobError::transient)?;
                 return Err(e);
             }
             Ok(Err(ToolFailure::Retry(e))) => return Err(e),
@@ -283,9 +292,16 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<Done, JobError> {
             }
         }
     };
-    answer(&ctx.hub, p.agent, &p.request_id, outcome, true)
-        .await
-        .map_err(JobError::transient)?;
+    answer(
+        &ctx.hub,
+        job.tenant_id,
+        p.agent,
+        &p.request_id,
+        outcome,
+        true,
+    )
+    .await
+    .map_err(JobError::transient)?;
     Ok(Done { reason: done })
 }
 

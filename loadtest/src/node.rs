@@ -148,6 +148,9 @@ pub async fn provision(env: &NodeEnv, n: usize) -> Result<Provisioned> {
     let name = format!("lt-{}", uuid::Uuid::new_v4().simple());
     let tenant = env.cli(&["tenant", "create", "--name", &name]).await?;
     let tenant_id = str_field(tenant.first(), "id")?;
+    // The load test measures the node, not a tier's quotas: `enterprise` has none.
+    env.cli(&["tenant", "update", &tenant_id, "--tier", "enterprise"])
+        .await?;
     let count = n.to_string();
     let rows = env
         .cli(&[

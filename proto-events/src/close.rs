@@ -29,6 +29,10 @@ pub const SUPERSEDED: u16 = 4010;
 /// An operator suspended the agent's tenant: do not reconnect until it is resumed
 /// (token requests are refused meanwhile).
 pub const TENANT_SUSPENDED: u16 = 4011;
+/// The tenant already has as many agents connected as its tier allows. Reconnect
+/// with backoff (a place frees when another agent disconnects), or ask an operator
+/// for a larger tier.
+pub const QUOTA_EXCEEDED: u16 = 4029;
 
 /// The short reason sent in the close frame for `code`; `"closed"` for a
 /// code not listed in this module.
@@ -45,6 +49,7 @@ pub const fn reason(code: u16) -> &'static str {
         SLOW_CONSUMER => "slow_consumer",
         SUPERSEDED => "superseded",
         TENANT_SUSPENDED => "tenant_suspended",
+        QUOTA_EXCEEDED => "quota_exceeded",
         _ => "closed",
     }
 }
@@ -67,6 +72,7 @@ mod tests {
             SLOW_CONSUMER,
             SUPERSEDED,
             TENANT_SUSPENDED,
+            QUOTA_EXCEEDED,
         ];
         let mut reasons: Vec<_> = codes.iter().map(|&c| reason(c)).collect();
         // A close reason must fit the 123 bytes a close frame allows.

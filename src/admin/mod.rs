@@ -24,7 +24,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::{IssuedToken, JwtKeys, secrets};
+use crate::config::Tiers;
 use crate::presence::PresenceEntry;
+use crate::quota::{Quota, Refusal};
 use crate::store::{
     Agent, AgentChange, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret,
     Source, SourceKind, Store, StoreError,
@@ -44,6 +46,9 @@ pub enum AdminError {
     /// The action does not apply to the target as it is now (cancelling a running job).
     #[error("{0}")]
     Conflict(String),
+    /// Over the tenant's tier (agents per tenant).
+    #[error("{}", .0.message())]
+    Quota(Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -125,8 +130,10 @@ pub struct AgentSpec {
 
 /// Creates agents in one transaction. Secrets are hashed in parallel on blocking
 /// threads (argon2 is slow by design), so bulk provisioning scales with cores.
+/// The tenant's tier caps how many agents it may hold.
 pub async fn create_agents(
     store: &Store,
+    tiers: &Tiers,
     actor: &Actor,
     tenant: TenantId,
     specs: Vec<AgentSpec>,
@@ -134,7 +141,7 @@ pub async fn create_agents(
     for spec in &specs {
         check_name("name", &spec.name)?;
     }
-    store.get_tenant(tenant).await?;
+    let tier = tiers.get(&store.get_tenant(tenant).await?.tier);
     let prepared = tokio::task::spawn_blocking(move || {
         specs
             .into_par_iter()
@@ -155,7 +162,18 @@ pub async fn create_agents(
     .await
     .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?;
     let (new, secrets): (Vec<NewAgent>, Vec<String>) = prepared.into_iter().unzip();
-    let agents = store.create_agents(new).await?;
+    let agents = match store.create_agents(new, tier.agents).await {
+        Err(StoreError::OverLimit) => {
+            let refusal = Refusal {
+                quota: Quota::Agents,
+                tier: tier.name.clone(),
+                limit: tier.agents.unwrap_or_default(),
+                retry_after: None,
+            };
+            return Err(AdminError::Quota(refusal.counted(tenant)));
+        }
+        created => created?,
+    };
     // One record for a bulk creation; the first ids name what was made.
     let target = match agents.as_slice() {
         [one] => one.id.to_string(),

@@ -5,39 +5,46 @@ use nexus_proto::TenantId;
 use serde_json::json;
 
 use super::{Actor, AdminError, check_name};
+use crate::config::Tiers;
 use crate::store::{Store, Tenant, TenantChange, TenantStatus, ToolScope};
 
-pub async fn create_tenant(store: &Store, actor: &Actor, name: &str) -> Result<Tenant, AdminError> {
+/// A new tenant gets the configured default tier.
+pub async fn create_tenant(
+    store: &Store,
+    tiers: &Tiers,
+    actor: &Actor,
+    name: &str,
+) -> Result<Tenant, AdminError> {
     check_name("name", name)?;
-    let tenant = store.create_tenant(name).await?;
+    let tenant = store.create_tenant(name, tiers.default_name()).await?;
     let audit = actor.audit(
         Some(tenant.id),
         "tenant.create",
         tenant.id,
-        json!({ "name": name }),
+        json!({ "name": name, "tier": tenant.tier }),
     );
     store.record_audit(&audit).await?;
     Ok(tenant)
 }
 
-/// A tier's name: its limits come from configuration, so any short lowercase word.
-fn check_tier(tier: &str) -> Result<(), AdminError> {
-    let ok = (1..=32).contains(&tier.len())
-        && tier
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+/// Only a configured tier: a typo would otherwise leave the tenant on the default's limits.
+fn check_tier(tiers: &Tiers, tier: &str) -> Result<(), AdminError> {
+    if tiers.contains(tier) {
         Ok(())
     } else {
         Err(AdminError::field(
             "tier",
-            "must be 1–32 characters of a–z, 0–9, _ and -",
+            format!(
+                "no tier {tier:?} is configured; the tiers are: {}",
+                tiers.names()
+            ),
         ))
     }
 }
 
 pub async fn update_tenant(
     store: &Store,
+    tiers: &Tiers,
     actor: &Actor,
     id: TenantId,
     change: TenantChange,
@@ -49,7 +56,7 @@ pub async fn update_tenant(
         check_name("name", name)?;
     }
     if let Some(tier) = &change.tier {
-        check_tier(tier)?;
+        check_tier(tiers, tier)?;
     }
     let details = json!({ "name": change.name, "tier": change.tier });
     let audit = actor.audit(Some(id), "tenant.update", id, details);

@@ -130,7 +130,11 @@ pub async fn emit_to_agent(
             "the agent is disabled",
         ));
     }
-    let emitted = state.hub.emit_to_agent(agent.id, event).await?;
+    state.quotas.admit_events(agent.tenant_id, 1).await?;
+    let emitted = state
+        .hub
+        .emit_to_agent(agent.tenant_id, agent.id, event)
+        .await?;
     Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
 }
 
@@ -161,6 +165,7 @@ pub async fn emit_to_tenant(
     }
     let event = body.into_event()?;
     state.store.get_tenant(id).await?;
+    state.quotas.admit_events(id, 1).await?;
     let emitted = state.hub.emit_to_tenant(id, event).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(emitted)))
 }

@@ -41,6 +41,7 @@ mod presence;
 mod sources;
 mod tenant_agents;
 mod tenants;
+mod tiers;
 
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -56,6 +57,7 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid(msg) => ApiError::bad_request(msg),
             AdminError::Field { field, message } => ApiError::invalid_fields([(field, message)]),
             AdminError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            AdminError::Quota(r) => r.into(),
             AdminError::Store(e) => e.into(),
         }
     }
@@ -102,6 +104,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::show, sources::delete))
         .routes(routes!(sources::rotate))
         .routes(routes!(audit::list))
+        .routes(routes!(tiers::list))
         .routes(routes!(activity::activity))
 }
 

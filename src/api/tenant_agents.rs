@@ -201,7 +201,7 @@ pub async fn create(
     let specs = body.specs()?;
     let actor = Actor::key(&op.0);
     let created: Vec<AgentWithSecret> =
-        admin::create_agents(&state.store, &actor, tenant, specs).await?;
+        admin::create_agents(&state.store, &state.config.tiers, &actor, tenant, specs).await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(CreatedAgents { agents: created }),

@@ -87,13 +87,15 @@ pub async fn create(
 ) -> Result<(StatusCode, ApiJson<Tenant>), ApiError> {
     global(&op)?;
     let actor = Actor::key(&op.0);
-    let mut tenant = admin::create_tenant(&state.store, &actor, &body.name).await?;
+    let mut tenant =
+        admin::create_tenant(&state.store, &state.config.tiers, &actor, &body.name).await?;
     if let Some(tier) = body.tier {
         let change = TenantChange {
             name: None,
             tier: Some(tier),
         };
-        tenant = admin::update_tenant(&state.store, &actor, tenant.id, change).await?;
+        tenant = admin::update_tenant(&state.store, &state.config.tiers, &actor, tenant.id, change)
+            .await?;
     }
     Ok((StatusCode::CREATED, ApiJson(tenant)))
 }
@@ -150,8 +152,10 @@ pub async fn update(
         tier: body.tier,
     };
     let actor = Actor::key(&op.0);
-    let tenant = admin::update_tenant(&state.store, &actor, id, change).await?;
+    let tenant =
+        admin::update_tenant(&state.store, &state.config.tiers, &actor, id, change).await?;
     state.ctx.forget_operator_changes();
+    state.quotas.forget(id);
     Ok(ApiJson(tenant))
 }
 
@@ -240,6 +244,7 @@ pub async fn delete(
     global(&op)?;
     let agents = state.store.list_agents(id).await?;
     admin::delete_tenant(&state.store, &Actor::key(&op.0), id).await?;
+    state.quotas.forget(id);
     let sessions = state.hub.sessions();
     for agent in agents {
         sessions.close_agent(agent.id, close::AGENT_DISABLED);

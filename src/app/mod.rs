@@ -20,6 +20,7 @@ use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::processors::Processors;
 use crate::providers::Providers;
 use crate::queue::{Processor, Queue};
+use crate::quota::Quotas;
 use crate::redis::Redis;
 use crate::seal::SealError;
 use crate::state::{AppState, Shared};
@@ -134,8 +135,20 @@ impl Application {
         http.max_connections = raise_open_file_limit(http.max_connections);
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let (hub, redis) =
-            start_hub(&config, &store, &node_id, &background, &stop_background).await?;
+        let quotas = Arc::new(Quotas::new(
+            config.tiers.clone(),
+            store.clone(),
+            config.serve.cache_ttl,
+            config.serve.inbox.ttl,
+        ));
+        let (hub, redis) = start_hub(
+            &config,
+            &store,
+            &node_id,
+            quotas.clone(),
+            (&background, &stop_background),
+        )
+        .await?;
         let redis_presence = redis.is_some().then(|| hub.presence().clone());
         gauges::start(
             store.clone(),
@@ -161,6 +174,7 @@ impl Application {
             store: store.clone(),
             keys: keys.clone(),
             ws: config.serve.ws.clone(),
+            tiers: config.tiers.clone(),
             tools: Arc::new(Tools::new(
                 queue.clone(),
                 ctx.clone(),
@@ -187,6 +201,7 @@ impl Application {
             operator_keys: Arc::new(OperatorKeys::new(store.clone(), config.serve.cache_ttl)),
             store,
             hub,
+            quotas,
             ctx,
             gateway,
             queue,
@@ -341,8 +356,8 @@ async fn start_hub(
     config: &Config,
     store: &Store,
     node_id: &str,
-    background: &TaskTracker,
-    stop: &CancellationToken,
+    quotas: Arc<Quotas>,
+    (background, stop): (&TaskTracker, &CancellationToken),
 ) -> Result<(Arc<Hub>, Option<Redis>), AppError> {
     let inbox_opts = &config.serve.inbox;
     let retention = Retention {
@@ -377,7 +392,7 @@ async fn start_hub(
     background.spawn(upkeep.clone().route(fanout, stop.clone()));
     background.spawn(upkeep.clone().maintain(stop.clone()));
     background.spawn(upkeep.clone().reconcile(stop.clone()));
-    Ok((Arc::new(Hub::new(inbox, upkeep)), redis))
+    Ok((Arc::new(Hub::new(inbox, upkeep, quotas)), redis))
 }
 
 async fn node_links(

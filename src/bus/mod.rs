@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::group_commit::SubmitError;
 use crate::inbox::Inbox;
 use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
+use crate::quota::Quotas;
 use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
 use crate::time::now_ms;
 
@@ -99,15 +100,24 @@ pub struct Hub {
     store: Store,
     inbox: Inbox,
     node: Upkeep,
+    /// Each tenant's inbox retention comes from its tier.
+    quotas: Arc<Quotas>,
 }
 
 impl Hub {
-    pub fn new(inbox: Inbox, node: Upkeep) -> Hub {
+    pub fn new(inbox: Inbox, node: Upkeep, quotas: Arc<Quotas>) -> Hub {
         Hub {
             store: node.store.clone(),
             inbox,
             node,
+            quotas,
         }
+    }
+
+    /// How long the tenant's events wait in an inbox, in ms.
+    async fn ttl_ms(&self, tenant: TenantId) -> Result<i64, StoreError> {
+        let retention = self.quotas.inbox_retention(tenant).await?;
+        Ok(retention.as_millis().try_into().unwrap_or(i64::MAX))
     }
 
     pub fn node_id(&self) -> &str {
@@ -123,8 +133,15 @@ impl Hub {
     }
 
     /// Opens a session for `agent`: registered for pushes here, then in presence; an
-    /// older session of the agent, on any node, is closed with 4010.
-    pub async fn attach(&self, agent: AgentId, tenant: TenantId, outbound: usize) -> Attached {
+    /// older session of the agent, on any node, is closed with 4010. `None` when the
+    /// tenant already has `cap` agents connected (presence refused it).
+    pub async fn attach(
+        &self,
+        agent: AgentId,
+        tenant: TenantId,
+        outbound: usize,
+        cap: Option<u32>,
+    ) -> Option<Attached> {
         let session_id = SessionId::new_v7();
         let (tx, rx) = mpsc::channel(outbound.max(1));
         let ctl = Arc::new(SessionCtl::default());
@@ -149,21 +166,25 @@ impl Hub {
             connected_at: now,
             last_seen: now,
         };
-        match self.node.presence.connected(entry).await {
+        match self.node.presence.connected(entry, cap).await {
             Ok(Some(stale)) if stale.session_id != session_id => {
                 self.node.close(stale, close::SUPERSEDED).await
             }
             Ok(_) => {}
+            Err(PresenceError::AtCapacity) => {
+                self.node.sessions.unregister(agent, session_id);
+                return None;
+            }
             // The session works without presence; it is written back once Redis answers.
             Err(e) => {
                 tracing::warn!(agent_id = %agent, error = %e, "presence unavailable at connect")
             }
         }
-        Attached {
+        Some(Attached {
             session_id,
             rx,
             ctl,
-        }
+        })
     }
 
     /// The session is over: no more pushes, and offline unless a newer session holds the agent.
@@ -208,6 +229,7 @@ impl Hub {
     /// With an idempotency key, a repeat returns the first event instead of a new one.
     pub async fn emit_to_agent(
         &self,
+        tenant: TenantId,
         agent: AgentId,
         event: NewEvent,
     ) -> Result<Emitted, EmitError> {
@@ -220,7 +242,7 @@ impl Hub {
         let row = NewInboxEvent {
             agent,
             idempotency_key: event.idempotency_key.clone(),
-            ..inbox_template(event_id, &event)
+            ..inbox_template(event_id, &event, self.ttl_ms(tenant).await?)
         };
         let stored = self.inbox.append(vec![row]).await;
         match stored {
@@ -248,6 +270,7 @@ impl Hub {
     /// (a retried job) does it fall back to [`Hub::emit_to_agent`] agent by agent.
     pub async fn emit_to_agents(
         &self,
+        tenant: TenantId,
         agents: &[AgentId],
         event: NewEvent,
     ) -> Result<(), EmitError> {
@@ -256,7 +279,7 @@ impl Hub {
         }
         let template = NewInboxEvent {
             idempotency_key: event.idempotency_key.clone(),
-            ..inbox_template(EventId::new_v7(), &event)
+            ..inbox_template(EventId::new_v7(), &event, self.ttl_ms(tenant).await?)
         };
         let rows = agents
             .iter()
@@ -269,7 +292,7 @@ impl Hub {
             Ok(_) => Ok(()),
             Err(SubmitError::Store(e)) if matches!(*e, StoreError::Conflict(_)) => {
                 for agent in agents {
-                    self.emit_to_agent(*agent, event.clone()).await?;
+                    self.emit_to_agent(tenant, *agent, event.clone()).await?;
                 }
                 Ok(())
             }
@@ -285,7 +308,7 @@ impl Hub {
     ) -> Result<TenantEmitted, EmitError> {
         let agents = self.store.list_agents(tenant).await?;
         let event_id = EventId::new_v7();
-        let template = inbox_template(event_id, &event);
+        let template = inbox_template(event_id, &event, self.ttl_ms(tenant).await?);
         let batch: Vec<NewInboxEvent> = agents
             .iter()
             .filter(|a| a.status == AgentStatus::Active)
@@ -313,8 +336,9 @@ impl Hub {
 }
 
 /// The stored form of `e` for one agent; every copy shares its encoded `data`.
-fn inbox_template(event_id: EventId, e: &NewEvent) -> NewInboxEvent {
+fn inbox_template(event_id: EventId, e: &NewEvent, ttl_ms: i64) -> NewInboxEvent {
     NewInboxEvent {
+        ttl_ms,
         agent: AgentId::from_uuid(uuid::Uuid::nil()),
         event_id,
         kind: e.kind,

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::admin::{self, Actor, AgentSpec};
 use crate::app::{self, Application};
 use crate::auth::Authenticator;
-use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, jwt_secret_from_env};
+use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, Tiers, jwt_secret_from_env};
 use crate::store::{AgentChange, AgentStatus, Scopes, Secret, Store};
 
 #[derive(Debug, Parser)]
@@ -193,6 +193,11 @@ pub(crate) fn print_lines<T: Serialize>(values: &[T]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tiers `--tiers` defines (or the built-in ones), as the node would apply them.
+fn tiers(global: &GlobalOpts) -> anyhow::Result<Tiers> {
+    Ok(Tiers::load(global.tiers.as_deref())?)
+}
+
 async fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
     let store = Store::connect(&global.database_url)
         .await
@@ -245,7 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Serve(opts) => {
-            let app = Application::build(Config::new(global, *opts)).await?;
+            let app = Application::build(Config::new(global, *opts)?).await?;
             let stop = app.shutdown_token();
             tokio::spawn(async move {
                 app::shutdown_signal().await;
@@ -258,9 +263,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             open_store(&global).await?;
             print_line(&serde_json::json!({"migrated": true}))?;
         }
-        Command::Tenant(cmd) => tenants::tenant(&open_store(&global).await?, cmd).await?,
+        Command::Tenant(cmd) => {
+            tenants::tenant(&open_store(&global).await?, &tiers(&global)?, cmd).await?
+        }
         Command::Audit(cmd) => tenants::audit(&open_store(&global).await?, cmd).await?,
-        Command::Agent(cmd) => agent(&open_store(&global).await?, cmd).await?,
+        Command::Agent(cmd) => agent(&open_store(&global).await?, &tiers(&global)?, cmd).await?,
         Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,
         Command::Source(cmd) => queue::source(&open_sealed_store(&global).await?.0, cmd).await?,
         Command::Secrets(cmd) => secrets::secrets(&global, cmd).await?,
@@ -296,7 +303,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
+async fn agent(store: &Store, tiers: &Tiers, cmd: AgentCmd) -> anyhow::Result<()> {
     let cli = &Actor::Cli;
     match cmd {
         AgentCmd::Create(c) => {
@@ -315,7 +322,7 @@ async fn agent(store: &Store, cmd: AgentCmd) -> anyhow::Result<()> {
                     .collect(),
                 _ => bail!("give --name, or --name-prefix with --count"),
             };
-            print_lines(&admin::create_agents(store, &Actor::Cli, c.tenant, specs).await?)?;
+            print_lines(&admin::create_agents(store, tiers, &Actor::Cli, c.tenant, specs).await?)?;
         }
         AgentCmd::List { tenant } => {
             store.get_tenant(tenant).await?;

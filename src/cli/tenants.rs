@@ -5,6 +5,7 @@ use nexus_proto::TenantId;
 
 use super::{print_line, print_lines};
 use crate::admin::{self, Actor};
+use crate::config::Tiers;
 use crate::store::{AuditFilter, Store, TenantChange, TenantStatus, ToolScope};
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +28,8 @@ pub enum TenantCmd {
         #[arg(long, group = "change", action = clap::ArgAction::Set)]
         allow_broadcasts: Option<bool>,
     },
+    /// The tiers a tenant may be on, with their limits (`--tiers`, or the built-in ones).
+    Tiers,
     /// Rename the tenant or change its tier.
     #[command(group = clap::ArgGroup::new("fields").required(true).multiple(true))]
     Update {
@@ -52,10 +55,12 @@ pub enum TenantCmd {
     },
 }
 
-pub async fn tenant(store: &Store, cmd: TenantCmd) -> anyhow::Result<()> {
+pub async fn tenant(store: &Store, tiers: &Tiers, cmd: TenantCmd) -> anyhow::Result<()> {
     let cli = &Actor::Cli;
     match cmd {
-        TenantCmd::Create { name } => print_line(&admin::create_tenant(store, cli, &name).await?),
+        TenantCmd::Create { name } => {
+            print_line(&admin::create_tenant(store, tiers, cli, &name).await?)
+        }
         TenantCmd::List => print_lines(&store.list_tenants().await?),
         TenantCmd::Set {
             id,
@@ -64,9 +69,10 @@ pub async fn tenant(store: &Store, cmd: TenantCmd) -> anyhow::Result<()> {
         } => print_line(
             &admin::set_tenant_tools(store, cli, id, tool_scope, allow_broadcasts).await?,
         ),
+        TenantCmd::Tiers => print_lines(&tiers.all().collect::<Vec<_>>()),
         TenantCmd::Update { id, name, tier } => {
             let change = TenantChange { name, tier };
-            print_line(&admin::update_tenant(store, cli, id, change).await?)
+            print_line(&admin::update_tenant(store, tiers, cli, id, change).await?)
         }
         TenantCmd::Suspend { id } => {
             print_line(&admin::set_tenant_status(store, cli, id, TenantStatus::Suspended).await?)

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{JwtKeys, TokenError};
 use crate::bus::Hub;
-use crate::config::WsOpts;
+use crate::config::{Tiers, WsOpts};
 use crate::http::ApiError;
 use crate::store::{AgentStatus, Store, StoreError, TenantStatus};
 use crate::telemetry::catalog;
@@ -35,6 +35,8 @@ pub struct Gateway {
     pub keys: JwtKeys,
     pub ws: WsOpts,
     pub tools: Arc<Tools>,
+    /// Tenant tiers: a socket over its tier's limit is closed with 4029.
+    pub tiers: Arc<Tiers>,
     /// Cancelled when the node starts shutting down: sessions close with 1012.
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them to say goodbye.
@@ -128,7 +130,7 @@ async fn authorize(
         .map(|s| s.trim().parse::<Seq>())
         .transpose()
         .map_err(|_| ApiError::bad_request("after_seq must be a non-negative integer"))?;
-    let (agent, cursor, tenant) = match gw.store.agent_with_cursor(claims.sub).await {
+    let (agent, cursor, tenant, tier) = match gw.store.agent_with_cursor(claims.sub).await {
         Ok(found) => found,
         Err(StoreError::NotFound(_)) => return Err(ApiError::unauthorized("unknown agent")),
         Err(e) => return Err(e.into()),
@@ -161,6 +163,7 @@ async fn authorize(
         token_issued_ms: claims.issued_at_ms(),
         after_seq,
         cursor,
+        socket_cap: gw.tiers.get(&tier).sockets,
     })
 }
 

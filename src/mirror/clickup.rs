@@ -154,7 +154,15 @@ async fn task_changed(
         task: Some(seen.task_ref()),
     };
     let key = format!("clickup:{}", job.id);
-    emit(ctx, &known, &update, &key, job.trace_id.as_deref()).await
+    emit(
+        ctx,
+        job.tenant_id,
+        &known,
+        &update,
+        &key,
+        job.trace_id.as_deref(),
+    )
+    .await
 }
 
 /// Sends the task to agents it has not reached yet, and remembers they have it.
@@ -175,7 +183,15 @@ async fn assign(
         change: change.to_owned(),
     };
     let key = format!("assign:{}", tm.id);
-    emit(ctx, agents, &assigned, &key, job.trace_id.as_deref()).await?;
+    emit(
+        ctx,
+        job.tenant_id,
+        agents,
+        &assigned,
+        &key,
+        job.trace_id.as_deref(),
+    )
+    .await?;
     ctx.store.add_task_agents(tm.id, agents).await?;
     Ok(())
 }
@@ -341,6 +357,7 @@ async fn deleted(
     };
     emit(
         ctx,
+        job.tenant_id,
         &agents,
         &update,
         &format!("clickup:{}", job.id),

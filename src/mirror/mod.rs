@@ -50,6 +50,7 @@ pub async fn api_token(
 /// webhooks about one thing) find the earlier event instead of adding another.
 async fn emit<T: EventData>(
     ctx: &Context,
+    tenant: TenantId,
     agents: &[AgentId],
     data: &T,
     key: &str,
@@ -60,7 +61,7 @@ async fn emit<T: EventData>(
         .key(key)
         .trace(trace_id);
     ctx.hub
-        .emit_to_agents(agents, event)
+        .emit_to_agents(tenant, agents, event)
         .await
         .map_err(|e| JobError::transient(e.to_string()))
 }

@@ -112,7 +112,7 @@ async fn thread_reply(
     };
     // `message` and `app_mention` for one message share this key: one event per agent.
     let key = format!("slack:{}:{}", msg.channel, msg.ts);
-    emit(ctx, &agents, &update, &key, trace).await?;
+    emit(ctx, tenant, &agents, &update, &key, trace).await?;
     Ok(agents.len())
 }
 
@@ -137,7 +137,7 @@ async fn wake(
             reason: Some(reason.clone()),
         };
         let agents: [AgentId; 1] = [*agent];
-        emit(ctx, &agents, &wake, &key, trace).await?;
+        emit(ctx, tenant, &agents, &wake, &key, trace).await?;
     }
     Ok(woken.len())
 }

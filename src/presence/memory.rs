@@ -14,6 +14,8 @@ use crate::time::now_ms;
 pub struct MemoryPresence {
     ttl_ms: i64,
     agents: DashMap<AgentId, PresenceEntry>,
+    /// Entries per tenant, for the tier's socket cap.
+    per_tenant: DashMap<TenantId, u32>,
     changes: broadcast::Sender<PresenceChange>,
 }
 
@@ -22,6 +24,7 @@ impl MemoryPresence {
         MemoryPresence {
             ttl_ms: ttl.as_millis() as i64,
             agents: DashMap::new(),
+            per_tenant: DashMap::new(),
             changes: broadcast::channel(1024).0,
         }
     }
@@ -43,6 +46,7 @@ impl MemoryPresence {
             alive
         });
         for (tenant_id, agent_id) in &gone {
+            self.left(*tenant_id);
             self.publish(PresenceChange::Offline {
                 tenant_id: *tenant_id,
                 agent_id: *agent_id,
@@ -53,19 +57,45 @@ impl MemoryPresence {
 }
 
 impl MemoryPresence {
-    fn record(&self, entry: PresenceEntry) -> Option<Stale> {
+    /// The tenant's count is held (its shard locked) from the check to the insert, so
+    /// two connects cannot both take the last place. Lock order: tenant, then agent;
+    /// removals never hold both.
+    fn record(
+        &self,
+        entry: PresenceEntry,
+        cap: Option<u32>,
+    ) -> Result<Option<Stale>, PresenceError> {
         let change = PresenceChange::Online {
             tenant_id: entry.tenant_id,
             agent_id: entry.agent_id,
             node_id: entry.node_id.clone(),
         };
+        let mut count = self.per_tenant.entry(entry.tenant_id).or_insert(0);
+        let replacing = self
+            .agents
+            .get(&entry.agent_id)
+            .is_some_and(|e| e.tenant_id == entry.tenant_id);
+        if !replacing {
+            if cap.is_some_and(|cap| *count >= cap) {
+                return Err(PresenceError::AtCapacity);
+            }
+            *count += 1;
+        }
         let previous = self.agents.insert(entry.agent_id, entry);
+        drop(count);
         self.publish(change);
-        previous.map(|p| Stale {
+        Ok(previous.map(|p| Stale {
             agent_id: p.agent_id,
             node_id: p.node_id,
             session_id: p.session_id,
-        })
+        }))
+    }
+
+    /// One entry of `tenant` went.
+    fn left(&self, tenant: TenantId) {
+        if let Some(mut n) = self.per_tenant.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     fn apply(&self, agent: AgentId, session: SessionId, update: Update) {
@@ -97,6 +127,7 @@ impl MemoryPresence {
             .agents
             .remove_if(&agent, |_, e| e.session_id == session)
         {
+            self.left(e.tenant_id);
             self.publish(PresenceChange::Offline {
                 tenant_id: e.tenant_id,
                 agent_id: agent,
@@ -122,9 +153,9 @@ impl Presence for MemoryPresence {
     fn connected(
         &self,
         entry: PresenceEntry,
+        cap: Option<u32>,
     ) -> BoxFuture<'_, Result<Option<Stale>, PresenceError>> {
-        let stale = self.record(entry);
-        Box::pin(std::future::ready(Ok(stale)))
+        Box::pin(std::future::ready(self.record(entry, cap)))
     }
 
     fn touch(&self, agent: AgentId, session: SessionId) {

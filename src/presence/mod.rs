@@ -88,14 +88,20 @@ pub enum PresenceError {
     Redis(#[from] fred::error::Error),
     #[error("redis answered something unexpected: {0}")]
     Corrupt(String),
+    /// The tenant already has its tier's number of sessions; nothing was recorded.
+    #[error("the tenant has as many sessions as its tier allows")]
+    AtCapacity,
 }
 
 pub trait Presence: Send + Sync + 'static {
     /// Records a new session; it replaces any entry the agent had. Returns the session
     /// it replaced, if that one is still open somewhere (it is to be closed with 4010).
+    /// With `cap`, a tenant already holding `cap` other agents' sessions gets
+    /// [`PresenceError::AtCapacity`], checked and recorded atomically.
     fn connected(
         &self,
         entry: PresenceEntry,
+        cap: Option<u32>,
     ) -> BoxFuture<'_, Result<Option<Stale>, PresenceError>>;
     /// A sign of life. Never waits: the TTL is renewed by the next maintenance round.
     fn touch(&self, agent: AgentId, session: SessionId);

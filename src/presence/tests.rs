@@ -68,8 +68,11 @@ async fn a_stale_session_cannot_remove_its_successor() {
     for p in both(&n).await {
         let (t, a) = (TenantId::new_v7(), AgentId::new_v7());
         let (old, new) = (SessionId::new_v7(), SessionId::new_v7());
-        assert_eq!(p.connected(entry(t, a, old, &n)).await.expect("c1"), None);
-        let stale = p.connected(entry(t, a, new, &n)).await.expect("c2");
+        assert_eq!(
+            p.connected(entry(t, a, old, &n), None).await.expect("c1"),
+            None
+        );
+        let stale = p.connected(entry(t, a, new, &n), None).await.expect("c2");
         assert_eq!(
             stale,
             Some(Stale {
@@ -93,7 +96,9 @@ async fn tenants_are_isolated_status_is_kept_and_published() {
     for p in both(&n).await {
         let (t1, t2) = (TenantId::new_v7(), TenantId::new_v7());
         let (a, s) = (AgentId::new_v7(), SessionId::new_v7());
-        p.connected(entry(t1, a, s, &n)).await.expect("connect");
+        p.connected(entry(t1, a, s, &n), None)
+            .await
+            .expect("connect");
         let mut changes = p.subscribe();
         let ready = Update::Ready {
             capabilities: vec!["code".into()],
@@ -126,7 +131,7 @@ async fn memory_entries_past_their_ttl_are_not_online_and_are_swept() {
     let (t, a, s) = (TenantId::new_v7(), AgentId::new_v7(), SessionId::new_v7());
     let mut e = entry(t, a, s, "n1");
     e.last_seen -= 301_000;
-    p.connected(e).await.expect("connect");
+    p.connected(e, None).await.expect("connect");
     let mut changes = p.subscribe();
     assert!(p.online(t).await.expect("online").is_empty());
     p.maintain().await.expect("maintain");
@@ -134,4 +139,57 @@ async fn memory_entries_past_their_ttl_are_not_online_and_are_swept() {
         changes.try_recv(),
         Ok(PresenceChange::Offline { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_cap_gets_no_new_agent_until_one_leaves() {
+    let n = node();
+    for p in both(&n).await {
+        let t = TenantId::new_v7();
+        let (a, b, c) = (AgentId::new_v7(), AgentId::new_v7(), AgentId::new_v7());
+        let (sa, sb) = (SessionId::new_v7(), SessionId::new_v7());
+        p.connected(entry(t, a, sa, &n), Some(2)).await.expect("a");
+        p.connected(entry(t, b, sb, &n), Some(2)).await.expect("b");
+        let refused = p
+            .connected(entry(t, c, SessionId::new_v7(), &n), Some(2))
+            .await;
+        assert!(
+            matches!(refused, Err(PresenceError::AtCapacity)),
+            "{refused:?}"
+        );
+        // Refused means not recorded: c is not online.
+        let online: Vec<AgentId> = p
+            .online(t)
+            .await
+            .expect("online")
+            .iter()
+            .map(|e| e.agent_id)
+            .collect();
+        assert_eq!(online.len(), 2);
+        assert!(!online.contains(&c));
+        // An agent already counted may reconnect (its new session replaces its old one).
+        let again = p
+            .connected(entry(t, a, SessionId::new_v7(), &n), Some(2))
+            .await;
+        assert_eq!(again.expect("a again").map(|s| s.session_id), Some(sa));
+        // Another tenant is not affected.
+        p.connected(
+            entry(
+                TenantId::new_v7(),
+                AgentId::new_v7(),
+                SessionId::new_v7(),
+                &n,
+            ),
+            Some(2),
+        )
+        .await
+        .expect("other tenant");
+        p.disconnected(b, sb).await.expect("b leaves");
+        p.connected(
+            entry(t, AgentId::new_v7(), SessionId::new_v7(), &n),
+            Some(2),
+        )
+        .await
+        .expect("a place is free");
+    }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::insert_audit;
-use super::dialect::{can_match, on_pool, on_writer};
+use super::dialect::{self, can_match, on_pool, on_writer};
 use super::{Cursor, NewAudit, Provider, Result, Store, StoreError, TenantStatus};
 use crate::time::now_ms;
 
@@ -139,8 +139,11 @@ fn insert_error(e: sqlx::Error) -> StoreError {
 }
 
 impl Store {
-    /// Inserts agents (and their identities) in one transaction: all or none.
-    pub async fn create_agents(&self, new: Vec<NewAgent>) -> Result<Vec<Agent>> {
+    /// Inserts agents (and their identities) in one transaction: all or none. With
+    /// `max`, a tenant that would hold more than `max` agents gets none
+    /// ([`StoreError::OverLimit`]); the count and the inserts are one transaction, the
+    /// tenant row locked on PostgreSQL, so concurrent creations cannot pass it together.
+    pub async fn create_agents(&self, new: Vec<NewAgent>, max: Option<u32>) -> Result<Vec<Agent>> {
         let created_at = now_ms();
         let agents: Vec<Agent> = new
             .iter()
@@ -154,8 +157,23 @@ impl Store {
                 tokens_valid_after: 0,
             })
             .collect();
+        let lock = format!(
+            "SELECT id FROM tenants WHERE id = $1 {}",
+            dialect::lock_row(self.backend())
+        );
         on_writer!(self, p => {
             let mut tx = p.begin().await?;
+            if let (Some(max), Some(first)) = (max, new.first()) {
+                let tenant = *first.tenant_id.as_uuid();
+                sqlx::query(sqlx::AssertSqlSafe(lock.clone())).bind(tenant).execute(&mut *tx).await?;
+                let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if held.saturating_add(new.len() as i64) > i64::from(max) {
+                    return Err(StoreError::OverLimit);
+                }
+            }
             for (a, n) in agents.iter().zip(&new) {
                 sqlx::query(
                     "INSERT INTO agents (id, tenant_id, name, client_id, client_secret_hash, status, created_at) \
@@ -219,9 +237,12 @@ impl Store {
         row.ok_or(StoreError::NotFound("agent"))?.try_into()
     }
 
-    /// The agent, its inbox cursor and its tenant's status in one round trip: what a
-    /// connecting socket needs.
-    pub async fn agent_with_cursor(&self, id: AgentId) -> Result<(Agent, Cursor, TenantStatus)> {
+    /// The agent, its inbox cursor and its tenant's status and tier in one round trip:
+    /// what a connecting socket needs.
+    pub async fn agent_with_cursor(
+        &self,
+        id: AgentId,
+    ) -> Result<(Agent, Cursor, TenantStatus, String)> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -229,11 +250,12 @@ impl Store {
             last_seq: Option<i64>,
             acked_seq: Option<i64>,
             tenant_status: String,
+            tenant_tier: String,
         }
         let row: Option<Row> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, c.last_seq, c.acked_seq, \
-                 t.status AS tenant_status FROM agents a JOIN tenants t ON t.id = a.tenant_id \
+                 t.status AS tenant_status, t.tier AS tenant_tier FROM agents a JOIN tenants t ON t.id = a.tenant_id \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
             )
             .bind(*id.as_uuid())
@@ -247,7 +269,7 @@ impl Store {
             acked_seq: seq(row.acked_seq),
         };
         let tenant = TenantStatus::parse(&row.tenant_status)?;
-        Ok((row.agent.try_into()?, cursor, tenant))
+        Ok((row.agent.try_into()?, cursor, tenant, row.tenant_tier))
     }
 
     /// The agent owning `client_id`, its secret hash and its tenant's status, for token

@@ -23,6 +23,8 @@ pub struct NewInboxEvent {
     pub data: Arc<str>,
     pub trace_id: Option<Arc<str>>,
     pub idempotency_key: Option<String>,
+    /// How long it is kept (its tenant's tier's inbox retention), ms.
+    pub ttl_ms: i64,
 }
 
 /// A stored event, as replayed and pushed.
@@ -43,7 +45,6 @@ pub struct Cursor {
     pub acked_seq: Seq,
 }
 
-/// Retention: events older than `ttl_ms`, or more than `cap` behind the newest, go.
 /// What the reconcile of live sessions needs to know about one agent.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveState {
@@ -56,8 +57,11 @@ pub struct LiveState {
     pub tokens_valid_after: i64,
 }
 
+/// Retention: an event goes when its `expires_at` passes (set from its tenant's tier,
+/// see [`NewInboxEvent::ttl_ms`]) or when it is more than `cap` behind its agent's newest.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
+    /// `--inbox-ttl`: also how long the records of provider writes are kept.
     pub ttl_ms: i64,
     pub cap: u64,
     /// The audit log's, swept with the inbox (`--audit-retention`).
@@ -176,7 +180,7 @@ impl Store {
                         .bind(e.trace_id.as_deref().map(str::to_owned))
                         .bind(n.idempotency_key.clone())
                         .bind(now)
-                        .bind(now.saturating_add(retention.ttl_ms));
+                        .bind(now.saturating_add(n.ttl_ms));
                 }
                 q.execute(&mut *tx).await.map_err(super::conflict_as("idempotency key"))?;
             }

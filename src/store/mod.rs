@@ -71,6 +71,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The rows would pass the limit the caller gave (a tier's quota).
+    #[error("over the limit")]
+    OverLimit,
     #[error("secrets: {0}")]
     Sealed(#[from] SealError),
 }

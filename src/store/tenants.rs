@@ -118,11 +118,11 @@ pub struct TenantChange {
 }
 
 impl Store {
-    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+    pub async fn create_tenant(&self, name: &str, tier: &str) -> Result<Tenant> {
         let tenant = Tenant {
             id: TenantId::new_v7(),
             name: name.to_owned(),
-            tier: "standard".into(),
+            tier: tier.to_owned(),
             status: TenantStatus::Active,
             tool_scope: ToolScope::default(),
             allow_broadcasts: false,

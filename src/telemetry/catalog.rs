@@ -54,6 +54,7 @@ pub const AUTH_VERIFICATIONS: &str = "nexus_auth_verifications_total";
 pub const WEBHOOKS: &str = "nexus_webhooks_total";
 pub const WEBHOOKS_REJECTED: &str = "nexus_webhooks_rejected_total";
 pub const WEBHOOKS_DROPPED: &str = "nexus_webhooks_dropped_total";
+pub const QUOTA_REFUSALS: &str = "nexus_quota_refusals_total";
 pub const QUEUE_DEPTH: &str = "nexus_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "nexus_queue_oldest_age_seconds";
 pub const JOB_SECONDS: &str = "nexus_job_seconds";
@@ -198,6 +199,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         &["source", "reason"],
         "Webhooks answered 200 but kept as dead jobs instead of processed, by source kind and reason (tenant_suspended: replay them once the tenant is resumed).",
+    ),
+    m(
+        QUOTA_REFUSALS,
+        Counter,
+        &["tenant", "quota"],
+        "Requests refused by the tenant's tier, by quota: agents (403 on creation), sockets (close 4029), events (429 on emit), webhooks (429, per source).",
     ),
     m(
         QUEUE_DEPTH,

@@ -7,10 +7,12 @@
 
 mod clickup;
 mod ingest;
+mod rejection;
 mod signature;
 mod slack;
 mod suspended;
 
+pub use rejection::Rejection;
 pub use signature::{hmac_hex, verify_slack};
 
 use clickup::ClickUp;
@@ -30,8 +32,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::group_commit::SubmitError;
-use crate::http::{ApiError, ApiJson, ApiPath, StorageFailure};
+use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::queue::JobKind;
 use crate::state::AppState;
 use crate::store::{Enqueued, NewJob, Source, SourceKind, Store, StoreError};
@@ -330,72 +331,6 @@ fn parse<S: Sender>(raw: &[u8]) -> Result<S::Body, String> {
     serde_json::from_slice(raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT))
 }
 
-/// Why a webhook was refused; also the `reason` label of the rejection metric.
-#[derive(Debug, thiserror::Error)]
-pub enum Rejection {
-    #[error("{0}")]
-    Signature(String),
-    #[error("{0}")]
-    UnknownSource(String),
-    #[error("{0}")]
-    Malformed(String),
-    #[error("the body is larger than 1 MiB")]
-    TooLarge,
-    #[error("storage is unavailable; retry later")]
-    Unavailable,
-    #[error("internal error")]
-    Internal,
-}
-
-impl Rejection {
-    fn reason(&self) -> &'static str {
-        match self {
-            Rejection::Signature(_) => "bad_signature",
-            Rejection::UnknownSource(_) => "unknown_source",
-            Rejection::Malformed(_) => "malformed",
-            Rejection::TooLarge => "too_large",
-            Rejection::Unavailable => "unavailable",
-            Rejection::Internal => "internal",
-        }
-    }
-
-    fn into_api(self) -> ApiError {
-        let (status, code) = match &self {
-            Rejection::Signature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
-            Rejection::UnknownSource(_) => (StatusCode::UNAUTHORIZED, "unknown_source"),
-            Rejection::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Rejection::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Rejection::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        ApiError::new(status, code, self.to_string())
-    }
-}
-
-impl From<SubmitError> for Rejection {
-    fn from(e: SubmitError) -> Rejection {
-        match e {
-            SubmitError::Store(e) => Rejection::from(&*e),
-            SubmitError::TimedOut(_) | SubmitError::Stopped => Rejection::Unavailable,
-        }
-    }
-}
-
-impl From<&StoreError> for Rejection {
-    fn from(e: &StoreError) -> Rejection {
-        match StorageFailure::from(e) {
-            StorageFailure::Unavailable => Rejection::Unavailable,
-            _ => Rejection::Internal,
-        }
-    }
-}
-
-impl From<StoreError> for Rejection {
-    fn from(e: StoreError) -> Rejection {
-        Rejection::from(&e)
-    }
-}
-
 /// Counts the outcome and shapes the response.
 fn answer(
     source: &'static str,
@@ -452,6 +387,12 @@ async fn accept(
     let payload = String::from_utf8(payload.to_vec())
         .map_err(|_| Rejection::Malformed("the body is not UTF-8".into()))?;
     let suspended = suspended::is_suspended(state, source).await?;
+    if !suspended {
+        state
+            .quotas
+            .admit_webhook(source.tenant_id, source.id)
+            .await?;
+    }
     let job = NewJob {
         tenant_id: source.tenant_id,
         source_id: Some(source.id),

@@ -106,9 +106,14 @@ impl Fixture {
     async fn new(url: &str) -> Fixture {
         let store = Store::connect(url).await.expect("store");
         store.migrate().await.expect("migrate");
-        let tenant = nexus::admin::create_tenant(&store, &nexus::admin::Actor::Cli, "acme")
-            .await
-            .expect("tenant");
+        let tenant = nexus::admin::create_tenant(
+            &store,
+            &Default::default(),
+            &nexus::admin::Actor::Cli,
+            "acme",
+        )
+        .await
+        .expect("tenant");
         let specs = ["slow", "fast"].map(|name| nexus::admin::AgentSpec {
             name: name.into(),
             clickup_user: None,
@@ -116,6 +121,7 @@ impl Fixture {
         });
         let agents = nexus::admin::create_agents(
             &store,
+            &Default::default(),
             &nexus::admin::Actor::Cli,
             tenant.id,
             Vec::from(specs),
@@ -152,6 +158,7 @@ impl Fixture {
                     data: data.clone(),
                     trace_id: None,
                     idempotency_key: None,
+                    ttl_ms: retention.ttl_ms,
                 })
                 .collect();
             store

@@ -49,11 +49,17 @@ async fn world(p: Profile) -> World {
         clickup_user: Some("111".parse().expect("user")),
         slack_user: None,
     };
-    let alice = nexus::admin::create_agents(store, &nexus::admin::Actor::Cli, tenant, vec![alice])
-        .await
-        .expect("agent")
-        .pop()
-        .expect("alice");
+    let alice = nexus::admin::create_agents(
+        store,
+        &Default::default(),
+        &nexus::admin::Actor::Cli,
+        tenant,
+        vec![alice],
+    )
+    .await
+    .expect("agent")
+    .pop()
+    .expect("alice");
     for (kind, external, secret, token, bot) in [
         (
             SourceKind::Slack,

@@ -214,7 +214,7 @@ async fn slow_consumer_is_closed_and_others_keep_receiving(p: Profile) {
             nexus::bus::NewEvent::from_json(nexus_proto::EventType::WakeUp, &json!({ "pad": pad }));
         app.state
             .hub
-            .emit_to_agent(slow.agent.id, ev)
+            .emit_to_agent(t.id, slow.agent.id, ev)
             .await
             .expect("emit");
         while let Ok(change) = changes.try_recv() {

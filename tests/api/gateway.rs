@@ -29,9 +29,16 @@ both_profiles!(
 
 pub async fn emit(app: &TestApp, agent: AgentId, i: u64) -> u64 {
     let ev = NewEvent::from_json(EventType::ContextUpdate, &json!({ "i": i }));
+    let tenant = app
+        .state
+        .store
+        .get_agent(agent)
+        .await
+        .expect("agent")
+        .tenant_id;
     app.state
         .hub
-        .emit_to_agent(agent, ev)
+        .emit_to_agent(tenant, agent, ev)
         .await
         .expect("emit")
         .seq

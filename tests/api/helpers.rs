@@ -242,6 +242,7 @@ impl TestApp {
                 key: secrets_key(&db.url).map(str::to_owned),
                 file: None,
             },
+            tiers: Default::default(),
         };
         tweak(&mut config);
         let app = Application::build_with(config, extras)
@@ -282,9 +283,14 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, name: &str) -> nexus::store::Tenant {
-        nexus::admin::create_tenant(&self.state.store, &nexus::admin::Actor::Cli, name)
-            .await
-            .expect("tenant")
+        nexus::admin::create_tenant(
+            &self.state.store,
+            &self.state.config.tiers,
+            &nexus::admin::Actor::Cli,
+            name,
+        )
+        .await
+        .expect("tenant")
     }
 
     pub async fn agent(
@@ -299,6 +305,7 @@ impl TestApp {
         };
         let mut created = nexus::admin::create_agents(
             &self.state.store,
+            &self.state.config.tiers,
             &nexus::admin::Actor::Cli,
             tenant,
             vec![spec],

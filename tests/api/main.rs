@@ -36,6 +36,7 @@ mod presence;
 mod probes;
 mod proxy;
 mod queue;
+mod quotas;
 mod revocation;
 mod routing_api;
 mod schema;

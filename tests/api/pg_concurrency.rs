@@ -267,7 +267,7 @@ async fn agents_without_secrets(app: &TestApp, tenant: TenantId, n: usize) -> Ve
         .collect();
     app.state
         .store
-        .create_agents(new)
+        .create_agents(new, None)
         .await
         .expect("agents")
         .into_iter()

@@ -62,7 +62,7 @@ async fn metrics_count_tokens_and_failures(p: Profile) {
     assert!(counter(&after, "nexus_tokens_issued_total") >= issued_before + 1.0);
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let resp = app
         .http
         .get(app.url("/metrics"))

@@ -116,6 +116,7 @@ async fn start_error(db: &TestDb, key: SecretsKeyOpts) -> String {
         serve: serve_opts(),
         jwt_secret: Some("integration-test-secret-0123456789abcdef".into()),
         secrets_key: key,
+        tiers: Default::default(),
     };
     match Application::build(config).await {
         Ok(_) => panic!("the node started"),

@@ -75,7 +75,7 @@ async fn a_statement_past_its_limit_is_unavailable_but_a_migration_waits(p: Prof
 
     // Another session holds the lock a write needs, for many times the limit.
     let holder = LockHolder::take(p, &db.url).await;
-    let refused = tokio::time::timeout(limit * 10, store.create_tenant("acme"))
+    let refused = tokio::time::timeout(limit * 10, store.create_tenant("acme", "standard"))
         .await
         .expect("given up within the limit (plus a margin)")
         .expect_err("locked out");
@@ -89,7 +89,10 @@ async fn a_statement_past_its_limit_is_unavailable_but_a_migration_waits(p: Prof
         .await
         .expect("a migration is not bound by the limit");
     released.await.expect("holder");
-    store.create_tenant("acme").await.expect("unlocked");
+    store
+        .create_tenant("acme", "standard")
+        .await
+        .expect("unlocked");
 }
 
 /// A second session that locks what both a write and a migration need: the tenants

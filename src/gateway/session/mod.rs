@@ -50,6 +50,8 @@ pub struct SessionInit {
     /// The replay point the agent asked for (`?after_seq`), if any.
     pub after_seq: Option<Seq>,
     pub cursor: Cursor,
+    /// The tenant's tier's concurrent-socket limit.
+    pub socket_cap: Option<u32>,
 }
 
 /// Why the session ended.
@@ -86,11 +88,16 @@ struct Session {
 pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
     let ws = &gw.ws;
     let hub = gw.hub.clone();
-    let Attached {
+    let attached = hub.attach(init.agent, init.tenant, ws.outbound_queue, init.socket_cap);
+    let Some(Attached {
         session_id: id,
         rx,
         ctl,
-    } = Box::pin(hub.attach(init.agent, init.tenant, ws.outbound_queue)).await;
+    }) = Box::pin(attached).await
+    else {
+        refuse_over_quota(socket, init.tenant).await;
+        return;
+    };
     let delivery = Delivery::connect(init.after_seq, init.cursor);
     ctl.set_sent(delivery.last_sent());
     ctl.set_token_issued(init.token_issued_ms);
@@ -161,6 +168,36 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, init: SessionInit) {
     };
     metrics::counter!(catalog::WS_DISCONNECTS, "reason" => reason).increment(1);
     tracing::debug!(agent_id = %init.agent, session_id = %id, reason, "session closed");
+}
+
+/// The tenant has its tier's number of sockets: this one is closed at once (4029).
+async fn refuse_over_quota(mut socket: WebSocket, tenant: TenantId) {
+    crate::quota::count_refusal(tenant, crate::quota::Quota::Sockets);
+    tracing::info!(tenant_id = %tenant, "socket refused: the tenant is at its tier's socket limit");
+    goodbye(&mut socket, close::QUOTA_EXCEEDED).await;
+    let reason = close::reason(close::QUOTA_EXCEEDED);
+    metrics::counter!(catalog::WS_DISCONNECTS, "reason" => reason).increment(1);
+}
+
+/// Says goodbye with `code` and waits briefly for the peer's close, so the TCP
+/// connection ends cleanly rather than with a reset. A slow consumer gets longer:
+/// its close frame queues behind everything it has not read yet.
+async fn goodbye(socket: &mut WebSocket, code: u16) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(close::reason(code)),
+    };
+    let patience = Duration::from_secs(if code == close::SLOW_CONSUMER { 5 } else { 2 });
+    let goodbye = async move {
+        socket.send(Message::Close(Some(frame))).await.ok()?;
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(patience, goodbye).await;
 }
 
 /// This node's open-socket gauges: all of them and the tenant's.
@@ -339,25 +376,7 @@ impl Session {
         }
     }
 
-    /// Says goodbye with `code` and waits briefly for the peer's close, so the TCP
-    /// connection ends cleanly rather than with a reset. A slow consumer gets longer:
-    /// its close frame queues behind everything it has not read yet.
     async fn close(&mut self, code: u16) {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(close::reason(code)),
-        };
-        let patience = Duration::from_secs(if code == close::SLOW_CONSUMER { 5 } else { 2 });
-        let socket = &mut self.socket;
-        let goodbye = async move {
-            socket.send(Message::Close(Some(frame))).await.ok()?;
-            while let Some(Ok(msg)) = socket.recv().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-            Some(())
-        };
-        let _ = tokio::time::timeout(patience, goodbye).await;
+        goodbye(&mut self.socket, code).await
     }
 }

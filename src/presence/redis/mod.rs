@@ -107,7 +107,12 @@ impl RedisPresence {
         })
     }
 
-    async fn write_entry(&self, e: &PresenceEntry, fence: u64) -> Result<Written, PresenceError> {
+    async fn write_entry(
+        &self,
+        e: &PresenceEntry,
+        fence: u64,
+        cap: Option<u32>,
+    ) -> Result<Written, PresenceError> {
         let keys = vec![
             socket_key(e.session_id),
             agent_key(e.agent_id),
@@ -128,12 +133,16 @@ impl RedisPresence {
             now_ms().to_string(),
             self.ttl_ms.to_string(),
             fence.to_string(),
+            cap.unwrap_or(0).to_string(),
         ];
         let r: Vec<Value> = self.failed(
             scripts::CONNECT
                 .evalsha_with_reload(&self.redis.client, keys, args)
                 .await,
         )?;
+        if r.first().and_then(Value::as_i64) == Some(-1) {
+            return Ok(Written::Full);
+        }
         let fence = r.first().and_then(Value::as_u64).unwrap_or(0);
         let other = match (r.get(1).and_then(Value::as_string), r.get(2)) {
             (Some(sid), Some(node)) => Some(Stale {
@@ -164,7 +173,7 @@ impl RedisPresence {
             .collect();
         let mut stale = Vec::new();
         for (entry, fence) in entries {
-            match self.write_entry(&entry, fence).await? {
+            match self.write_entry(&entry, fence, None).await? {
                 Written::Held { fence, replaced } => {
                     if let Some(mut l) = self.local.get_mut(&entry.agent_id)
                         && l.entry.session_id == entry.session_id
@@ -179,6 +188,8 @@ impl RedisPresence {
                     node_id: self.node_id.clone(),
                     session_id: entry.session_id,
                 }),
+                // Written back without a cap: sessions already open stay.
+                Written::Full => {}
             }
         }
         tracing::info!(node_id = %self.node_id, sessions = self.local.len(), "presence rebuilt in redis");
@@ -256,15 +267,19 @@ enum Written {
     Held { fence: u64, replaced: Option<Stale> },
     /// A session with a higher fence holds the agent.
     Stale,
+    /// The tenant is at its cap: nothing was written.
+    Full,
 }
 
 impl Presence for RedisPresence {
     fn connected(
         &self,
         entry: PresenceEntry,
+        cap: Option<u32>,
     ) -> BoxFuture<'_, Result<Option<Stale>, PresenceError>> {
         Box::pin(async move {
             let (agent_id, session_id) = (entry.agent_id, entry.session_id);
+            // Local first: if Redis cannot be reached, the entry is written back later.
             self.local.insert(
                 agent_id,
                 Local {
@@ -273,12 +288,18 @@ impl Presence for RedisPresence {
                     touched: false,
                 },
             );
+            let written = self.write_entry(&entry, 0, cap).await;
+            if let Ok(Written::Full) = written {
+                self.local
+                    .remove_if(&agent_id, |_, l| l.entry.session_id == session_id);
+                return Err(PresenceError::AtCapacity);
+            }
             self.publish(PresenceChange::Online {
                 tenant_id: entry.tenant_id,
                 agent_id,
                 node_id: self.node_id.clone(),
             });
-            match self.write_entry(&entry, 0).await? {
+            match written? {
                 Written::Held { fence, replaced } => {
                     if let Some(mut l) = self.local.get_mut(&agent_id)
                         && l.entry.session_id == session_id
@@ -287,8 +308,8 @@ impl Presence for RedisPresence {
                     }
                     Ok(replaced)
                 }
-                // A fresh fence is always the highest: this cannot happen.
-                Written::Stale => Err(PresenceError::Corrupt(
+                // A fresh fence is always the highest, and Full returned above.
+                Written::Stale | Written::Full => Err(PresenceError::Corrupt(
                     "a new fence was not the highest".into(),
                 )),
             }

@@ -9,9 +9,11 @@ use fred::types::scripts::Script;
 
 /// KEYS: socket:{sid}, agent:{aid}, agent:{aid}:fence, tenant:{tid}:agents, node:{nid}:sockets.
 /// ARGV: sid, agent_id, tenant_id, node_id, connected_at, status, capabilities (JSON),
-/// detail, now_ms, ttl_ms, fence (0 = take a new one: Redis time in µs, above the last).
+/// detail, now_ms, ttl_ms, fence (0 = take a new one: Redis time in µs, above the last),
+/// cap (0 = none: live agents the tenant may have).
 /// Returns {fence} or {fence, replaced_sid, its_node}; {0, newer_sid, its_node} when a
-/// session with a higher fence holds the agent (this one is stale and must close).
+/// session with a higher fence holds the agent (this one is stale and must close);
+/// {-1} when the tenant is at its cap and this agent is not already among them.
 pub static CONNECT: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
@@ -31,6 +33,11 @@ if cur and cur ~= ARGV[1] then
   local h = redis.call('HMGET', 'socket:' .. cur, 'node_id', 'fence')
   if (tonumber(h[2]) or 0) > fence then return {0, cur, h[1] or ''} end
   prev_node = h[1]
+end
+local cap = tonumber(ARGV[12])
+if cap > 0 and not redis.call('ZSCORE', KEYS[4], ARGV[2])
+  and redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[9], '+inf') >= cap then
+  return {-1}
 end
 redis.call('HSET', KEYS[1], 'agent_id', ARGV[2], 'tenant_id', ARGV[3], 'node_id', ARGV[4],
   'connected_at', ARGV[5], 'status', ARGV[6], 'capabilities', ARGV[7], 'detail', ARGV[8],

@@ -34,8 +34,10 @@ async fn a_rebuild_restores_lost_entries_but_not_superseded_ones() {
         SessionId::new_v7(),
         SessionId::new_v7(),
     );
-    p1.connected(entry(t, kept, s_kept, &n1)).await.expect("c1");
-    p1.connected(entry(t, taken, s_taken, &n1))
+    p1.connected(entry(t, kept, s_kept, &n1), None)
+        .await
+        .expect("c1");
+    p1.connected(entry(t, taken, s_taken, &n1), None)
         .await
         .expect("c2");
     // While node 1 "could not tell": Redis lost `kept`, and `taken` moved to node 2.
@@ -45,7 +47,7 @@ async fn a_rebuild_restores_lost_entries_but_not_superseded_ones() {
         .del(vec![format!("agent:{kept}"), format!("socket:{s_kept}")])
         .await
         .expect("del");
-    p2.connected(entry(t, taken, s_newer, &n2))
+    p2.connected(entry(t, taken, s_newer, &n2), None)
         .await
         .expect("c3");
 
@@ -76,7 +78,7 @@ async fn a_dead_nodes_agents_are_taken_offline_by_the_others() {
     let p_alive = presence(&url, &alive, Duration::from_secs(15)).await;
     let (t, a) = (TenantId::new_v7(), AgentId::new_v7());
     p_dead
-        .connected(entry(t, a, SessionId::new_v7(), &dead))
+        .connected(entry(t, a, SessionId::new_v7(), &dead), None)
         .await
         .expect("c");
     assert_eq!(p_alive.online(t).await.expect("online").len(), 1);

@@ -72,6 +72,7 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
     };
     let mut agents = nexus::admin::create_agents(
         store,
+        &Default::default(),
         &nexus::admin::Actor::Cli,
         tenant,
         vec![

@@ -3,10 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
+
+mod origin;
+mod tiers;
+pub use origin::cors_origin;
+pub use tiers::{Rate, Tier, Tiers, TiersError, check_tier_name};
 
 /// Longest lifetime of an access token, seconds (24 h): tokens cannot be recalled.
 pub const MAX_TOKEN_TTL_S: u64 = 86_400;
@@ -29,6 +35,11 @@ pub struct GlobalOpts {
     /// (`FILE.key`); PostgreSQL needs this or `NEXUS_SECRETS_KEY`.
     #[arg(long, env = "NEXUS_SECRETS_KEY_FILE", global = true)]
     pub secrets_key_file: Option<PathBuf>,
+
+    /// A TOML file defining the tenant tiers and their limits (README "Tiers and
+    /// quotas"); unset = the built-in `free`, `standard` and `enterprise`.
+    #[arg(long, env = "NEXUS_TIERS_FILE", global = true)]
+    pub tiers: Option<PathBuf>,
 
     /// Log format on stderr (stdout is kept for command output).
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -237,50 +248,6 @@ pub struct HttpOpts {
     pub cors_origins: Vec<HeaderValue>,
 }
 
-/// One `--cors-origins` entry: `http(s)://host[:port]` exactly as a browser sends it in
-/// `Origin` (lower case, no default port, no path). A wildcard is refused: any site
-/// could then have a browser that holds an operator key call the API.
-pub fn cors_origin(s: &str) -> Result<HeaderValue, String> {
-    let origin = s.trim().to_ascii_lowercase();
-    if origin == "*" {
-        return Err("'*' is not accepted: list each origin, like https://ops.example.com".into());
-    }
-    let shape = || format!("{s:?} is not an origin: expected http(s)://host[:port], no path");
-    let (scheme, authority) = origin.split_once("://").ok_or_else(shape)?;
-    let default_port = match scheme {
-        "https" => ":443",
-        "http" => ":80",
-        _ => return Err(shape()),
-    };
-    if !valid_authority(authority) {
-        return Err(shape());
-    }
-    let origin = origin.strip_suffix(default_port).unwrap_or(&origin);
-    HeaderValue::from_str(origin).map_err(|_| shape())
-}
-
-/// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets.
-fn valid_authority(authority: &str) -> bool {
-    let (host_ok, port) = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((addr, rest)) => (
-                addr.parse::<std::net::Ipv6Addr>().is_ok(),
-                (!rest.is_empty()).then_some(rest.strip_prefix(':').unwrap_or("x")),
-            ),
-            None => (false, None),
-        },
-        None => {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            let name = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-';
-            (!host.is_empty() && host.bytes().all(name), port)
-        }
-    };
-    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
-}
-
 /// Agent socket tuning. Durations take units: `30s`, `500ms`, `5m`.
 #[derive(Debug, Clone, Args)]
 pub struct WsOpts {
@@ -383,16 +350,19 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Where the key sealing stored secrets comes from.
     pub secrets_key: SecretsKeyOpts,
+    /// Tenant tiers and their limits (`--tiers`).
+    pub tiers: Arc<Tiers>,
 }
 
 impl Config {
-    pub fn new(global: GlobalOpts, serve: ServeOpts) -> Config {
-        Config {
+    pub fn new(global: GlobalOpts, serve: ServeOpts) -> Result<Config, TiersError> {
+        Ok(Config {
             secrets_key: SecretsKeyOpts::new(&global),
+            tiers: Arc::new(Tiers::load(global.tiers.as_deref())?),
             database_url: global.database_url,
             serve,
             jwt_secret: jwt_secret_from_env(),
-        }
+        })
     }
 }
 
