@@ -6,6 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
+use super::members::{Members, put_members};
 use super::provider::{ExternalUser, Provider, ProviderUserId};
 use super::{Result, Store, StoreError, corrupt_id, external_id};
 use crate::time::now_ms;
@@ -148,14 +149,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(&err)?;
-            for agent in &new.default_agents {
-                sqlx::query("INSERT INTO project_mapping_agents (mapping_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(*agent.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
-            }
+            let agents = &new.default_agents;
+            put_members!(tx, self.backend(), Members::Mapping, id, agents, replace = false)
+                .map_err(&err)?;
             tx.commit().await?;
         });
         self.get_mapping(id).await
@@ -277,14 +273,8 @@ impl Store {
                 .bind(alias.to_owned())
                 .fetch_one(&mut *tx)
                 .await?;
-            for agent in agents {
-                sqlx::query("INSERT INTO agent_alias_members (alias_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(*agent.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
-            }
+            put_members!(tx, self.backend(), Members::Alias, id, agents, replace = false)
+                .map_err(&err)?;
             tx.commit().await?;
             id
         });

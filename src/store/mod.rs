@@ -16,6 +16,7 @@ mod gauges;
 mod inbox;
 mod jobs;
 mod mappings;
+mod members;
 mod mirror_changes;
 mod operator_keys;
 mod provider;
