@@ -214,17 +214,9 @@ impl Store {
 impl Store {
     /// Forgets writes recorded before `before_ms`, at most `limit` of them.
     pub async fn delete_old_provider_writes(&self, before_ms: i64, limit: u32) -> Result<u64> {
-        Ok(on_writer!(self, p => {
-            sqlx::query(
-                "DELETE FROM provider_writes WHERE (tenant_id, provider, external_id) IN \
-                 (SELECT tenant_id, provider, external_id FROM provider_writes WHERE created_at < $1 LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(p)
+        let key = "tenant_id, provider, external_id";
+        self.delete_aged("provider_writes", key, "created_at", before_ms, limit)
             .await
-            .map(|r| r.rows_affected())
-        })?)
     }
 
     /// Did Nexus write this (so its webhook echo is no news)?
