@@ -6,6 +6,7 @@ use nexus_proto::TenantId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::page::PageQuery;
 use crate::admin::{self, Actor};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, NotFound, OperatorErrors};
@@ -24,10 +25,9 @@ pub struct FilterQuery {
     kind: Option<String>,
     /// Only this tenant's jobs (a tenant-bound key: its own only).
     tenant: Option<TenantId>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<Uuid>,
-    /// At most this many (1–500, default 50; out of range is clamped).
-    limit: Option<u32>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageQuery,
 }
 
 /// How many jobs went back to the queue.
@@ -61,7 +61,7 @@ fn tenant_filter(op: &Operator, asked: Option<TenantId>) -> Result<Option<Tenant
     get,
     path = "/jobs",
     tag = "jobs",
-    params(FilterQuery),
+    params(FilterQuery, PageQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         BadRequest, OperatorErrors,
@@ -73,14 +73,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<FilterQuery>,
 ) -> Result<ApiJson<JobPage>, ApiError> {
     op.require(Scope::Read)?;
-    let page = ops::list(
-        &state.store,
-        &q.filter(&op)?,
-        q.cursor,
-        q.limit.unwrap_or(50),
-    )
-    .await?;
-    Ok(ApiJson(page))
+    let page = q.page.page()?;
+    let filter = q.filter(&op)?;
+    Ok(ApiJson(
+        ops::list(&state.store, &filter, page.after, page.limit).await?,
+    ))
 }
 
 async fn visible(state: &AppState, op: &Operator, id: Uuid) -> Result<JobDetail, ApiError> {

@@ -4,13 +4,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_proto::TenantId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::page::PageQuery;
 use crate::admin::{self, Actor, CreatedKey};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
-use crate::http::{ApiError, ApiJson, ApiPath};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store::{OperatorKey, Scope, Scopes};
 
@@ -25,24 +26,37 @@ pub struct NewKey {
     tenant_id: Option<TenantId>,
 }
 
-/// Live keys (never the key itself); a tenant-bound key sees its tenant's only.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyPage {
+    keys: Vec<OperatorKey>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// Live keys (never the key itself), oldest first; a tenant-bound key sees its tenant's only.
 #[utoipa::path(
     get,
     path = "/operator-keys",
     tag = "operator-keys",
+    params(PageQuery),
     responses(
-        (status = 200, description = "Live keys", body = Vec<OperatorKey>),
-        OperatorErrors,
+        (status = 200, description = "A page of live keys", body = KeyPage),
+        BadRequest, OperatorErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     op: Operator,
-) -> Result<ApiJson<Vec<OperatorKey>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<ApiJson<KeyPage>, ApiError> {
     op.require(Scope::Admin)?;
-    Ok(ApiJson(
-        state.store.list_operator_keys(op.0.tenant_id).await?,
-    ))
+    let page = q.page()?;
+    let mut keys = state
+        .store
+        .list_operator_keys_page(op.0.tenant_id, page.after, page.fetch())
+        .await?;
+    let next_cursor = page.finish(&mut keys, |k| k.id);
+    Ok(ApiJson(KeyPage { keys, next_cursor }))
 }
 
 /// Creates a key; the answer holds the key itself, shown this once.

@@ -7,10 +7,11 @@ use nexus_proto::{AgentId, ClickUpListId, SlackChannelId, TenantId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::page::{PageQuery, text_cursor};
 use crate::admin::{self, Actor, MappingSpec};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, BodyErrors, Conflict, NotFound, OperatorErrors};
-use crate::http::{ApiError, ApiJson, ApiPath};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store::{Alias, ExternalUser, Identity, ProjectMapping, Provider, Scope, SlackChannel};
 
@@ -79,13 +80,15 @@ pub async fn add_mapping(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Mappings {
     mappings: Vec<ProjectMapping>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/tenants/{id}/mappings",
     tag = "mirror",
-    params(("id" = TenantId, Path, description = "The tenant")),
+    params(("id" = TenantId, Path, description = "The tenant"), PageQuery),
     responses(
         (status = 200, description = "The tenant's mappings", body = Mappings),
         BadRequest, NotFound, OperatorErrors,
@@ -95,10 +98,19 @@ pub async fn list_mappings(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<Mappings>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    let mappings = state.store.list_mappings(tenant).await?;
-    Ok(ApiJson(Mappings { mappings }))
+    let page = q.page()?;
+    let mut mappings = state
+        .store
+        .list_mappings_page(tenant, page.after, page.fetch())
+        .await?;
+    let next_cursor = page.finish(&mut mappings, |m| m.id);
+    Ok(ApiJson(Mappings {
+        mappings,
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(
@@ -165,13 +177,15 @@ pub async fn add_alias(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Aliases {
     aliases: Vec<Alias>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/tenants/{id}/aliases",
     tag = "mirror",
-    params(("id" = TenantId, Path, description = "The tenant")),
+    params(("id" = TenantId, Path, description = "The tenant"), PageQuery),
     responses(
         (status = 200, description = "The tenant's aliases", body = Aliases),
         BadRequest, NotFound, OperatorErrors,
@@ -181,10 +195,19 @@ pub async fn list_aliases(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<Aliases>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    let aliases = state.store.list_aliases(tenant).await?;
-    Ok(ApiJson(Aliases { aliases }))
+    let page = q.page()?;
+    let mut aliases = state
+        .store
+        .list_aliases_page(tenant, page.after, page.fetch())
+        .await?;
+    let next_cursor = page.finish(&mut aliases, |a| a.id);
+    Ok(ApiJson(Aliases {
+        aliases,
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(
@@ -240,16 +263,29 @@ pub async fn add_identity(
     Ok((StatusCode::CREATED, ApiJson(identity)))
 }
 
+/// An identity's cursor: `provider:user`, the pair that is unique in a tenant.
+fn identity_cursor(user: &ExternalUser) -> String {
+    text_cursor(&format!("{}:{}", user.provider().as_str(), user.as_str()))
+}
+
+fn parse_identity_cursor(cursor: &str) -> Option<ExternalUser> {
+    let (provider, user) = cursor.split_once(':')?;
+    let provider = <Provider as clap::ValueEnum>::from_str(provider, false).ok()?;
+    ExternalUser::parse(provider, user).ok()
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Identities {
     identities: Vec<Identity>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/tenants/{id}/identities",
     tag = "mirror",
-    params(("id" = TenantId, Path, description = "The tenant")),
+    params(("id" = TenantId, Path, description = "The tenant"), PageQuery),
     responses(
         (status = 200, description = "The tenant's identities", body = Identities),
         BadRequest, NotFound, OperatorErrors,
@@ -259,10 +295,19 @@ pub async fn list_identities(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<Identities>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    let identities = state.store.list_identities(tenant).await?;
-    Ok(ApiJson(Identities { identities }))
+    let page = q.page_by_text(parse_identity_cursor)?;
+    let mut identities = state
+        .store
+        .list_identities_page(tenant, page.after.as_ref(), page.fetch())
+        .await?;
+    let next_cursor = page.finish(&mut identities, |i| identity_cursor(&i.user));
+    Ok(ApiJson(Identities {
+        identities,
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(
@@ -294,6 +339,8 @@ pub async fn remove_identity(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Channels {
     channels: Vec<SlackChannel>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 /// Slack channels seen created, and whether a mapping names them.
@@ -301,7 +348,7 @@ pub struct Channels {
     get,
     path = "/tenants/{id}/channels",
     tag = "mirror",
-    params(("id" = TenantId, Path, description = "The tenant")),
+    params(("id" = TenantId, Path, description = "The tenant"), PageQuery),
     responses(
         (status = 200, description = "The channels", body = Channels),
         BadRequest, NotFound, OperatorErrors,
@@ -311,8 +358,17 @@ pub async fn list_channels(
     State(state): State<AppState>,
     op: Operator,
     ApiPath(tenant): ApiPath<TenantId>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<Channels>, ApiError> {
     allowed(&state, &op, tenant, Scope::Read).await?;
-    let channels = state.store.list_channels(tenant).await?;
-    Ok(ApiJson(Channels { channels }))
+    let page = q.page_by_text(|c| c.parse::<SlackChannelId>().ok())?;
+    let mut channels = state
+        .store
+        .list_channels_page(tenant, page.after.as_ref(), page.fetch())
+        .await?;
+    let next_cursor = page.finish(&mut channels, |c| text_cursor(c.channel_id.as_str()));
+    Ok(ApiJson(Channels {
+        channels,
+        next_cursor,
+    }))
 }

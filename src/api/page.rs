@@ -1,6 +1,9 @@
 //! Cursor pagination, the same on every list: `?cursor=` (opaque; the last id of the
 //! previous page) and `?limit=` (1–500, default 50); answers carry `next_cursor`,
-//! `null` on the last page.
+//! `null` on the last page. A list whose rows have no UUID is ordered by a key of text
+//! unique in it, and its cursors are that text in hex ([`text_cursor`]).
+
+use std::fmt::Display;
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -23,31 +26,49 @@ pub struct PageQuery {
     limit: Option<String>,
 }
 
-/// Where a page starts and how long it is.
+/// Where a page starts (after the row whose key is `after`) and how long it is.
 #[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub after: Option<Uuid>,
+pub struct Page<K = Uuid> {
+    pub after: Option<K>,
     pub limit: u32,
 }
 
-impl Page {
+impl<K> Page<K> {
     /// Rows to fetch: one more than the page, to know whether another follows.
     pub fn fetch(&self) -> u32 {
         self.limit + 1
     }
 
     /// Trims the one extra row and says where the next page starts.
-    pub fn finish<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> Uuid) -> Option<String> {
+    pub fn finish<T, C: Display>(
+        &self,
+        items: &mut Vec<T>,
+        key: impl Fn(&T) -> C,
+    ) -> Option<String> {
         if items.len() <= self.limit as usize {
             return None;
         }
         items.truncate(self.limit as usize);
-        items.last().map(|last| id(last).to_string())
+        items.last().map(|last| key(last).to_string())
     }
 }
 
 impl PageQuery {
+    /// The page of a list ordered by UUID.
     pub fn page(&self) -> Result<Page, ApiError> {
+        self.page_by(|c| c.parse::<Uuid>().ok())
+    }
+
+    /// The page of a list ordered by text: `parse` reads the key a [`text_cursor`] holds
+    /// (`None`: not one of the list's keys).
+    pub fn page_by_text<K>(
+        &self,
+        parse: impl FnOnce(&str) -> Option<K>,
+    ) -> Result<Page<K>, ApiError> {
+        self.page_by(|c| parse(&String::from_utf8(hex::decode(c).ok()?).ok()?))
+    }
+
+    fn page_by<K>(&self, parse: impl FnOnce(&str) -> Option<K>) -> Result<Page<K>, ApiError> {
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIMIT,
             Some(text) => text
@@ -64,7 +85,7 @@ impl PageQuery {
         };
         let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => None,
-            Some(c) => Some(c.parse::<Uuid>().map_err(|_| {
+            Some(c) => Some(parse(c).ok_or_else(|| {
                 ApiError::invalid_fields([(
                     "cursor",
                     "is not a cursor this list returned".to_owned(),
@@ -73,4 +94,10 @@ impl PageQuery {
         };
         Ok(Page { after, limit })
     }
+}
+
+/// The cursor after a row keyed by `key`: opaque like a UUID's, and a made-up cursor
+/// (`nope`) is refused rather than read as a key.
+pub fn text_cursor(key: &str) -> String {
+    hex::encode(key)
 }

@@ -124,7 +124,8 @@ pub enum JobsCmd {
         filter: JobFilterArgs,
         #[arg(long)]
         cursor: Option<Uuid>,
-        #[arg(long, default_value_t = 50)]
+        /// 1–500.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
     },
     /// One job with its payload and every attempt's error.

@@ -21,17 +21,20 @@ pub struct JobDetail {
     pub attempts_log: Vec<Attempt>,
 }
 
+/// Up to `limit` jobs after `cursor`, newest first. One more is read to know whether
+/// another page follows, so the last page says so (`next_cursor: null`).
 pub async fn list(
     store: &Store,
     filter: &JobFilter,
     cursor: Option<Uuid>,
     limit: u32,
 ) -> Result<JobPage, StoreError> {
-    let limit = limit.clamp(1, 500);
-    let jobs = store.list_jobs(filter, cursor, limit).await?;
-    let next_cursor = (jobs.len() as u32 == limit)
-        .then(|| jobs.last().map(|j| j.id))
-        .flatten();
+    let mut jobs = store
+        .list_jobs(filter, cursor, limit.saturating_add(1))
+        .await?;
+    let more = jobs.len() > limit as usize;
+    jobs.truncate(limit as usize);
+    let next_cursor = jobs.last().map(|j| j.id).filter(|_| more);
     Ok(JobPage { jobs, next_cursor })
 }
 

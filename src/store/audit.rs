@@ -123,17 +123,8 @@ impl Store {
 
     /// Deletes up to `limit` entries recorded before `before_ms` (the retention sweep).
     pub async fn delete_old_audit(&self, before_ms: i64, limit: u32) -> Result<u64> {
-        Ok(on_writer!(self, p => {
-            sqlx::query(
-                "DELETE FROM audit_log WHERE id IN \
-                 (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(p)
+        self.delete_aged("audit_log", "id", "at", before_ms, limit)
             .await
-            .map(|r| r.rows_affected())
-        })?)
     }
 }
 
@@ -151,4 +142,36 @@ fn entry(
         details: serde_json::from_str(&details)
             .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The retention sweep takes entries older than its bound, a batch at a time.
+    #[tokio::test]
+    async fn old_entries_go_a_batch_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("nexus.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let entry = NewAudit {
+            actor_key_id: None,
+            actor: "cli".into(),
+            tenant_id: None,
+            action: "test.sweep",
+            target: "t".into(),
+            details: serde_json::json!({}),
+        };
+        for _ in 0..3 {
+            store.record_audit(&entry).await.expect("record");
+        }
+        let later = crate::time::now_ms() + 1_000;
+        assert_eq!(
+            store.delete_old_audit(later - 60_000, 10).await.ok(),
+            Some(0)
+        );
+        assert_eq!(store.delete_old_audit(later, 2).await.ok(), Some(2));
+        assert_eq!(store.delete_old_audit(later, 2).await.ok(), Some(1));
+    }
 }

@@ -194,16 +194,7 @@ impl Store {
 
     /// Forgets intents last touched before `before_ms`, at most `limit` of them.
     pub async fn delete_old_effects(&self, before_ms: i64, limit: u32) -> Result<u64> {
-        Ok(on_writer!(self, p => {
-            sqlx::query(
-                "DELETE FROM side_effects WHERE op_key IN \
-                 (SELECT op_key FROM side_effects WHERE updated_at < $1 LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(p)
+        self.delete_aged("side_effects", "op_key", "updated_at", before_ms, limit)
             .await
-            .map(|r| r.rows_affected())
-        })?)
     }
 }

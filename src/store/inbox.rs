@@ -334,18 +334,8 @@ impl Store {
 
     /// Deletes up to `limit` expired events; returns how many went.
     pub async fn delete_expired_inbox(&self, now_ms: i64, limit: u32) -> Result<u64> {
-        let n = on_writer!(self, p => {
-            sqlx::query(
-                "DELETE FROM inbox WHERE (agent_id, seq) IN \
-                 (SELECT agent_id, seq FROM inbox WHERE expires_at < $1 LIMIT $2)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .execute(p)
+        self.delete_aged("inbox", "agent_id, seq", "expires_at", now_ms, limit)
             .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(n)
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
+use super::members::{Members, put_members};
 use super::provider::{ExternalUser, Provider, ProviderUserId};
 use super::{Result, Store, StoreError, corrupt_id, external_id};
 use crate::time::now_ms;
@@ -86,6 +87,17 @@ enum Filter<'a> {
     Id(Uuid),
     Tenant(TenantId),
     List(TenantId, &'a ClickUpListId),
+    /// The tenant's first `limit` by id after `after`.
+    Page(TenantId, Option<Uuid>, u32),
+}
+
+/// `WHERE` for a [`Filter::Page`] of `table` (aliased `alias` in the select): the
+/// limit applies to parents, not to their joined children.
+fn page_where(alias: &str, table: &str) -> String {
+    format!(
+        "WHERE {alias}.id IN (SELECT id FROM {table} WHERE tenant_id = $1 \
+         AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3)"
+    )
 }
 
 /// Folds consecutive rows of one parent (mapping, alias) into it, collecting the children.
@@ -137,14 +149,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(&err)?;
-            for agent in &new.default_agents {
-                sqlx::query("INSERT INTO project_mapping_agents (mapping_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(*agent.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
-            }
+            let agents = &new.default_agents;
+            put_members!(tx, self.backend(), Members::Mapping, id, agents, replace = false)
+                .map_err(&err)?;
             tx.commit().await?;
         });
         self.get_mapping(id).await
@@ -160,6 +167,10 @@ impl Store {
             Filter::List(..) => format!(
                 "{MAPPING_SELECT} WHERE m.tenant_id = $1 AND m.clickup_list_id = $2 ORDER BY m.id, d.agent_id"
             ),
+            Filter::Page(..) => format!(
+                "{MAPPING_SELECT} {} ORDER BY m.id, d.agent_id",
+                page_where("m", "project_mappings")
+            ),
         };
         let rows: Vec<MappingRow> = on_pool!(self, p => {
             let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
@@ -167,6 +178,7 @@ impl Store {
                 Filter::Id(id) => q.bind(id),
                 Filter::Tenant(t) => q.bind(*t.as_uuid()),
                 Filter::List(t, list) => q.bind(*t.as_uuid()).bind(list.as_str()),
+                Filter::Page(t, after, limit) => q.bind(*t.as_uuid()).bind(after).bind(i64::from(limit)),
             };
             q.fetch_all(p).await
         })?;
@@ -190,6 +202,16 @@ impl Store {
 
     pub async fn list_mappings(&self, tenant: TenantId) -> Result<Vec<ProjectMapping>> {
         self.mappings(Filter::Tenant(tenant)).await
+    }
+
+    /// The tenant's first `limit` mappings by id after `after`.
+    pub async fn list_mappings_page(
+        &self,
+        tenant: TenantId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ProjectMapping>> {
+        self.mappings(Filter::Page(tenant, after, limit)).await
     }
 
     /// The mapping of a ClickUp list, if the tenant mapped it.
@@ -251,14 +273,8 @@ impl Store {
                 .bind(alias.to_owned())
                 .fetch_one(&mut *tx)
                 .await?;
-            for agent in agents {
-                sqlx::query("INSERT INTO agent_alias_members (alias_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(*agent.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
-            }
+            put_members!(tx, self.backend(), Members::Alias, id, agents, replace = false)
+                .map_err(&err)?;
             tx.commit().await?;
             id
         });
@@ -271,7 +287,11 @@ impl Store {
             Filter::Id(_) => {
                 format!("{ALIAS_SELECT} WHERE a.id = $1 ORDER BY a.alias, a.id, m.agent_id")
             }
-            _ => {
+            Filter::Page(..) => format!(
+                "{ALIAS_SELECT} {} ORDER BY a.id, m.agent_id",
+                page_where("a", "agent_aliases")
+            ),
+            Filter::Tenant(_) | Filter::List(..) => {
                 format!("{ALIAS_SELECT} WHERE a.tenant_id = $1 ORDER BY a.alias, a.id, m.agent_id")
             }
         };
@@ -280,6 +300,7 @@ impl Store {
             let q = match filter {
                 Filter::Id(id) => q.bind(id),
                 Filter::Tenant(t) | Filter::List(t, _) => q.bind(*t.as_uuid()),
+                Filter::Page(t, after, limit) => q.bind(*t.as_uuid()).bind(after).bind(i64::from(limit)),
             };
             q.fetch_all(p).await
         })?;
@@ -301,6 +322,16 @@ impl Store {
 
     pub async fn list_aliases(&self, tenant: TenantId) -> Result<Vec<Alias>> {
         self.aliases(Filter::Tenant(tenant)).await
+    }
+
+    /// The tenant's first `limit` aliases by id after `after`.
+    pub async fn list_aliases_page(
+        &self,
+        tenant: TenantId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Alias>> {
+        self.aliases(Filter::Page(tenant, after, limit)).await
     }
 
     pub async fn get_alias(&self, id: Uuid) -> Result<Alias> {
@@ -366,12 +397,27 @@ impl Store {
     }
 
     pub async fn list_identities(&self, tenant: TenantId) -> Result<Vec<Identity>> {
+        self.list_identities_page(tenant, None, u32::MAX).await
+    }
+
+    /// The tenant's first `limit` identities by provider and user after `after`:
+    /// identities have no id of their own, and the pair is unique in a tenant.
+    pub async fn list_identities_page(
+        &self,
+        tenant: TenantId,
+        after: Option<&ExternalUser>,
+        limit: u32,
+    ) -> Result<Vec<Identity>> {
         let rows: Vec<(Uuid, String, String)> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT agent_id, provider, external_user_id FROM agent_identities WHERE tenant_id = $1 \
-                 ORDER BY provider, external_user_id",
+                 AND ($2 IS NULL OR (provider, external_user_id) > ($2, $3)) \
+                 ORDER BY provider, external_user_id LIMIT $4",
             )
             .bind(*tenant.as_uuid())
+            .bind(after.map(|u| u.provider().as_str()))
+            .bind(after.map(|u| u.as_str().to_owned()))
+            .bind(i64::from(limit))
             .fetch_all(p)
             .await
         })?;

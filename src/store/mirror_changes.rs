@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::audit::insert_audit;
 use super::dialect::on_writer;
+use super::members::{Members, put_members};
 use super::{Alias, ExternalUser, Identity, NewAudit, ProjectMapping, Result, Store, StoreError};
 
 impl Store {
@@ -31,18 +32,7 @@ impl Store {
                 return Err(StoreError::NotFound("mapping"));
             }
             if let Some(agents) = default_agents {
-                sqlx::query("DELETE FROM project_mapping_agents WHERE mapping_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                // A repeated agent is one default agent, as at creation.
-                for agent in agents {
-                    sqlx::query("INSERT INTO project_mapping_agents (mapping_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(id)
-                        .bind(*agent.as_uuid())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                put_members!(tx, self.backend(), Members::Mapping, id, agents, replace = true)?;
             }
             insert_audit!(&mut *tx, audit)?;
             tx.commit().await?;
@@ -59,17 +49,7 @@ impl Store {
     ) -> Result<Alias> {
         on_writer!(self, p => {
             let mut tx = p.begin().await?;
-            sqlx::query("DELETE FROM agent_alias_members WHERE alias_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            for agent in agents {
-                sqlx::query("INSERT INTO agent_alias_members (alias_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(*agent.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            put_members!(tx, self.backend(), Members::Alias, id, agents, replace = true)?;
             insert_audit!(&mut *tx, audit)?;
             tx.commit().await?;
         });

@@ -16,6 +16,7 @@ mod gauges;
 mod inbox;
 mod jobs;
 mod mappings;
+mod members;
 mod mirror_changes;
 mod operator_keys;
 mod provider;
@@ -264,6 +265,32 @@ impl Store {
             .iter()
             .filter(|m| !applied.contains(&m.version))
             .count())
+    }
+
+    /// The retention sweeps: deletes up to `limit` rows of `table` whose `age` column is
+    /// before `before`, and returns how many went. `key` names a row (a column, or
+    /// several comma-separated). A sweep runs in such batches so that it never holds
+    /// the writer long.
+    async fn delete_aged(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        age: &'static str,
+        before: i64,
+        limit: u32,
+    ) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ({key}) IN \
+             (SELECT {key} FROM {table} WHERE {age} < $1 LIMIT $2)"
+        );
+        Ok(on_writer!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?)
     }
 
     /// One round trip to prove the database answers.

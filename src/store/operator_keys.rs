@@ -172,12 +172,25 @@ impl Store {
 
     /// Live (not revoked) keys, oldest first; only `tenant`'s when given.
     pub async fn list_operator_keys(&self, tenant: Option<TenantId>) -> Result<Vec<OperatorKey>> {
+        self.list_operator_keys_page(tenant, None, u32::MAX).await
+    }
+
+    /// The first `limit` live keys by id (UUIDv7: oldest first) after `after`.
+    pub async fn list_operator_keys_page(
+        &self,
+        tenant: Option<TenantId>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<OperatorKey>> {
         let rows: Vec<KeyRow> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT id, tenant_id, name, scopes, created_at FROM operator_keys \
-                 WHERE revoked_at IS NULL AND ($1 IS NULL OR tenant_id = $1) ORDER BY created_at, id",
+                 WHERE revoked_at IS NULL AND ($1 IS NULL OR tenant_id = $1) \
+                 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
             )
             .bind(tenant.map(|t| *t.as_uuid()))
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(p)
             .await
         })?;

@@ -214,17 +214,9 @@ impl Store {
 impl Store {
     /// Forgets writes recorded before `before_ms`, at most `limit` of them.
     pub async fn delete_old_provider_writes(&self, before_ms: i64, limit: u32) -> Result<u64> {
-        Ok(on_writer!(self, p => {
-            sqlx::query(
-                "DELETE FROM provider_writes WHERE (tenant_id, provider, external_id) IN \
-                 (SELECT tenant_id, provider, external_id FROM provider_writes WHERE created_at < $1 LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(p)
+        let key = "tenant_id, provider, external_id";
+        self.delete_aged("provider_writes", key, "created_at", before_ms, limit)
             .await
-            .map(|r| r.rows_affected())
-        })?)
     }
 
     /// Did Nexus write this (so its webhook echo is no news)?
@@ -271,13 +263,27 @@ impl Store {
 
     /// Channels created since Nexus started listening, and whether they are mapped yet.
     pub async fn list_channels(&self, tenant: TenantId) -> Result<Vec<SlackChannel>> {
+        self.list_channels_page(tenant, None, u32::MAX).await
+    }
+
+    /// The first `limit` of [`Store::list_channels`] by channel id after `after` (a
+    /// channel has no id of ours; its Slack id is unique in the tenant).
+    pub async fn list_channels_page(
+        &self,
+        tenant: TenantId,
+        after: Option<&SlackChannelId>,
+        limit: u32,
+    ) -> Result<Vec<SlackChannel>> {
         let rows: Vec<(String, String, i64, i64)> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT c.channel_id, c.name, c.created_at, \
                  (SELECT COUNT(*) FROM project_mappings m WHERE m.tenant_id = c.tenant_id AND m.slack_channel_id = c.channel_id) \
-                 FROM slack_channels c WHERE c.tenant_id = $1 ORDER BY c.created_at, c.channel_id",
+                 FROM slack_channels c WHERE c.tenant_id = $1 AND ($2 IS NULL OR c.channel_id > $2) \
+                 ORDER BY c.channel_id LIMIT $3",
             )
             .bind(*tenant.as_uuid())
+            .bind(after.map(|c| c.as_str().to_owned()))
+            .bind(i64::from(limit))
             .fetch_all(p)
             .await
         })?;

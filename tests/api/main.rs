@@ -23,6 +23,7 @@ mod fake_providers;
 mod gateway;
 mod helpers;
 mod http_limits;
+mod lists_api;
 mod metrics;
 mod mirror;
 mod mirror_changes;

@@ -112,7 +112,7 @@ async fn operator_keys_are_listed_and_revoked_at_once(p: Profile) {
         "the key is cached now"
     );
     let listed = app.get_json("/api/operator-keys", &admin).await;
-    let listed = listed.as_array().expect("list");
+    let listed = listed["keys"].as_array().expect("list");
     assert!(listed.iter().any(|k| k["id"] == id.as_str()));
     assert!(
         listed.iter().all(|k| k.get("key").is_none()),
