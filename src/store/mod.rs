@@ -21,6 +21,7 @@ mod mirror_changes;
 mod operator_keys;
 mod provider;
 mod secrets;
+mod sessions;
 mod settings;
 mod sources;
 mod tasks;
@@ -37,6 +38,9 @@ pub use jobs::{Attempt, Enqueued, Failed, Job, JobFilter, JobStatus, NewJob, Que
 pub use mappings::{Alias, Identity, NewMapping, ProjectMapping};
 pub use operator_keys::{OperatorKey, Scope, Scopes};
 pub use provider::{ExternalUser, Provider, ProviderUserId};
+pub use sessions::{
+    ModelUsage, NewSession, Part, Session, SessionFilter, SessionKey, SessionStatus,
+};
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
