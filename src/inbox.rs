@@ -162,6 +162,10 @@ async fn sweep_expired(store: Store, retention: Retention, stop: CancellationTok
         }
         let now = crate::time::now_ms();
         drain("inbox", |limit| store.delete_expired_inbox(now, limit)).await;
+        // Next months' session partitions, made well before their first row.
+        if let Err(e) = store.ensure_session_partitions(now).await {
+            tracing::warn!(error = %e, "session partitions not checked");
+        }
         let before = now.saturating_sub(retention.ttl_ms);
         drain("provider writes", |limit| {
             store.delete_old_provider_writes(before, limit)

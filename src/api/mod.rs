@@ -38,6 +38,7 @@ mod mirror;
 mod mirror_changes;
 mod page;
 mod presence;
+mod sessions;
 mod sources;
 mod tenant_agents;
 mod tenants;
@@ -108,8 +109,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(activity::activity))
 }
 
-/// Routes that answer for as long as the client listens: outside the API's request
-/// bound (each of their reads is bounded instead).
+/// Routes that answer for as long as the client listens, or read large bodies: outside
+/// the API's request bound (each of their storage waits is bounded instead).
 pub fn streams() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(presence::stream))
+    OpenApiRouter::new()
+        .routes(routes!(presence::stream))
+        .merge(sessions::router())
 }

@@ -118,6 +118,10 @@ impl Application {
             Providers::new(&config.serve.providers).map_err(|e| AppError::Config(e.to_string()))?;
         let mut store = Store::connect_with(&config.database_url, limits(&config.serve.db)).await?;
         store.migrate().await?;
+        // Before serving, so this month's sessions never land in the default partition.
+        store
+            .ensure_session_partitions(crate::time::now_ms())
+            .await?;
         open_secrets(&mut store, &config.database_url, &config.secrets_key).await?;
         let keys = jwt_keys(
             &store,

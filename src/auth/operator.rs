@@ -32,7 +32,7 @@ impl OperatorKeys {
         self.cache.clear();
     }
 
-    async fn find(&self, key: &str) -> Result<Option<OperatorKey>, StoreError> {
+    pub(crate) async fn find(&self, key: &str) -> Result<Option<OperatorKey>, StoreError> {
         let hash = hash_operator_key(key);
         let load = self.store.operator_key_by_hash(&hash);
         self.cache.get_or_load(&hash, load).await

@@ -382,3 +382,64 @@ impl Store {
         Ok(row.map(|(data,)| data))
     }
 }
+
+/// Months of session partitions kept made ahead of the current one.
+const MONTHS_AHEAD: i32 = 2;
+
+/// The session tables PostgreSQL partitions by month of `started_at`.
+const PARTITIONED: [&str; 3] = ["sessions", "session_parts", "session_usage"];
+
+/// Unix ms of the first instant of the month `months` after the one holding `at_ms`.
+fn month_start(at_ms: i64, months: i32) -> Option<(i64, String)> {
+    use chrono::{Datelike, TimeZone, Utc};
+    let at = Utc.timestamp_millis_opt(at_ms).single()?;
+    let index = at.year() * 12 + at.month0() as i32 + months;
+    let (year, month0) = (index.div_euclid(12), index.rem_euclid(12) as u32);
+    let start = Utc
+        .with_ymd_and_hms(year, month0 + 1, 1, 0, 0, 0)
+        .single()?;
+    Some((
+        start.timestamp_millis(),
+        format!("{year:04}{:02}", month0 + 1),
+    ))
+}
+
+impl Store {
+    /// PostgreSQL: makes sure the month of `now_ms` and the next [`MONTHS_AHEAD`] have
+    /// their partitions. A month whose rows already sit in the DEFAULT partition (an
+    /// upload made before its partition existed) is left there, with a warning.
+    /// Returns how many partitions were made. SQLite has nothing to do.
+    pub async fn ensure_session_partitions(&self, now_ms: i64) -> Result<u32> {
+        let super::dialect::Pool::Postgres(pool) = &self.writer else {
+            return Ok(0);
+        };
+        let mut made = 0;
+        for m in 0..=MONTHS_AHEAD {
+            let (Some((from, name)), Some((to, _))) =
+                (month_start(now_ms, m), month_start(now_ms, m + 1))
+            else {
+                continue;
+            };
+            for table in PARTITIONED {
+                let partition = format!("{table}_p{name}");
+                let (exists,): (Option<String>,) = sqlx::query_as("SELECT to_regclass($1)::text")
+                    .bind(&partition)
+                    .fetch_one(pool)
+                    .await?;
+                if exists.is_some() {
+                    continue;
+                }
+                let sql = format!(
+                    "CREATE TABLE {partition} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})"
+                );
+                match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+                    Ok(_) => made += 1,
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "session partition not made; its rows stay in the default partition")
+                    }
+                }
+            }
+        }
+        Ok(made)
+    }
+}

@@ -43,6 +43,7 @@ mod routing_api;
 mod schema;
 mod secrets;
 mod serve;
+mod sessions_api;
 mod sources_api;
 mod storage_errors;
 mod trace;
