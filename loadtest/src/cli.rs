@@ -53,6 +53,19 @@ pub enum Cmd {
         #[arg(long, default_value_t = 30)]
         timeout_s: u64,
     },
+    /// `POST /api/sessions` closed-loop (Nexus only): sessions stored per second.
+    Sessions {
+        #[command(flatten)]
+        common: Common,
+        /// Agents, each uploading its own sessions; also the clients in flight.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Each session's transcript, in bytes (at most 1 MiB).
+        #[arg(long, default_value_t = 16_384)]
+        transcript_bytes: usize,
+    },
     /// connect + deliver (+ one fan-out) against Nexus and Socket.IO, alternating.
     Compare {
         #[command(flatten)]

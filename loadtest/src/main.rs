@@ -23,7 +23,7 @@
 //!    [`fleet`] (many of them, in this process or in worker subprocesses),
 //!    [`worker`] (the hidden subcommand such a subprocess runs).
 //! 4. The measurements: [`scenarios`] (`connect`, `deliver`, `fanout`,
-//!    `compare`, `cluster`), [`cli`] (the subcommands and their flags), then
+//!    `compare`, `cluster`, `sessions`), [`cli`] (the subcommands and their flags), then
 //!    `main.rs`, which runs them.
 
 mod agents;
@@ -55,7 +55,8 @@ use fake_clickup::FakeClickUp;
 use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
 use scenarios::deliver::{DeliverOpts, Via};
-use scenarios::{connect, deliver, fanout};
+use scenarios::sessions::SessionsOpts;
+use scenarios::{connect, deliver, fanout, sessions};
 use server::{Server, ServerOpts};
 
 /// Most open files a process may hold here (a hard limit).
@@ -104,6 +105,19 @@ async fn main() -> Result<()> {
             agents,
             timeout_s,
         } => run_fanout(common, agents, Duration::from_secs(timeout_s)).await,
+        Cmd::Sessions {
+            common,
+            clients,
+            duration,
+            transcript_bytes,
+        } => {
+            let opts = SessionsOpts {
+                clients: clients.max(1),
+                duration: Duration::from_secs_f64(duration.max(0.1)),
+                transcript_bytes: transcript_bytes.min(1024 * 1024),
+            };
+            run_sessions(common, opts).await
+        }
         Cmd::Compare {
             client,
             load,
@@ -112,6 +126,22 @@ async fn main() -> Result<()> {
             out,
         } => run_compare(client, Load::from(load), rounds, no_fanout, out).await,
     }
+}
+
+/// `sessions`: uploads sessions as fast as `opts.clients` agents get answers.
+async fn run_sessions(common: Common, opts: SessionsOpts) -> Result<()> {
+    if common.target != target::Target::Nexus {
+        bail!("sessions measures Nexus only");
+    }
+    let mut server = Server::start(common.target, &common.server_opts()).await?;
+    let result = async {
+        let fixture = server.provision(opts.clients).await?;
+        let report = sessions::run(&server, &fixture, &opts).await?;
+        print!("{}", report.table());
+        report::write_json(common.out.as_deref(), &report)
+    }
+    .await;
+    finish(server, result).await
 }
 
 /// `connect`: opens the sockets, reports, holds them `hold` longer.

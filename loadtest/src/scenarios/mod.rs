@@ -1,5 +1,5 @@
 //! The measurements, each returning a serialisable report with a human table.
-//! `connect`, `deliver` and `fanout` take a started [`crate::server::Server`]
+//! `connect`, `deliver`, `fanout` and `sessions` take a started [`crate::server::Server`]
 //! (and its agents); `compare` starts one per round, `cluster` its own nodes.
 
 pub mod cluster;
@@ -7,6 +7,7 @@ pub mod compare;
 pub mod connect;
 pub mod deliver;
 pub mod fanout;
+pub mod sessions;
 
 use std::time::Duration;
 
