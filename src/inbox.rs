@@ -175,6 +175,13 @@ async fn sweep_expired(store: Store, retention: Retention, stop: CancellationTok
             store.delete_old_effects(before, limit)
         })
         .await;
+        if let Some(ttl) = retention.session_ttl_ms {
+            let before = now.saturating_sub(ttl);
+            if let Err(e) = store.drop_old_session_partitions(before).await {
+                tracing::warn!(error = %e, "old session partitions not dropped");
+            }
+            drain("sessions", |limit| store.delete_old_sessions(before, limit)).await;
+        }
         let audit_before = now.saturating_sub(retention.audit_ttl_ms);
         drain("audit log", |limit| {
             store.delete_old_audit(audit_before, limit)

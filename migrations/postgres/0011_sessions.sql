@@ -9,6 +9,7 @@ CREATE TABLE session_ids (
     agent_id   UUID NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
     started_at BIGINT NOT NULL
 );
+CREATE INDEX session_ids_by_date ON session_ids (started_at);
 
 CREATE TABLE sessions (
     id               UUID NOT NULL,

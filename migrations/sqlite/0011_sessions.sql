@@ -7,6 +7,7 @@ CREATE TABLE session_ids (
     agent_id   BLOB NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
     started_at INTEGER NOT NULL
 );
+CREATE INDEX session_ids_by_date ON session_ids (started_at);
 
 CREATE TABLE sessions (
     id               BLOB NOT NULL,

@@ -372,6 +372,9 @@ async fn start_hub(
             .as_millis()
             .try_into()
             .unwrap_or(i64::MAX),
+        session_ttl_ms: inbox_opts
+            .session_retention
+            .map(|d| d.as_millis().try_into().unwrap_or(i64::MAX)),
     };
     let sessions = Arc::new(Sessions::default());
     let fanout = Arc::new(Fanout::new(sessions.clone()));

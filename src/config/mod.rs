@@ -318,6 +318,11 @@ pub struct InboxOpts {
     #[arg(long = "inbox-cap", env = "NEXUS_INBOX_CAP", default_value_t = 10_000)]
     pub cap: u64,
 
+    /// Sessions (transcripts and usage) that started longer ago than this are deleted
+    /// (PostgreSQL: whole monthly partitions dropped); unset = kept.
+    #[arg(long = "session-retention", env = "NEXUS_SESSION_RETENTION", value_parser = duration)]
+    pub session_retention: Option<Duration>,
+
     /// Audit log entries older than this are deleted (by the same sweep as the inbox).
     #[arg(long = "audit-retention", env = "NEXUS_AUDIT_RETENTION", default_value = "90days", value_parser = duration)]
     pub audit_retention: Duration,

@@ -66,6 +66,8 @@ pub struct Retention {
     pub cap: u64,
     /// The audit log's, swept with the inbox (`--audit-retention`).
     pub audit_ttl_ms: i64,
+    /// Sessions', by their start (`--session-retention`); `None` keeps them.
+    pub session_ttl_ms: Option<i64>,
 }
 
 type EventRow = (i64, Uuid, String, String, Option<String>, i64);

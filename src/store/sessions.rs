@@ -443,3 +443,67 @@ impl Store {
         Ok(made)
     }
 }
+
+impl Store {
+    /// PostgreSQL: drops the monthly partitions of all three session tables that end
+    /// at or before `before_ms` (whole months past retention go in one statement each).
+    /// Returns how many months went.
+    pub async fn drop_old_session_partitions(&self, before_ms: i64) -> Result<u32> {
+        let super::dialect::Pool::Postgres(pool) = &self.writer else {
+            return Ok(0);
+        };
+        let months: Vec<(String,)> = sqlx::query_as(
+            "SELECT substring(c.relname from 11) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'sessions'::regclass AND c.relname ~ '^sessions_p[0-9]{6}$'",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut dropped = 0;
+        for (month,) in months {
+            let end = month_of(&month).and_then(|start| month_start(start, 1));
+            if end.is_none_or(|(end, _)| end > before_ms) {
+                continue;
+            }
+            for table in PARTITIONED {
+                let sql = format!("DROP TABLE IF EXISTS {table}_p{month}");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+            }
+            tracing::info!(month, "session partitions past retention dropped");
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// Deletes up to `limit` rows of each session table started before `before_ms`
+    /// (what partition drops left: SQLite, PostgreSQL's default partitions and the
+    /// month that straddles the cutoff); returns the most any table lost.
+    pub async fn delete_old_sessions(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        let mut most = 0;
+        for (table, key) in [
+            ("session_usage", "session_id, model, started_at"),
+            ("session_parts", "session_id, n, started_at"),
+            ("sessions", "id, started_at"),
+            ("session_ids", "id"),
+        ] {
+            most = most.max(
+                self.delete_aged(table, key, "started_at", before_ms, limit)
+                    .await?,
+            );
+        }
+        Ok(most)
+    }
+}
+
+/// Unix ms of the start of the month `YYYYMM`.
+fn month_of(yyyymm: &str) -> Option<i64> {
+    use chrono::{TimeZone, Utc};
+    let (y, m) = (
+        yyyymm.get(..4)?.parse().ok()?,
+        yyyymm.get(4..)?.parse().ok()?,
+    );
+    Some(
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()?
+            .timestamp_millis(),
+    )
+}

@@ -148,6 +148,7 @@ impl Fixture {
             ttl_ms: 86_400_000,
             cap: BACKLOG as u64,
             audit_ttl_ms: 86_400_000,
+            session_ttl_ms: None,
         };
         for _ in 0..BACKLOG / 500 {
             let events: Vec<NewInboxEvent> = (0..500)

@@ -18,6 +18,7 @@ both_profiles!(
     a_repeated_session_id_is_409_and_changes_nothing,
     a_long_session_is_uploaded_in_parts_and_streamed_back_in_order,
     callers_see_only_their_own_sessions,
+    sessions_past_retention_go_with_their_transcripts_and_usage,
 );
 
 fn session(id: &str, transcript: &str) -> Value {
@@ -453,4 +454,51 @@ async fn postgresql_keeps_sessions_in_monthly_partitions() {
     .expect("partitions");
     assert_eq!(n, 3);
     pool.close().await;
+}
+
+async fn sessions_past_retention_go_with_their_transcripts_and_usage(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let (_, token, key) = setup(&app).await;
+    let store = &app.state.store;
+    let now = chrono::Utc::now();
+    // 200 days back: that month and the two made after it end before the cutoff, on
+    // any date (the third ends at most about 77 days ago).
+    let old_start = now - chrono::Duration::days(200);
+    // PostgreSQL: the old month gets its partitions (as if the node ran back then).
+    store
+        .ensure_session_partitions(old_start.timestamp_millis())
+        .await
+        .expect("partitions");
+    let (old, recent) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for (id, at) in [(old, old_start), (recent, now - chrono::Duration::days(1))] {
+        let mut body = session(&id.to_string(), "t");
+        body["started_at"] = json!(at.to_rfc3339());
+        body["ended_at"] = json!(at.to_rfc3339());
+        assert_eq!(post(&app, &token, &body).await.0, StatusCode::CREATED);
+    }
+    let cutoff = (now - chrono::Duration::days(30)).timestamp_millis();
+    let dropped = store
+        .drop_old_session_partitions(cutoff)
+        .await
+        .expect("drop");
+    assert_eq!(dropped, if p == Profile::Postgres { 3 } else { 0 });
+    while store.delete_old_sessions(cutoff, 2).await.expect("delete") > 0 {}
+    let path = |id: uuid::Uuid| format!("/api/sessions/{id}");
+    let get = reqwest::Method::GET;
+    assert_eq!(
+        send(&app, get.clone(), &path(old), &key, None, false)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, get, &path(recent), &key, None, false).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(transcript_of(&app, &key, &recent.to_string()).await.1, "t");
+    // Its id is free again: nothing of it is left.
+    let mut again = session(&old.to_string(), "t");
+    again["started_at"] = json!(now.to_rfc3339());
+    again["ended_at"] = json!(now.to_rfc3339());
+    assert_eq!(post(&app, &token, &again).await.0, StatusCode::CREATED);
 }

@@ -41,7 +41,10 @@ impl SessionsReport {
             &[
                 ("clients", self.clients.to_string()),
                 ("transcript", format!("{} bytes", self.transcript_bytes)),
-                ("stored", format!("{} ({} refused)", self.stored, self.refused)),
+                (
+                    "stored",
+                    format!("{} ({} refused)", self.stored, self.refused),
+                ),
                 ("stored/s", num(self.stored_per_s)),
                 ("201 latency", self.latency.line()),
             ],
@@ -49,13 +52,16 @@ impl SessionsReport {
     }
 }
 
-pub async fn run(server: &Server, fixture: &Fixture, opts: &SessionsOpts) -> Result<SessionsReport> {
+pub async fn run(
+    server: &Server,
+    fixture: &Fixture,
+    opts: &SessionsOpts,
+) -> Result<SessionsReport> {
     let url = format!("{}/api/sessions", server.http);
     // One line of a Claude Code transcript, repeated to the size asked for.
     let line = "{\"type\":\"assistant\",\"message\":{\"content\":\"ok\"}}\n";
-    let transcript: Arc<str> = line.repeat(opts.transcript_bytes / line.len() + 1)
-        [..opts.transcript_bytes]
-        .into();
+    let transcript: Arc<str> =
+        line.repeat(opts.transcript_bytes / line.len() + 1)[..opts.transcript_bytes].into();
     let started = Instant::now();
     let until = started + opts.duration;
     let mut tasks = Vec::with_capacity(opts.clients);
