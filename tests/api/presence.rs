@@ -17,7 +17,10 @@ both_profiles!(
     a_shutting_down_node_ends_the_stream,
 );
 
-cluster_profile!(an_agent_connecting_on_another_node_shows_in_this_nodes_stream);
+cluster_profile!(
+    an_agent_connecting_on_another_node_shows_in_this_nodes_stream,
+    the_stream_says_unavailable_while_redis_is_away_then_resumes,
+);
 
 /// A guard against hangs; each wait ends as soon as its event arrives.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -243,4 +246,38 @@ async fn an_agent_connecting_on_another_node_shows_in_this_nodes_stream() {
     drop(on);
     stream.until(<[Value]>::is_empty).await;
     eprintln!("gone on the other node after {:?}", dropped.elapsed());
+}
+
+/// The dashboard learns that its view is stale while Redis is away, and gets the
+/// fresh list once it is back.
+async fn the_stream_says_unavailable_while_redis_is_away_then_resumes() {
+    let upstream = crate::helpers::redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("NEXUS_TEST_REDIS_URL as redis://HOST:PORT");
+    let proxy = crate::proxy::Proxy::start(upstream).await;
+    let via_proxy = format!("redis://{}", proxy.addr);
+    let c = Cluster::start_with(1, |_, cfg| cfg.serve.redis_url = Some(via_proxy.clone())).await;
+    let node = &c.nodes[0];
+    let t = node.tenant("acme").await;
+    let a = node.agent(t.id, "alice").await;
+    let key = node.operator_key("read", None).await;
+    let _ws = node.online(&a, t.id).await;
+    let mut stream = PresenceStream::open(node, &format!("?tenant={}", t.id), &key).await;
+    let (name, first) = stream.next().await;
+    assert_eq!(name, "presence");
+    assert_eq!(first["agents"].as_array().map(Vec::len), Some(1));
+    proxy.cut();
+    let (name, data) = stream.next().await;
+    assert_eq!(name, "unavailable", "{data}");
+    assert!(
+        data["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not answering"))
+    );
+    proxy.restore().await;
+    let (name, back) = stream.next().await;
+    assert_eq!(name, "presence");
+    assert_eq!(back["agents"][0]["agent_id"], a.agent.id.to_string());
 }
