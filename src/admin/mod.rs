@@ -6,6 +6,7 @@ mod mirror;
 pub mod overview;
 mod sources;
 mod tenants;
+pub mod usage;
 
 pub use actor::Actor;
 pub use jobs::{cancel_job, delete_job, replay_jobs, reschedule_job};

@@ -45,6 +45,7 @@ const REFERENCE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
         (name = "mirror", description = "ClickUp ↔ Slack mappings, aliases, identities"),
         (name = "operator-keys", description = "Operator API keys (`admin`)"),
         (name = "audit", description = "The audit log of operator actions"),
+        (name = "usage", description = "Agents' token usage and its cost, by day, model or agent"),
         (name = "node", description = "Probes and agent tokens: no operator key"),
     )
 )]

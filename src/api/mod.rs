@@ -43,6 +43,7 @@ mod sources;
 mod tenant_agents;
 mod tenants;
 mod tiers;
+mod usage;
 
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -107,6 +108,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(tiers::list))
         .routes(routes!(activity::activity))
+        .routes(routes!(usage::usage))
 }
 
 /// Routes that answer for as long as the client listens, or read large bodies: outside

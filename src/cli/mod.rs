@@ -6,6 +6,7 @@ mod presence;
 mod queue;
 mod secrets;
 mod tenants;
+mod usage;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -18,7 +19,9 @@ use serde::Serialize;
 use crate::admin::{self, Actor, AgentSpec};
 use crate::app::{self, Application};
 use crate::auth::Authenticator;
-use crate::config::{Config, GlobalOpts, SecretsKeyOpts, ServeOpts, Tiers, jwt_secret_from_env};
+use crate::config::{
+    Config, GlobalOpts, Prices, SecretsKeyOpts, ServeOpts, Tiers, jwt_secret_from_env,
+};
 use crate::store::{AgentChange, AgentStatus, Scopes, Secret, Store};
 
 #[derive(Debug, Parser)]
@@ -78,6 +81,8 @@ pub enum Command {
     /// Secrets sealed in the database: rotate-key.
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
+    /// A tenant's token usage and its cost per day, model or agent (`--prices`).
+    Usage(usage::UsageArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +276,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,
         Command::Source(cmd) => queue::source(&open_sealed_store(&global).await?.0, cmd).await?,
         Command::Secrets(cmd) => secrets::secrets(&global, cmd).await?,
+        Command::Usage(args) => {
+            let prices = Prices::load(global.prices.as_deref())?;
+            usage::usage(&open_store(&global).await?, &prices, args).await?
+        }
         Command::Jobs(cmd) => queue::jobs(&open_store(&global).await?, cmd).await?,
         Command::Mapping(cmd) => mirror::mapping(&open_store(&global).await?, cmd).await?,
         Command::Alias(cmd) => mirror::alias(&open_store(&global).await?, cmd).await?,

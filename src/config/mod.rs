@@ -10,8 +10,10 @@ use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
 
 mod origin;
+mod prices;
 mod tiers;
 pub use origin::cors_origin;
+pub use prices::{Price, Prices, PricesError, Tokens};
 pub use tiers::{Rate, Tier, Tiers, TiersError, check_tier_name};
 
 /// Longest lifetime of an access token, seconds (24 h): tokens cannot be recalled.
@@ -40,6 +42,11 @@ pub struct GlobalOpts {
     /// quotas"); unset = the built-in `free`, `standard` and `enterprise`.
     #[arg(long, env = "NEXUS_TIERS_FILE", global = true)]
     pub tiers: Option<PathBuf>,
+
+    /// A TOML file of model prices, USD per million tokens (README "Usage and prices"),
+    /// replacing the built-in table; read at start, applied to past usage too.
+    #[arg(long, env = "NEXUS_PRICES_FILE", global = true)]
+    pub prices: Option<PathBuf>,
 
     /// Log format on stderr (stdout is kept for command output).
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -357,13 +364,25 @@ pub struct Config {
     pub secrets_key: SecretsKeyOpts,
     /// Tenant tiers and their limits (`--tiers`).
     pub tiers: Arc<Tiers>,
+    /// Model prices for usage analytics (`--prices`).
+    pub prices: Arc<Prices>,
+}
+
+/// A definitions file given to `serve` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Tiers(#[from] TiersError),
+    #[error(transparent)]
+    Prices(#[from] PricesError),
 }
 
 impl Config {
-    pub fn new(global: GlobalOpts, serve: ServeOpts) -> Result<Config, TiersError> {
+    pub fn new(global: GlobalOpts, serve: ServeOpts) -> Result<Config, ConfigError> {
         Ok(Config {
             secrets_key: SecretsKeyOpts::new(&global),
             tiers: Arc::new(Tiers::load(global.tiers.as_deref())?),
+            prices: Arc::new(Prices::load(global.prices.as_deref())?),
             database_url: global.database_url,
             serve,
             jwt_secret: jwt_secret_from_env(),

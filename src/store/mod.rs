@@ -26,6 +26,7 @@ mod settings;
 mod sources;
 mod tasks;
 mod tenants;
+mod usage;
 
 pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
@@ -44,6 +45,7 @@ pub use sessions::{
 pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
+pub use usage::{UsageFilter, UsageGroup, UsageKey, UsageSum};
 
 use std::str::FromStr;
 use std::sync::Arc;

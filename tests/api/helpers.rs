@@ -243,6 +243,7 @@ impl TestApp {
                 file: None,
             },
             tiers: Default::default(),
+            prices: Default::default(),
         };
         tweak(&mut config);
         let app = Application::build_with(config, extras)

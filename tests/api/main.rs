@@ -48,6 +48,7 @@ mod sources_api;
 mod storage_errors;
 mod trace;
 mod transport;
+mod usage_api;
 mod webhook_scope;
 mod webhook_support;
 mod webhooks;

@@ -117,6 +117,7 @@ async fn start_error(db: &TestDb, key: SecretsKeyOpts) -> String {
         jwt_secret: Some("integration-test-secret-0123456789abcdef".into()),
         secrets_key: key,
         tiers: Default::default(),
+        prices: Default::default(),
     };
     match Application::build(config).await {
         Ok(_) => panic!("the node started"),
