@@ -109,6 +109,25 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Seeds N `session_usage` rows (100 agents over 90 days by default), then times
+    /// `GET /api/usage` over the last 30 days grouped by day, model and agent.
+    UsageQuery {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// Requests per grouping.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// PostgreSQL (loopback): the run makes its own schema there and drops it.
+        /// Unset: a SQLite file in a temp directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }

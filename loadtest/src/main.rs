@@ -23,7 +23,7 @@
 //!    [`fleet`] (many of them, in this process or in worker subprocesses),
 //!    [`worker`] (the hidden subcommand such a subprocess runs).
 //! 4. The measurements: [`scenarios`] (`connect`, `deliver`, `fanout`,
-//!    `compare`, `cluster`, `sessions`), [`cli`] (the subcommands and their flags), then
+//!    `compare`, `cluster`, `sessions`, `usage-query`), [`cli`] (the subcommands and their flags), then
 //!    `main.rs`, which runs them.
 
 mod agents;
@@ -56,6 +56,7 @@ use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
 use scenarios::deliver::{DeliverOpts, Via};
 use scenarios::sessions::SessionsOpts;
+use scenarios::usage_query::{self, UsageQueryOpts};
 use scenarios::{connect, deliver, fanout, sessions};
 use server::{Server, ServerOpts};
 
@@ -91,6 +92,25 @@ async fn main() -> Result<()> {
                 offline_timeout: Duration::from_secs(offline_timeout_s),
             };
             let report = cluster::run(&opts).await?;
+            print!("{}", report.table());
+            report::write_json(out.as_deref(), &report)
+        }
+        Cmd::UsageQuery {
+            rows,
+            agents,
+            days,
+            runs,
+            database_url,
+            out,
+        } => {
+            let opts = UsageQueryOpts {
+                rows,
+                agents,
+                days,
+                runs,
+                database_url,
+            };
+            let report = usage_query::run(&opts).await?;
             print!("{}", report.table());
             report::write_json(out.as_deref(), &report)
         }

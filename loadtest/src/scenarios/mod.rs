@@ -8,6 +8,7 @@ pub mod connect;
 pub mod deliver;
 pub mod fanout;
 pub mod sessions;
+pub mod usage_query;
 
 use std::time::Duration;
 
