@@ -14,7 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use nexus::app::Extras;
 use nexus::queue::{Done, JobError, Processor};
-use nexus::store::{Enqueued, Job, JobStatus, NewJob};
+use nexus::store::{Enqueued, Job, JobStatus, ModelUsage, NewJob, NewSession};
 use nexus_proto::TenantId;
 use serde_json::json;
 use uuid::Uuid;
@@ -27,6 +27,7 @@ both_profiles!(
     signing_in_needs_a_valid_key_and_signing_out_forgets_it,
     an_agent_appears_and_disappears_without_a_reload,
     a_dead_letter_is_replayed_after_confirmation,
+    the_usage_card_shows_cost_per_day_agent_and_model,
 );
 
 /// A laptop screen.
@@ -282,6 +283,59 @@ async fn a_dead_letter_is_replayed_after_confirmation(p: Profile) {
                 shown.contains(&id.to_string()),
                 "the audit entry names the job: {shown}"
             );
+        }
+        .boxed()
+    })
+    .await;
+}
+
+async fn the_usage_card_shows_cost_per_day_agent_and_model(p: Profile) {
+    let app = TestApp::spawn(p).await;
+    let t = app.tenant("acme").await;
+    let agent = app.agent(t.id, "scout").await;
+    let now = nexus::time::now_ms();
+    // Built-in prices: 1M input at $3 and 100k output at $15 per million.
+    let session = NewSession {
+        id: Uuid::now_v7(),
+        tenant_id: t.id,
+        agent_id: agent.agent.id,
+        source: "test".into(),
+        started_at: now,
+        ended_at: now,
+        cost_usd: None,
+        metadata: None,
+        usage: vec![ModelUsage {
+            model: "claude-sonnet-4-5-20250929".into(),
+            input_tokens: 1_000_000,
+            output_tokens: 100_000,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+        }],
+        parts: 1,
+    };
+    app.state
+        .store
+        .create_session(&session, None)
+        .await
+        .expect("session");
+    let key = app.operator_key("read", None).await;
+    let name = format!("usage-{p:?}");
+    in_browser(&name, |b| {
+        async move {
+            sign_in(b, &app, &key).await;
+            let total = b
+                .wait_until(
+                    "the cost chart",
+                    "const t = document.querySelector('#chart-cost .total'); return t && t.textContent;",
+                    json!([]),
+                )
+                .await;
+            assert_eq!(total, "$4.50 in 14 days");
+            let agents = b.text("#usage-agents-body").await;
+            assert!(agents.contains("scout") && agents.contains("$4.50"), "{agents}");
+            let models = b.text("#usage-models-body").await;
+            assert!(models.contains("claude-sonnet-4-5-20250929"), "{models}");
+            assert!(b.text("#chart-tokens .total").await.contains("1.1M"));
         }
         .boxed()
     })
