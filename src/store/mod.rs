@@ -9,6 +9,7 @@
 
 mod activity;
 mod agents;
+mod alerts;
 mod audit;
 mod dialect;
 mod effects;
@@ -29,6 +30,7 @@ mod tenants;
 
 pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
+pub use alerts::{AlertPeriod, CostAlert, Firing, NewAlert};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};
