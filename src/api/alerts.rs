@@ -7,6 +7,7 @@ use nexus_proto::{AgentId, TenantId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::page::{PageQuery, time_id, time_id_cursor};
 use crate::admin::{self, Actor, AlertSpec, CreatedAlert};
 use crate::auth::Operator;
 use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
@@ -19,6 +20,9 @@ use crate::store::{AlertPeriod, CostAlert, Firing, Scope};
 pub struct TenantQuery {
     /// Only this tenant's (a tenant-bound key: its own, always).
     tenant: Option<TenantId>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageQuery,
 }
 
 fn tenant_filter(op: &Operator, asked: Option<TenantId>) -> Result<Option<TenantId>, ApiError> {
@@ -31,6 +35,8 @@ fn tenant_filter(op: &Operator, asked: Option<TenantId>) -> Result<Option<Tenant
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AlertList {
     alerts: Vec<CostAlert>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 /// The alerts this key sees, oldest first.
@@ -38,7 +44,7 @@ pub struct AlertList {
     get,
     path = "/alerts",
     tag = "alerts",
-    params(TenantQuery),
+    params(TenantQuery, PageQuery),
     responses((status = 200, description = "The alerts", body = AlertList), BadRequest, NotFound, OperatorErrors)
 )]
 pub async fn list(
@@ -47,11 +53,17 @@ pub async fn list(
     ApiQuery(q): ApiQuery<TenantQuery>,
 ) -> Result<ApiJson<AlertList>, ApiError> {
     op.require(Scope::Read)?;
-    let alerts = state
+    let page = q.page.page()?;
+    let tenant = tenant_filter(&op, q.tenant)?;
+    let mut alerts = state
         .store
-        .list_alerts(tenant_filter(&op, q.tenant)?)
+        .list_alerts_page(tenant, page.after, page.fetch())
         .await?;
-    Ok(ApiJson(AlertList { alerts }))
+    let next_cursor = page.finish(&mut alerts, |a| a.id);
+    Ok(ApiJson(AlertList {
+        alerts,
+        next_cursor,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -117,14 +129,16 @@ pub async fn remove(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FiringList {
     firings: Vec<Firing>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
-/// The latest 100 periods alerts fired in, newest first.
+/// The periods alerts fired in, newest first.
 #[utoipa::path(
     get,
     path = "/alerts/firings",
     tag = "alerts",
-    params(TenantQuery),
+    params(TenantQuery, PageQuery),
     responses((status = 200, description = "Firings", body = FiringList), BadRequest, NotFound, OperatorErrors)
 )]
 pub async fn firings(
@@ -133,9 +147,15 @@ pub async fn firings(
     ApiQuery(q): ApiQuery<TenantQuery>,
 ) -> Result<ApiJson<FiringList>, ApiError> {
     op.require(Scope::Read)?;
-    let firings = state
+    let page = q.page.page_by_text(time_id)?;
+    let tenant = tenant_filter(&op, q.tenant)?;
+    let mut firings = state
         .store
-        .list_firings(tenant_filter(&op, q.tenant)?, 100)
+        .list_firings(tenant, page.after, page.fetch())
         .await?;
-    Ok(ApiJson(FiringList { firings }))
+    let next_cursor = page.finish(&mut firings, |f| time_id_cursor(f.fired_at, f.alert_id));
+    Ok(ApiJson(FiringList {
+        firings,
+        next_cursor,
+    }))
 }

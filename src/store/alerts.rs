@@ -155,11 +155,24 @@ impl Store {
 
     /// Every alert, or a tenant's, oldest first.
     pub async fn list_alerts(&self, tenant: Option<TenantId>) -> Result<Vec<CostAlert>> {
+        self.list_alerts_page(tenant, None, u32::MAX).await
+    }
+
+    /// A page of [`Store::list_alerts`], after the alert `after`.
+    pub async fn list_alerts_page(
+        &self,
+        tenant: Option<TenantId>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CostAlert>> {
         let rows: Vec<AlertRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLS} FROM cost_alerts WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY id"
+                "SELECT {COLS} FROM cost_alerts WHERE ($1 IS NULL OR tenant_id = $1) \
+                 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
             )))
             .bind(tenant.map(|t| *t.as_uuid()))
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(p)
             .await
         })?;
@@ -217,14 +230,24 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The latest firings, of every tenant or one.
-    pub async fn list_firings(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Firing>> {
+    /// Firings newest first (by time, then alert), of every tenant or one, after the
+    /// firing `after` (its `fired_at` and alert).
+    pub async fn list_firings(
+        &self,
+        tenant: Option<TenantId>,
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Firing>> {
         let rows: Vec<(Uuid, Uuid, i64, f64, i64)> = on_pool!(self, p => {
             sqlx::query_as(
                 "SELECT alert_id, tenant_id, period_start, spend_usd, fired_at FROM cost_alert_firings \
-                 WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY fired_at DESC LIMIT $2",
+                 WHERE ($1 IS NULL OR tenant_id = $1) \
+                 AND ($2 IS NULL OR fired_at < $2 OR (fired_at = $2 AND alert_id < $3)) \
+                 ORDER BY fired_at DESC, alert_id DESC LIMIT $4",
             )
             .bind(tenant.map(|t| *t.as_uuid()))
+            .bind(after.map(|(at, _)| at))
+            .bind(after.map(|(_, id)| id))
             .bind(i64::from(limit))
             .fetch_all(p)
             .await

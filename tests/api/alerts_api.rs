@@ -13,13 +13,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::both_profiles;
+use crate::cli::{json_lines, nexus, one};
 use crate::fake_providers::{FakeProviders, SLACK_BOT_TOKEN};
-use crate::helpers::{Profile, TestApp};
+use crate::helpers::{Profile, TestApp, TestDb};
 use crate::operator_api::call;
 
 both_profiles!(
     an_alert_fires_once_per_period_signed_and_to_slack,
     alerts_are_checked_and_kept_to_their_tenant,
+    the_cli_adds_lists_and_removes_alerts,
 );
 
 /// What the receiver got: headers and body.
@@ -254,4 +256,56 @@ async fn alerts_are_checked_and_kept_to_their_tenant(p: Profile) {
     );
     let (_, left) = call(&app, Method::GET, "/api/alerts", &key, None).await;
     assert_eq!(left["alerts"], json!([]));
+}
+
+async fn the_cli_adds_lists_and_removes_alerts(p: Profile) {
+    let db = TestDb::new(p).await;
+    let tenant = one(&nexus(&db, &["tenant", "create", "--name", "acme"]));
+    let t = tenant["id"].as_str().expect("id");
+    let added = one(&nexus(
+        &db,
+        &[
+            "alert",
+            "add",
+            "--tenant",
+            t,
+            "--period",
+            "month",
+            "--threshold-usd",
+            "12.5",
+            "--webhook-url",
+            "http://127.0.0.1:9/hook",
+        ],
+    ));
+    assert_eq!(added["threshold_usd"], 12.5);
+    assert!(
+        added["webhook_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() > 20)
+    );
+    let listed = json_lines(&nexus(&db, &["alert", "list", "--tenant", t]));
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].get("webhook_secret").is_none(),
+        "the secret is shown once"
+    );
+    let id = added["id"].as_str().expect("id");
+    assert_eq!(one(&nexus(&db, &["alert", "remove", id]))["removed"], id);
+    assert!(json_lines(&nexus(&db, &["alert", "list"])).is_empty());
+    let refused = nexus(
+        &db,
+        &[
+            "alert",
+            "add",
+            "--tenant",
+            t,
+            "--period",
+            "week",
+            "--threshold-usd",
+            "1",
+            "--slack-channel",
+            "C1",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("expected day or month"));
 }
