@@ -24,8 +24,9 @@
 //!    hashing, throttling, and the operator-key extractor.
 //! 9. [`http`]: the `{"error":{"code","message"}}` envelope and the extractors using it.
 //! 10. [`processors`]: the node's one job processor — each job kind to its code.
-//! 11. [`tools`]: agents' tool requests as queue jobs, answered with `tool_result`
-//!     through the inbox.
+//! 11. [`tools`], [`alerts`]: agents' tool requests as queue jobs, answered with
+//!     `tool_result` through the inbox; cost alerts priced, fired once per period and
+//!     sent to their webhooks as queue jobs.
 //! 12. [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
 //! 13. [`context`]: what processors and tools reach (store, hub, providers, caches).
 //! 14. [`queue`], [`providers`]: job workers with leases, retries and dead letters;
@@ -49,6 +50,7 @@
 //! (`proto-events/`).
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;

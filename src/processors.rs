@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::alerts;
 use crate::bus::NewEvent;
 use crate::context::Context;
 use crate::mirror::{self, KeyedLocks};
@@ -48,6 +49,7 @@ impl Processor for Processors {
                 JobKind::SlackEvent => mirror::slack::process(&ctx, &job).await,
                 JobKind::IngestDeliver => deliver(&ctx, &job).await,
                 JobKind::ToolCall => tools::run(&ctx, &job).await,
+                JobKind::AlertSend => alerts::send(&ctx, &job).await,
             }
         }
         .boxed()

@@ -1,6 +1,7 @@
 //! Operator actions, one function each, shared by the CLI and the operator API.
 
 mod actor;
+mod alerts;
 mod jobs;
 mod mirror;
 pub mod overview;
@@ -9,6 +10,7 @@ mod tenants;
 pub mod usage;
 
 pub use actor::Actor;
+pub use alerts::{AlertSpec, CreatedAlert, add_alert, remove_alert};
 pub use jobs::{cancel_job, delete_job, replay_jobs, reschedule_job};
 pub use mirror::{
     MappingSpec, add_alias, add_identity, add_mapping, move_identity, remove_alias,

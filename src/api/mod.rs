@@ -28,6 +28,7 @@
 
 mod activity;
 mod agents;
+mod alerts;
 mod audit;
 pub mod doc;
 mod events;
@@ -107,6 +108,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::rotate))
         .routes(routes!(audit::list))
         .routes(routes!(tiers::list))
+        .routes(routes!(alerts::list, alerts::create))
+        .routes(routes!(alerts::remove))
+        .routes(routes!(alerts::firings))
         .routes(routes!(activity::activity))
         .routes(routes!(usage::usage))
 }

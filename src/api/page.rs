@@ -101,3 +101,15 @@ impl PageQuery {
 pub fn text_cursor(key: &str) -> String {
     hex::encode(key)
 }
+
+/// The key of a list ordered by time, then id (newest first): `{ms}.{uuid}`, read back
+/// by [`PageQuery::page_by_text`] through [`time_id`].
+pub fn time_id_cursor(at_ms: i64, id: Uuid) -> String {
+    text_cursor(&format!("{at_ms}.{id}"))
+}
+
+/// Reads what [`time_id_cursor`] wrote.
+pub fn time_id(cursor: &str) -> Option<(i64, Uuid)> {
+    let (at, id) = cursor.split_once('.')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}

@@ -1,6 +1,7 @@
 //! The `nexus` command line. Create commands print exactly one JSON object per
 //! line on stdout; errors go to stderr with a non-zero exit status.
 
+mod alerts;
 mod mirror;
 mod presence;
 mod queue;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Who is online: list.
     #[command(subcommand)]
     Presence(presence::PresenceCmd),
+    /// Cost alerts: add, list, remove.
+    #[command(subcommand)]
+    Alert(alerts::AlertCmd),
     /// The audit log of operator actions: list.
     #[command(subcommand)]
     Audit(tenants::AuditCmd),
@@ -271,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => {
             tenants::tenant(&open_store(&global).await?, &tiers(&global)?, cmd).await?
         }
+        Command::Alert(cmd) => alerts::alert(&open_sealed_store(&global).await?.0, cmd).await?,
         Command::Audit(cmd) => tenants::audit(&open_store(&global).await?, cmd).await?,
         Command::Agent(cmd) => agent(&open_store(&global).await?, &tiers(&global)?, cmd).await?,
         Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,

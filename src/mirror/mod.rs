@@ -46,6 +46,40 @@ pub async fn api_token(
         .find_map(|s| s.api_token))
 }
 
+/// Posts a cost alert's `text` to `channel` with the tenant's Slack token, once per
+/// job (a retried job finds its earlier post).
+pub async fn post_alert(
+    ctx: &Context,
+    job: &Job,
+    channel: &SlackChannelId,
+    text: &str,
+) -> Result<(), JobError> {
+    let token = api_token(ctx, job.tenant_id, SourceKind::Slack)
+        .await?
+        .ok_or_else(|| {
+            JobError::permanent(
+                "no_api_token",
+                "the tenant has no Slack source with an API token",
+            )
+        })?;
+    let op_key = format!("alert:{}", job.dedupe_key);
+    let effect = Effect {
+        tenant: job.tenant_id,
+        holder: job.holder(),
+        op_key: &op_key,
+    };
+    let post = SlackPost {
+        token: &token,
+        channel,
+        text,
+        thread_ts: None,
+    };
+    post_once(ctx, effect, post)
+        .await?
+        .map(drop)
+        .map_err(|e| JobError::transient(format!("slack: {e}")))
+}
+
 /// Sends `data` to each agent once: `key` makes a retried job (or the second of two
 /// webhooks about one thing) find the earlier event instead of adding another.
 async fn emit<T: EventData>(

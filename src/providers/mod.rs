@@ -48,6 +48,8 @@ pub enum ProviderSetupError {
 pub struct Providers {
     pub slack: SlackApi,
     pub clickup: ClickUpApi,
+    /// For operators' own endpoints (cost alert webhooks): same timeouts, no redirects.
+    pub http: reqwest::Client,
 }
 
 impl Providers {
@@ -61,7 +63,8 @@ impl Providers {
             .build()?;
         Ok(Providers {
             slack: SlackApi::new(http.clone(), base_url("Slack", &opts.slack_api_url)?),
-            clickup: ClickUpApi::new(http, base_url("ClickUp", &opts.clickup_api_url)?),
+            clickup: ClickUpApi::new(http.clone(), base_url("ClickUp", &opts.clickup_api_url)?),
+            http,
         })
     }
 }

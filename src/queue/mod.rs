@@ -96,14 +96,17 @@ pub enum JobKind {
     IngestDeliver,
     /// An agent's `tool_request` (`tool.call`).
     ToolCall,
+    /// A cost alert that fired, to its webhook (`alert.send`).
+    AlertSend,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::ClickUpEvent,
         JobKind::SlackEvent,
         JobKind::IngestDeliver,
         JobKind::ToolCall,
+        JobKind::AlertSend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +115,7 @@ impl JobKind {
             JobKind::SlackEvent => "slack.event",
             JobKind::IngestDeliver => "ingest.deliver",
             JobKind::ToolCall => "tool.call",
+            JobKind::AlertSend => "alert.send",
         }
     }
 

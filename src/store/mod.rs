@@ -9,6 +9,7 @@
 
 mod activity;
 mod agents;
+mod alerts;
 mod audit;
 mod dialect;
 mod effects;
@@ -30,6 +31,7 @@ mod usage;
 
 pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
+pub use alerts::{AlertPeriod, CostAlert, Firing, NewAlert};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use dialect::{Backend, Limits, SqliteSync, sqlite_file};
 pub use effects::{Begun, Holder};

@@ -23,6 +23,11 @@ pub(super) fn source_slot(id: Uuid, column: &str) -> String {
     format!("sources/{id}/{column}")
 }
 
+/// Where a cost alert's webhook signing secret is sealed.
+pub(super) fn alert_slot(id: Uuid) -> String {
+    format!("cost_alerts/{id}/webhook_secret")
+}
+
 fn setting_slot(name: &str) -> String {
     format!("settings/{name}")
 }
@@ -82,6 +87,25 @@ macro_rules! reseal {
                     .await?
                     .rows_affected();
             }
+        }
+        let alerts: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, webhook_secret FROM cost_alerts WHERE webhook_secret IS NOT NULL",
+        )
+        .fetch_all(&mut *$tx)
+        .await?;
+        for (id, value) in alerts {
+            let Some(new) = $pass.apply(&alert_slot(id), &value)? else {
+                continue;
+            };
+            changed += sqlx::query(
+                "UPDATE cost_alerts SET webhook_secret = $1 WHERE id = $2 AND webhook_secret = $3",
+            )
+            .bind(new)
+            .bind(id)
+            .bind(value)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
         }
         for name in SECRET_SETTINGS {
             let value: Option<String> =

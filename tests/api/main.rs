@@ -6,6 +6,7 @@
 
 mod agent_client;
 mod agents_api;
+mod alerts_api;
 mod audit_api;
 mod auth;
 mod backlog;

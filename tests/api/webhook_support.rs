@@ -27,7 +27,7 @@ pub fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
     )
 }
 
-fn spec(tenant: TenantId, kind: SourceKind, external_id: &str, secret: &str) -> SourceSpec {
+pub fn spec(tenant: TenantId, kind: SourceKind, external_id: &str, secret: &str) -> SourceSpec {
     SourceSpec {
         tenant,
         kind,

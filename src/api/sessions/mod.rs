@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use self::upload::{Transcript, Upload};
-use super::page::{PageQuery, text_cursor};
+use super::page::{PageQuery, time_id, time_id_cursor};
 use crate::http::responses::{BadRequest, Conflict, NotFound, OperatorErrors};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -245,10 +245,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<SessionPage>, ApiError> {
     caller.require(Scope::Read)?;
-    let page = q.page.page_by_text(|c| {
-        let (at, id) = c.split_once('.')?;
-        Some((at.parse().ok()?, id.parse().ok()?))
-    })?;
+    let page = q.page.page_by_text(time_id)?;
     if let (Caller::Operator(op), Some(t)) = (&caller, q.tenant) {
         op.tenant(t)?;
     }
@@ -263,9 +260,7 @@ pub async fn list(
         state.store.list_sessions(&filter, page.after, page.fetch()),
     )
     .await?;
-    let next = page.finish(&mut sessions, |s| {
-        text_cursor(&format!("{}.{}", s.started_at, s.id))
-    });
+    let next = page.finish(&mut sessions, |s| time_id_cursor(s.started_at, s.id));
     Ok(ApiJson(SessionPage {
         sessions,
         next_cursor: next,
