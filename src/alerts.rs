@@ -14,15 +14,19 @@ use chrono::{Datelike, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use nexus_proto::SlackChannelId;
 
+use crate::config::Prices;
 use crate::context::Context;
 use crate::group_commit::SubmitError;
 use crate::mirror;
 use crate::queue::{Done, JobError, JobKind, Queue};
-use crate::store::{AlertPeriod, CostAlert, Job, ModelUsage, NewJob, Store, StoreError};
+use crate::store::{
+    AlertPeriod, CostAlert, Job, NewJob, Store, StoreError, UsageFilter, UsageGroup,
+};
 use crate::time::now_ms;
 
 /// The current period of `period` at `now_ms`: `[start, end)` in Unix ms.
@@ -55,11 +59,12 @@ pub struct AlertBody {
     pub spend_usd: f64,
 }
 
-/// One round over every alert: returns how many fired. `cost` prices one model's tokens.
+/// One round over every alert: returns how many fired. A model without a price costs
+/// nothing (as in usage analytics, which name it).
 pub async fn evaluate(
     store: &Store,
     queue: &Queue,
-    cost: &(dyn Fn(&ModelUsage) -> f64 + Sync),
+    prices: &Prices,
     now_ms: i64,
 ) -> Result<u32, SubmitError> {
     let mut fired = 0;
@@ -68,11 +73,20 @@ pub async fn evaluate(
         let Some(bounds) = period_bounds(alert.period, now_ms) else {
             continue;
         };
+        let filter = UsageFilter {
+            tenant: alert.tenant_id,
+            agent: alert.agent_id,
+            from: bounds.0,
+            to: bounds.1,
+        };
         let used = store
-            .tokens_by_model(alert.tenant_id, alert.agent_id, bounds)
+            .usage_sums(&filter, UsageGroup::Model)
             .await
             .map_err(stored)?;
-        let spend: f64 = used.iter().map(cost).sum();
+        let spend: f64 = used
+            .iter()
+            .filter_map(|u| Some(prices.get(&u.model)?.cost(&u.tokens)))
+            .sum();
         if spend < alert.threshold_usd || store.has_fired(&alert, bounds.0).await.map_err(stored)? {
             continue;
         }
@@ -198,5 +212,23 @@ async fn post_webhook(ctx: &Context, job: &Job, url: &str, secret: &str) -> Resu
             "refused",
             format!("alert webhook answered {s}"),
         )),
+    }
+}
+
+/// How often every alert is checked.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Checks every alert each [`EVERY`] until `stop`.
+pub async fn run(store: Store, queue: Arc<Queue>, prices: Arc<Prices>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(e) = evaluate(&store, &queue, &prices, now_ms()).await {
+            tracing::warn!(error = %e, "cost alerts not checked this round");
+        }
     }
 }

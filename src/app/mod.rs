@@ -194,6 +194,12 @@ impl Application {
             &background,
             stop_background.clone(),
         );
+        background.spawn(crate::alerts::run(
+            store.clone(),
+            queue.clone(),
+            config.prices.clone(),
+            stop_background.clone(),
+        ));
         let state = AppState(Arc::new(Shared {
             auth: Arc::new(Authenticator::new(
                 store.clone(),

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::dialect::{on_pool, on_writer};
 use super::secrets::alert_slot;
-use super::{ModelUsage, Result, Secret, Store, StoreError};
+use super::{Result, Secret, Store, StoreError};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -263,42 +263,6 @@ impl Store {
                     fired_at,
                 },
             )
-            .collect())
-    }
-
-    /// Tokens per model of a tenant (or one agent) over `[from, to)` of `started_at`.
-    pub async fn tokens_by_model(
-        &self,
-        tenant: TenantId,
-        agent: Option<AgentId>,
-        (from, to): (i64, i64),
-    ) -> Result<Vec<ModelUsage>> {
-        let rows: Vec<(String, i64, i64, i64, i64)> = on_pool!(self, p => {
-            sqlx::query_as(
-                // PostgreSQL sums BIGINTs to NUMERIC: cast back.
-                "SELECT model, CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
-                 CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT) \
-                 FROM session_usage WHERE tenant_id = $1 \
-                 AND ($2 IS NULL OR agent_id = $2) AND started_at >= $3 AND started_at < $4 \
-                 GROUP BY model ORDER BY model",
-            )
-            .bind(*tenant.as_uuid())
-            .bind(agent.map(|a| *a.as_uuid()))
-            .bind(from)
-            .bind(to)
-            .fetch_all(p)
-            .await
-        })?;
-        let n = |v: i64| u64::try_from(v).unwrap_or_default();
-        Ok(rows
-            .into_iter()
-            .map(|(model, i, o, r, w)| ModelUsage {
-                model,
-                input_tokens: n(i),
-                output_tokens: n(o),
-                cache_read_tokens: n(r),
-                cache_write_tokens: n(w),
-            })
             .collect())
     }
 }

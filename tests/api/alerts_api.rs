@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use nexus::store::{ModelUsage, SourceKind};
+use nexus::store::SourceKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -50,9 +50,10 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
     (url, rx)
 }
 
-/// The test's price: one dollar per thousand input tokens, whatever the model.
-fn cost(u: &ModelUsage) -> f64 {
-    u.input_tokens as f64 / 1000.0
+/// The test's price: model `m` costs a dollar per thousand input tokens.
+fn prices() -> nexus::config::Prices {
+    let table = "[models.m]\ninput = 1000.0\noutput = 0.0\ncache_read = 0.0\ncache_write = 0.0\n";
+    nexus::config::Prices::parse(table).expect("prices")
 }
 
 /// The start of the UTC day after `ms`.
@@ -110,12 +111,13 @@ async fn an_alert_fires_once_per_period_signed_and_to_slack(p: Profile) {
         .to_owned();
     let (store, queue) = (&app.state.store, &app.state.queue);
     let mut outcomes = queue.subscribe();
+    let prices = prices();
     let now = nexus::time::now_ms();
 
     // $4 so far: under the threshold, nothing fires.
     upload(&app, &a, t.id, 4000, now).await;
     assert_eq!(
-        nexus::alerts::evaluate(store, queue, &cost, now)
+        nexus::alerts::evaluate(store, queue, &prices, now)
             .await
             .expect("round"),
         0
@@ -123,13 +125,13 @@ async fn an_alert_fires_once_per_period_signed_and_to_slack(p: Profile) {
     // $7: over it. It fires once, however many rounds see it.
     upload(&app, &a, t.id, 3000, now).await;
     assert_eq!(
-        nexus::alerts::evaluate(store, queue, &cost, now)
+        nexus::alerts::evaluate(store, queue, &prices, now)
             .await
             .expect("round"),
         1
     );
     assert_eq!(
-        nexus::alerts::evaluate(store, queue, &cost, now)
+        nexus::alerts::evaluate(store, queue, &prices, now)
             .await
             .expect("round"),
         0
@@ -179,7 +181,7 @@ async fn an_alert_fires_once_per_period_signed_and_to_slack(p: Profile) {
     upload(&app, &a, t.id, 6000, tomorrow).await;
     let later = tomorrow + 3_600_000;
     assert_eq!(
-        nexus::alerts::evaluate(store, queue, &cost, later)
+        nexus::alerts::evaluate(store, queue, &prices, later)
             .await
             .expect("round"),
         1
