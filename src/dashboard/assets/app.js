@@ -6,6 +6,7 @@ import { $, el, show } from './dom.js';
 import { watchAgents, stopAgents } from './agents.js';
 import { initJobs, watchQueue, stopQueue } from './jobs.js';
 import { loadUsage } from './usage.js';
+import { initAlerts, loadAlerts } from './alerts.js';
 import { initAudit, loadAudit } from './audit.js';
 
 const TENANT = 'nexus.tenant';
@@ -74,6 +75,7 @@ function choose(tenantId) {
   watchQueue(tenantId);
   loadUsage(tenantId);
   loadAudit(tenantId);
+  loadAlerts(tenantId);
 }
 
 function banner(text) {
@@ -84,6 +86,7 @@ function banner(text) {
 async function start() {
   initJobs();
   initAudit();
+  initAlerts();
   whenUnauthorized(() => signedOut('The node no longer accepts this key; sign in again.'));
   $('sign-in-form').addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -318,8 +318,26 @@ async fn the_usage_card_shows_cost_per_day_agent_and_model(p: Profile) {
         .create_session(&session, None)
         .await
         .expect("session");
+    // An alert past its threshold fires ($4.50 of $4): the alerts card lists it.
+    let spec = nexus::admin::AlertSpec {
+        tenant: t.id,
+        agent: None,
+        period: nexus::store::AlertPeriod::Day,
+        threshold_usd: 4.0,
+        webhook_url: None,
+        slack_channel: Some("C0ALERTS".into()),
+    };
+    let alert = nexus::admin::add_alert(&app.state.store, &nexus::admin::Actor::Cli, spec)
+        .await
+        .expect("alert");
+    let (store, queue, prices) = (&app.state.store, &app.state.queue, &app.state.config.prices);
+    let fired = nexus::alerts::evaluate(store, queue, prices, now)
+        .await
+        .expect("round");
+    assert_eq!(fired, 1);
     let key = app.operator_key("read", None).await;
     let name = format!("usage-{p:?}");
+    let fired_row = format!("#alerts-body tr[data-alert-id='{}']", alert.alert.id);
     in_browser(&name, |b| {
         async move {
             sign_in(b, &app, &key).await;
@@ -336,6 +354,9 @@ async fn the_usage_card_shows_cost_per_day_agent_and_model(p: Profile) {
             let models = b.text("#usage-models-body").await;
             assert!(models.contains("claude-sonnet-4-5-20250929"), "{models}");
             assert!(b.text("#chart-tokens .total").await.contains("1.1M"));
+            b.wait_visible(&fired_row).await;
+            let row = b.text(&fired_row).await;
+            assert!(row.contains("$4.50") && row.contains("over $4.00"), "{row}");
         }
         .boxed()
     })
