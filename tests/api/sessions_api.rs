@@ -128,6 +128,19 @@ async fn a_session_uploaded_whole_is_stored_and_read_back(p: Profile) {
         transcript_of(&app, &key, &id).await,
         (StatusCode::OK, text.clone())
     );
+    let plain = app
+        .http
+        .get(app.url(&format!("/api/sessions/{id}")))
+        .bearer_auth(&key)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("send");
+    let streamed = plain.text().await.expect("text");
+    assert!(
+        streamed == text,
+        "Accept: text/plain streams the transcript too"
+    );
 
     // A gzip body is decoded first; the operator names the agent.
     let id2 = uuid::Uuid::new_v4().to_string();

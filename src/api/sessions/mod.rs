@@ -267,24 +267,37 @@ pub async fn list(
     }))
 }
 
-/// One session with its usage (its transcript: `GET …/transcript`).
+/// One session with its usage; with `Accept: text/plain` (and not JSON), its
+/// transcript instead, as `GET …/transcript` streams it.
 #[utoipa::path(
     get,
     path = "/sessions/{id}",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "The session")),
     responses(
-        (status = 200, description = "The session", body = Session),
-        BadRequest, NotFound, OperatorErrors,
+        (status = 200, description = "The session, or its transcript (`Accept: text/plain`)", content(
+            (Session = "application/json"),
+            (String = "text/plain"),
+        )),
+        BadRequest, NotFound, Conflict, OperatorErrors,
     )
 )]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<ApiJson<Session>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(ApiJson(visible(&state, &caller, id).await?))
+    let s = visible(&state, &caller, id).await?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains("text/plain") && !accept.contains("json") {
+        return stream_transcript(state, s);
+    }
+    Ok(ApiJson(s).into_response())
 }
 
 /// The transcript of a complete session, streamed part by part as uploaded
@@ -306,6 +319,11 @@ pub async fn transcript(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Read)?;
     let s = visible(&state, &caller, id).await?;
+    stream_transcript(state, s)
+}
+
+/// The transcript, part by part: each read and decoded when the client is ready for it.
+fn stream_transcript(state: AppState, s: Session) -> Result<Response, ApiError> {
     if s.status != SessionStatus::Complete {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
