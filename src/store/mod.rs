@@ -22,6 +22,7 @@ mod mirror_changes;
 mod operator_keys;
 mod provider;
 mod secrets;
+mod session_months;
 mod sessions;
 mod settings;
 mod sources;
