@@ -20,13 +20,15 @@ struct Column {
 type Schema = BTreeMap<(String, String), Column>;
 
 /// The type family of a declared type. Ids are UUIDs, stored natively in PostgreSQL and
-/// as 16-byte blobs in SQLite; integers are 64-bit in both. A type not listed keeps its
-/// own name, so it shows up as a difference until it is given a counterpart here.
+/// as 16-byte blobs in SQLite, and other bytes are `bytea` and blobs: "bytes" either
+/// way; integers are 64-bit in both; floats are doubles in both. A type not listed keeps
+/// its own name, so it shows up as a difference until it is given a counterpart here.
 fn family(declared: &str) -> String {
     let declared = declared.to_ascii_lowercase();
     match declared.as_str() {
-        "uuid" | "blob" => "uuid".to_owned(),
+        "uuid" | "blob" | "bytea" => "bytes".to_owned(),
         "bigint" | "integer" => "integer".to_owned(),
+        "real" | "double precision" => "float".to_owned(),
         _ => declared,
     }
 }
@@ -68,7 +70,9 @@ async fn postgres_schema(url: &str) -> Schema {
     let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text = 'YES' \
          FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+         AND table_name NOT IN (SELECT c.relname FROM pg_class c WHERE c.relispartition \
+         AND c.relnamespace = current_schema()::regnamespace)",
     )
     .fetch_all(&pool)
     .await
