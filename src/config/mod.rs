@@ -16,6 +16,22 @@ pub use origin::cors_origin;
 pub use prices::{Price, Prices, PricesError, Tokens};
 pub use tiers::{Rate, Tier, Tiers, TiersError, check_tier_name};
 
+/// A configuration file's text (`--tiers`, `--prices`); the error names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub struct FileError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+fn read_file(path: &std::path::Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|source| FileError {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// Longest lifetime of an access token, seconds (24 h): tokens cannot be recalled.
 pub const MAX_TOKEN_TTL_S: u64 = 86_400;
 

@@ -82,11 +82,8 @@ pub struct Prices {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PricesError {
-    #[error("cannot read the prices file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("the prices file: {0}")]
+    Read(#[from] super::FileError),
     #[error("the prices file is not valid: {0}")]
     Parse(String),
 }
@@ -216,11 +213,7 @@ impl Prices {
         let Some(path) = file else {
             return Ok(Prices::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| PricesError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Prices::parse(&text)
+        Prices::parse(&super::read_file(path)?)
     }
 
     pub fn parse(text: &str) -> Result<Prices, PricesError> {

@@ -53,11 +53,8 @@ pub struct Tiers {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TiersError {
-    #[error("cannot read the tiers file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("the tiers file: {0}")]
+    Read(#[from] super::FileError),
     #[error("the tiers file is not valid: {0}")]
     Parse(String),
 }
@@ -114,11 +111,7 @@ impl Tiers {
         let Some(path) = file else {
             return Ok(Tiers::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| TiersError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Tiers::parse(&text)
+        Tiers::parse(&super::read_file(path)?)
     }
 
     pub fn parse(text: &str) -> Result<Tiers, TiersError> {

@@ -74,14 +74,18 @@ async fn a_tier_caps_the_agents_of_a_tenant(p: Profile) {
         "a new tenant gets the configured default tier"
     );
     let agents = format!("/api/tenants/{}/agents", t.id);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &agents,
-        &admin,
-        Some(json!({"name": "a"})),
-    )
-    .await;
+    let tenant = format!("/api/tenants/{}", t.id);
+    let create = |name: &str| {
+        let body = json!({ "name": name });
+        let (app, agents, admin) = (&app, &agents, &admin);
+        async move { call(app, Method::POST, agents, admin, Some(body)).await.0 }
+    };
+    let retier = |tier: &str| {
+        let body = json!({ "tier": tier });
+        let (app, tenant, admin) = (&app, &tenant, &admin);
+        async move { call(app, Method::PATCH, tenant, admin, Some(body)).await }
+    };
+    let status = create("a").await;
     assert_eq!(status, StatusCode::CREATED);
     // Two more would make three: none is made.
     let many = json!({"count": 2, "name_prefix": "w-"});
@@ -94,58 +98,22 @@ async fn a_tier_caps_the_agents_of_a_tenant(p: Profile) {
     );
     let (_, listed) = call(&app, Method::GET, &agents, &admin, None).await;
     assert_eq!(listed["agents"].as_array().map(Vec::len), Some(1));
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &agents,
-        &admin,
-        Some(json!({"name": "b"})),
-    )
-    .await;
+    let status = create("b").await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &agents,
-        &admin,
-        Some(json!({"name": "c"})),
-    )
-    .await;
+    let status = create("c").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(refusals(&app, t.id, "agents").await, 2);
 
     // Only a configured tier is accepted; a larger one lifts the cap at once.
-    let tenant = format!("/api/tenants/{}", t.id);
-    let (status, bad) = call(
-        &app,
-        Method::PATCH,
-        &tenant,
-        &admin,
-        Some(json!({"tier": "gold"})),
-    )
-    .await;
+    let (status, bad) = retier("gold").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let why = bad["error"]["details"]["fields"]["tier"]
         .as_str()
         .unwrap_or_default();
     assert!(why.contains("roomy, tiny"), "{why}");
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &tenant,
-        &admin,
-        Some(json!({"tier": "roomy"})),
-    )
-    .await;
+    let (status, _) = retier("roomy").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &agents,
-        &admin,
-        Some(json!({"name": "c"})),
-    )
-    .await;
+    let status = create("c").await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, tiers) = call(&app, Method::GET, "/api/tiers", &admin, None).await;
     assert_eq!(tiers["default"], "tiny");
