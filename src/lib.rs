@@ -8,42 +8,44 @@
 //!
 //! 1. [`cli`], [`fuzzing`]: the `nexus` command line; the entry points of the fuzz
 //!    targets in `fuzz/`.
-//! 2. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
+//! 2. [`worker`]: `nexus worker` — the agent-host worker, a client of a node's HTTP
+//!    API (session uploads, health, pull mode for agents without a socket).
+//! 3. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
 //!    and reports the real address).
-//! 3. [`routes`], [`server`]: the router — every endpoint and the layers around them;
+//! 4. [`routes`], [`server`]: the router — every endpoint and the layers around them;
 //!    probes, metrics. The accept loop and its limits (header, body and keep-alive
 //!    timeouts, the connection cap).
-//! 4. [`api`], [`webhooks`], [`dashboard`]: the operator REST API under `/api`;
+//! 5. [`api`], [`webhooks`], [`dashboard`]: the operator REST API under `/api`;
 //!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer; the
 //!    operator dashboard's static assets under `/dashboard`.
-//! 5. [`state`]: what handlers reach (each extracts only its part where it can).
-//! 6. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session
+//! 6. [`state`]: what handlers reach (each extracts only its part where it can).
+//! 7. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session
 //!    task per socket (replay, live delivery, acks, keepalive, limits).
-//! 7. [`admin`]: operator actions as plain functions, shared by the CLI and the API.
-//! 8. [`auth`]: `POST /auth/token` (OAuth2 client credentials → HS256 JWT), secret
+//! 8. [`admin`]: operator actions as plain functions, shared by the CLI and the API.
+//! 9. [`auth`]: `POST /auth/token` (OAuth2 client credentials → HS256 JWT), secret
 //!    hashing, throttling, and the operator-key extractor.
-//! 9. [`http`]: the `{"error":{"code","message"}}` envelope and the extractors using it.
-//! 10. [`processors`]: the node's one job processor — each job kind to its code.
-//! 11. [`tools`], [`alerts`]: agents' tool requests as queue jobs, answered with
+//! 10. [`http`]: the `{"error":{"code","message"}}` envelope and the extractors using it.
+//! 11. [`processors`]: the node's one job processor — each job kind to its code.
+//! 12. [`tools`], [`alerts`]: agents' tool requests as queue jobs, answered with
 //!     `tool_result` through the inbox; cost alerts priced, fired once per period and
 //!     sent to their webhooks as queue jobs.
-//! 12. [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
-//! 13. [`context`]: what processors and tools reach (store, hub, providers, caches).
-//! 14. [`queue`], [`providers`]: job workers with leases, retries and dead letters;
+//! 13. [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
+//! 14. [`context`]: what processors and tools reach (store, hub, providers, caches).
+//! 15. [`queue`], [`providers`]: job workers with leases, retries and dead letters;
 //!     Slack Web API and ClickUp API clients, failures classified for retry.
-//! 15. [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions,
+//! 16. [`bus`]: `emit_to_agent`, `emit_to_tenant`, `online_agents`; this node's sessions,
 //!     what a session talks to, and routing commits to the nodes holding the agents.
-//! 16. [`inbox`], [`presence`], [`broker`]: the batching writer in front of the durable
+//! 17. [`inbox`], [`presence`], [`broker`]: the batching writer in front of the durable
 //!     inbox; who is online; messages between nodes (each a trait with an in-process
 //!     and a Redis implementation, where it has two).
-//! 17. [`group_commit`], [`quota`]: one writer committing whatever requests wait in one
+//! 18. [`group_commit`], [`quota`]: one writer committing whatever requests wait in one
 //!     transaction (inbox appends, job acceptance); tenant tiers' rate limits and the
 //!     tenant → tier lookup.
-//! 18. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
+//! 19. [`store`], [`redis`]: durable state on SQLite or PostgreSQL behind one API,
 //!     migrations; the cluster profile's Redis connections.
-//! 19. [`telemetry`], [`seal`]: logs, and metrics with the catalog of their names;
+//! 20. [`telemetry`], [`seal`]: logs, and metrics with the catalog of their names;
 //!     secrets sealed at rest (XChaCha20-Poly1305) and the key that seals them.
-//! 20. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
+//! 21. [`config`], [`cache`], [`time`]: flags with environment fallbacks (the README's
 //!     configuration table) and tier definitions, read-through caches, time and clocks.
 //!
 //! Wire types shared with agents and the load test live in the `nexus-proto` crate
@@ -83,3 +85,4 @@ pub mod telemetry;
 pub mod time;
 pub mod tools;
 pub mod webhooks;
+pub mod worker;

@@ -87,6 +87,9 @@ pub enum Command {
     Secrets(secrets::SecretsCmd),
     /// A tenant's token usage and its cost per day, model or agent (`--prices`).
     Usage(usage::UsageArgs),
+    /// The agent-host worker: upload sessions (`run`), `status`, `check`, `pull` events.
+    #[command(subcommand)]
+    Worker(crate::worker::WorkerCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,9 +258,10 @@ pub(crate) fn read_stdin_line(what: &str) -> anyhow::Result<Secret> {
     Ok(Secret::new(line))
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let global = cli.global;
     match cli.command {
+        Command::Worker(cmd) => return crate::worker::run(cmd).await,
         Command::Serve(opts) => {
             let app = Application::build(Config::new(global, *opts)?).await?;
             let stop = app.shutdown_token();
@@ -314,7 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_line(&admin::revoke_operator_key(&store, &Actor::Cli, id, None).await?)?;
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn agent(store: &Store, tiers: &Tiers, cmd: AgentCmd) -> anyhow::Result<()> {

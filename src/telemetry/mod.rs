@@ -2,6 +2,9 @@
 //! and meaning is in [`catalog`].
 
 pub mod catalog;
+mod journal;
+
+pub use journal::init_service_logging;
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
