@@ -57,3 +57,4 @@ mod webhooks;
 mod worker;
 mod worker_failures;
 mod worker_host;
+mod worker_pull;
