@@ -39,6 +39,7 @@ mod mirror;
 mod mirror_changes;
 mod page;
 mod presence;
+mod pull;
 mod sessions;
 mod sources;
 mod tenant_agents;
@@ -115,10 +116,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::usage))
 }
 
-/// Routes that answer for as long as the client listens, or read large bodies: outside
-/// the API's request bound (each of their storage waits is bounded instead).
+/// Routes that answer for as long as the client listens (or waits: agents' long polls),
+/// or read large bodies: outside the API's request bound (each of their storage waits
+/// is bounded instead).
 pub fn streams() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(presence::stream))
+        .routes(routes!(pull::inbox))
+        .routes(routes!(pull::ack))
         .merge(sessions::router())
 }
