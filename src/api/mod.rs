@@ -46,6 +46,7 @@ mod tenant_agents;
 mod tenants;
 mod tiers;
 mod usage;
+mod workers;
 
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -114,6 +115,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::firings))
         .routes(routes!(activity::activity))
         .routes(routes!(usage::usage))
+        .routes(routes!(workers::heartbeat))
+        .routes(routes!(workers::list))
 }
 
 /// Routes that answer for as long as the client listens (or waits: agents' long polls),

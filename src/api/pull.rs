@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use nexus_proto::{AgentId, EventType, Gap, Seq, ServerMsg};
+use nexus_proto::{AgentId, EventType, Gap, Seq, ServerMsg, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
@@ -32,10 +32,13 @@ const MAX_LIMIT: u32 = 500;
 const DEFAULT_LIMIT: u32 = 100;
 
 /// The calling agent, from its access token (as `GET /agents` checks it). An operator
-/// key is refused: these endpoints act on the caller's own inbox.
-pub struct PullAgent(pub AgentId);
+/// key is refused: the endpoints taking it act for the caller itself.
+pub(super) struct AgentToken {
+    pub agent: AgentId,
+    pub tenant: TenantId,
+}
 
-impl FromRequestParts<AppState> for PullAgent {
+impl FromRequestParts<AppState> for AgentToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -44,7 +47,7 @@ impl FromRequestParts<AppState> for PullAgent {
             .await
             .map_err(|_| timed_out(bound))??;
         match caller {
-            Caller::Agent { agent, .. } => Ok(PullAgent(agent)),
+            Caller::Agent { agent, tenant } => Ok(AgentToken { agent, tenant }),
             Caller::Operator(_) => Err(ApiError::unauthorized(
                 "an agent's access token is required (Authorization: Bearer <access token>)",
             )),
@@ -144,7 +147,7 @@ pub struct Pulled {
 )]
 pub async fn inbox(
     State(state): State<AppState>,
-    PullAgent(agent): PullAgent,
+    AgentToken { agent, .. }: AgentToken,
     ApiQuery(q): ApiQuery<PullQuery>,
 ) -> Result<ApiJson<Pulled>, ApiError> {
     let pull = q.parse()?;
@@ -248,7 +251,7 @@ pub struct Acked {
 )]
 pub async fn ack(
     State(state): State<AppState>,
-    PullAgent(agent): PullAgent,
+    AgentToken { agent, .. }: AgentToken,
     ApiJson(body): ApiJson<AckBody>,
 ) -> Result<ApiJson<Acked>, ApiError> {
     let seq = Seq::new(body.seq);

@@ -54,3 +54,4 @@ mod usage_api;
 mod webhook_scope;
 mod webhook_support;
 mod webhooks;
+mod workers_api;
