@@ -18,6 +18,7 @@ both_profiles!(
     an_ack_moves_the_cursor_for_good,
     a_waiting_poll_returns_the_event_emitted_meanwhile,
     only_an_agent_token_with_good_params_is_answered,
+    a_poll_outlasts_the_api_request_bound,
 );
 cluster_profile!(a_poll_on_one_node_wakes_for_an_event_emitted_through_another);
 
@@ -208,6 +209,29 @@ async fn only_an_agent_token_with_good_params_is_answered(profile: Profile) {
             "{query}: {v}"
         );
     }
+}
+
+async fn a_poll_outlasts_the_api_request_bound(profile: Profile) {
+    // Other API requests are cut after 1 s here; a poll waits as long as it asked.
+    let app = TestApp::spawn_with(profile, |c| {
+        c.serve.db.request_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let s = setup(&app).await;
+
+    let started = Instant::now();
+    let (status, pulled) = pull(&app, &s.token, "?wait=2").await;
+
+    assert_eq!(
+        (status, &pulled["events"]),
+        (StatusCode::OK, &json!([])),
+        "{pulled}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 async fn a_poll_on_one_node_wakes_for_an_event_emitted_through_another() {
