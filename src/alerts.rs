@@ -1,4 +1,4 @@
-//! Alerts. Cost alerts: every round, each alert's spend in its current UTC day or month is
+//! Cost alerts: every round, each alert's spend in its current UTC day or month is
 //! priced; one that reached its threshold records a firing (once per period: the
 //! firing's primary key) and queues an `alert.send` job, which posts the alert to the
 //! operator's webhook, signed, with the queue's retries. The same alerts are told when
