@@ -28,7 +28,7 @@
 //! 11. [`processors`]: the node's one job processor — each job kind to its code.
 //! 12. [`tools`], [`alerts`]: agents' tool requests as queue jobs, answered with
 //!     `tool_result` through the inbox; cost alerts priced, fired once per period and
-//!     sent to their webhooks as queue jobs.
+//!     sent to their webhooks as queue jobs (and workers' failure streaks, once each).
 //! 13. [`mirror`]: the ClickUp and Slack processors and the provider tools (DESIGN §12).
 //! 14. [`context`]: what processors and tools reach (store, hub, providers, caches).
 //! 15. [`queue`], [`providers`]: job workers with leases, retries and dead letters;

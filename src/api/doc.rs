@@ -51,8 +51,9 @@ const REFERENCE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
 )]
 struct Frame;
 
-/// `operator_key`, which every `/api` operation requires unless it says otherwise, and
-/// `client_basic`, one way an agent authenticates to `POST /auth/token`.
+/// `operator_key`, which every `/api` operation requires unless it says otherwise;
+/// `client_basic`, one way an agent authenticates to `POST /auth/token`; `agent_token`,
+/// an agent's access token, for the endpoints agents call.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -70,6 +71,11 @@ impl Modify for SecuritySchemes {
             .description(Some("An agent's client id and secret"))
             .build();
         components.add_security_scheme("client_basic", SecurityScheme::Http(basic));
+        let agent = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("An agent's access token (`POST /auth/token`)"))
+            .build();
+        components.add_security_scheme("agent_token", SecurityScheme::Http(agent));
     }
 }
 

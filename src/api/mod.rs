@@ -39,12 +39,14 @@ mod mirror;
 mod mirror_changes;
 mod page;
 mod presence;
+mod pull;
 mod sessions;
 mod sources;
 mod tenant_agents;
 mod tenants;
 mod tiers;
 mod usage;
+mod workers;
 
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -113,12 +115,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::firings))
         .routes(routes!(activity::activity))
         .routes(routes!(usage::usage))
+        .routes(routes!(workers::heartbeat))
+        .routes(routes!(workers::list))
 }
 
-/// Routes that answer for as long as the client listens, or read large bodies: outside
-/// the API's request bound (each of their storage waits is bounded instead).
+/// Routes that answer for as long as the client listens (or waits: agents' long polls),
+/// or read large bodies: outside the API's request bound (each of their storage waits
+/// is bounded instead).
 pub fn streams() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(presence::stream))
+        .routes(routes!(pull::inbox))
+        .routes(routes!(pull::ack))
         .merge(sessions::router())
 }

@@ -6,9 +6,11 @@
 //! ([`route`]). A session that misses a push (not connected, queue full, a lost
 //! message) still gets the event from its inbox.
 
+mod pollers;
 mod route;
 mod sessions;
 
+pub use pollers::{InboxWatch, Pollers};
 pub use route::{Fanout, Upkeep};
 pub use sessions::{Push, SessionCtl, SessionHandle, Sessions};
 
@@ -130,6 +132,22 @@ impl Hub {
 
     pub fn presence(&self) -> &Arc<dyn Presence> {
         &self.node.presence
+    }
+
+    /// Registers a waiting HTTP poll of `agent`'s inbox: woken by commits on this node.
+    pub fn watch_inbox(&self, agent: AgentId) -> InboxWatch {
+        self.node.sessions.pollers.watch(agent)
+    }
+
+    /// Whether a poll of `agent`'s inbox waits on this node.
+    pub fn polling(&self, agent: AgentId) -> bool {
+        self.node.sessions.pollers.polling(agent)
+    }
+
+    /// Records a cumulative ack now, not in the next batch: for callers that answer
+    /// only once it is durable.
+    pub async fn ack_now(&self, agent: AgentId, seq: Seq) -> Result<(), StoreError> {
+        self.store.save_acks(&[(agent, seq)]).await
     }
 
     /// Opens a session for `agent`: registered for pushes here, then in presence; an

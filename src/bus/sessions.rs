@@ -9,6 +9,7 @@ use nexus_proto::{AgentId, Seq, SessionId, close};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::pollers::Pollers;
 use crate::broker::{NodeMsg, NodeSink};
 use crate::store::InboxEvent;
 use crate::telemetry::catalog;
@@ -76,6 +77,8 @@ pub struct Sessions {
     map: DashMap<AgentId, SessionHandle>,
     /// Set by [`NodeSink::resubscribed`]; the reconcile task waits on it.
     pub(super) reconcile: Notify,
+    /// Agents' HTTP polls waiting here, woken like sockets after each commit.
+    pub pollers: Arc<Pollers>,
 }
 
 impl Sessions {
@@ -129,8 +132,10 @@ impl Sessions {
         self.map.iter().map(|h| (*h.key(), h.ctl.sent())).collect()
     }
 
-    /// Hands a committed event to the agent's session here; false if it has none.
+    /// Hands a committed event to the agent's session here, and wakes its polls here;
+    /// false if it has no session here.
     pub fn push(&self, ev: &InboxEvent) -> bool {
+        self.pollers.wake(ev.agent);
         let Some(h) = self.map.get(&ev.agent) else {
             return false;
         };
@@ -165,6 +170,7 @@ impl NodeSink for Sessions {
         match msg {
             NodeMsg::Committed(list) => {
                 for (agent, seq) in list {
+                    self.pollers.wake(agent);
                     self.wake(agent, seq);
                 }
             }

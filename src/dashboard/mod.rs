@@ -46,6 +46,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         asset!("usage.js", "text/javascript; charset=utf-8"),
         asset!("audit.js", "text/javascript; charset=utf-8"),
         asset!("alerts.js", "text/javascript; charset=utf-8"),
+        asset!("workers.js", "text/javascript; charset=utf-8"),
         asset!("dom.js", "text/javascript; charset=utf-8"),
         asset!("favicon.svg", "image/svg+xml"),
     ]

@@ -29,6 +29,7 @@ mod sources;
 mod tasks;
 mod tenants;
 mod usage;
+mod workers;
 
 pub use activity::{AgentCursor, DAY_MS, DayCounts};
 pub use agents::{Agent, AgentChange, AgentFilter, AgentStatus, NewAgent};
@@ -49,6 +50,7 @@ pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotat
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 pub use usage::{UsageFilter, UsageGroup, UsageKey, UsageSum};
+pub use workers::{Worker, WorkerFilter, WorkerReport, WorkerStreak};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -25,10 +25,10 @@ both_profiles!(
 );
 
 /// What the receiver got: headers and body.
-type Received = (HeaderMap, Bytes);
+pub type Received = (HeaderMap, Bytes);
 
 /// A local webhook receiver: every POST to `/hook` is passed on.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
+pub async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = Router::new().route(
         "/hook",

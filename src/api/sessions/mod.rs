@@ -43,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Runs a storage step within `--db-request-timeout`, else 503.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     state: &AppState,
     step: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, ApiError> {

@@ -7,6 +7,7 @@ import { watchAgents, stopAgents } from './agents.js';
 import { initJobs, watchQueue, stopQueue } from './jobs.js';
 import { loadUsage } from './usage.js';
 import { initAlerts, loadAlerts } from './alerts.js';
+import { initWorkers, loadWorkers } from './workers.js';
 import { initAudit, loadAudit } from './audit.js';
 
 const TENANT = 'nexus.tenant';
@@ -76,6 +77,7 @@ function choose(tenantId) {
   loadUsage(tenantId);
   loadAudit(tenantId);
   loadAlerts(tenantId);
+  loadWorkers(tenantId);
 }
 
 function banner(text) {
@@ -87,6 +89,7 @@ async function start() {
   initJobs();
   initAudit();
   initAlerts();
+  initWorkers();
   whenUnauthorized(() => signedOut('The node no longer accepts this key; sign in again.'));
   $('sign-in-form').addEventListener('submit', async (e) => {
     e.preventDefault();

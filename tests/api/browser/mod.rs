@@ -335,9 +335,34 @@ async fn the_usage_card_shows_cost_per_day_agent_and_model(p: Profile) {
         .await
         .expect("round");
     assert_eq!(fired, 1);
+    // A worker that reported long ago (interval 60 s): the workers card shows it stale.
+    let report = nexus::store::WorkerReport {
+        agent_id: agent.agent.id,
+        tenant_id: t.id,
+        host: "build-box".into(),
+        version: "1.0.0".into(),
+        interval_s: 60,
+        started_at: now - 3_600_000,
+        last_scan_at: Some(now - 600_000),
+        last_upload_at: None,
+        sessions_seen: 3,
+        uploaded: 2,
+        queued: 7,
+        failing: 1,
+        parked: 0,
+        consecutive_failures: 0,
+        alert_after: 0,
+        last_error: None,
+        seen_at: now - 600_000,
+    };
+    app.state.store.save_worker(&report).await.expect("worker");
     let key = app.operator_key("read", None).await;
     let name = format!("usage-{p:?}");
     let fired_row = format!("#alerts-body tr[data-alert-id='{}']", alert.alert.id);
+    let worker_row = format!(
+        "#workers-body tr[data-worker='{}/build-box']",
+        agent.agent.id
+    );
     in_browser(&name, |b| {
         async move {
             sign_in(b, &app, &key).await;
@@ -357,6 +382,9 @@ async fn the_usage_card_shows_cost_per_day_agent_and_model(p: Profile) {
             b.wait_visible(&fired_row).await;
             let row = b.text(&fired_row).await;
             assert!(row.contains("$4.50") && row.contains("over $4.00"), "{row}");
+            b.wait_visible(&worker_row).await;
+            let row = b.text(&worker_row).await;
+            assert!(row.contains("scout") && row.contains("stale") && row.contains('7'), "{row}");
         }
         .boxed()
     })
