@@ -20,7 +20,7 @@ struct Hold {
 struct Inner {
     upstream: Mutex<SocketAddr>,
     hold: Mutex<Option<Hold>>,
-    fail_with: Mutex<Option<StatusCode>>,
+    fail_with: Mutex<Option<(String, StatusCode)>>,
     seen: Mutex<Vec<String>>,
 }
 
@@ -57,9 +57,10 @@ impl Gate {
         *self.inner.upstream.lock().expect("lock") = upstream;
     }
 
-    /// Every request answered with `status` (None: forwarded again).
-    pub fn fail_with(&self, status: Option<StatusCode>) {
-        *self.inner.fail_with.lock().expect("lock") = status;
+    /// Every request to a path starting with `prefix` answered with `status` (None:
+    /// all forwarded again).
+    pub fn fail_with(&self, prefix: &str, status: Option<StatusCode>) {
+        *self.inner.fail_with.lock().expect("lock") = status.map(|s| (prefix.to_owned(), s));
     }
 
     /// Holds the first request whose path ends with `suffix`: the first receiver fires
@@ -95,7 +96,8 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         .lock()
         .expect("lock")
         .push(format!("{method} {}", uri.path()));
-    if let Some(status) = *inner.fail_with.lock().expect("lock") {
+    let failing = inner.fail_with.lock().expect("lock").clone();
+    if let Some((_, status)) = failing.filter(|(prefix, _)| uri.path().starts_with(prefix)) {
         return (
             status,
             r#"{"error":{"code":"unavailable","message":"gate says no"}}"#,

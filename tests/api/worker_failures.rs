@@ -1,9 +1,12 @@
 //! `nexus worker` when things go wrong, and what it says: a failing session parked and
 //! reported, the journal's line format, `check` on missing paths and bad credentials.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::alerts_api::receiver;
 use crate::both_profiles;
 use crate::helpers::{Profile, TestApp};
 use crate::http_gate::Gate;
@@ -35,7 +38,13 @@ async fn a_session_that_keeps_failing_is_parked_and_reported(p: Profile) {
         &host.sessions().join(format!("{refused}.jsonl")),
         claude_session(refused, &ahead).as_bytes(),
     );
-    let out = host.run_once(&app.url(""), &[]);
+    // Two failures in a row (the unreachable node, then this) make the node alert.
+    let (hook, mut received) = receiver().await;
+    let admin = app.operator_key("admin", None).await;
+    let alert = json!({"tenant_id": host.tenant_id, "period": "day", "threshold_usd": 100.0, "webhook_url": hook});
+    let (made, answer) = app.post_json("/api/alerts", &admin, alert).await;
+    assert_eq!(made, StatusCode::CREATED, "{answer}");
+    let out = host.run_once(&app.url(""), &["--alert-after", "2"]);
     assert!(
         !out.status.success(),
         "a failed upload fails --once: {}",
@@ -60,6 +69,33 @@ async fn a_session_that_keeps_failing_is_parked_and_reported(p: Profile) {
         "{failure}"
     );
 
+    let (_, raw) = tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("the alert in time")
+        .expect("received");
+    let sent: Value = serde_json::from_slice(&raw).expect("JSON");
+    assert_eq!(
+        (sent["type"].clone(), sent["consecutive_failures"].clone()),
+        (json!("worker_failing"), json!(2)),
+        "{sent}"
+    );
+    assert!(
+        sent["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("started_at")),
+        "{sent}"
+    );
+    let workers = app
+        .get_json(&format!("/api/workers?agent={}", host.agent_id), &host.key)
+        .await;
+    let worker = &workers["workers"][0];
+    assert_eq!(
+        (worker["parked"].clone(), worker["stale"].clone()),
+        (json!(1), json!(false)),
+        "{workers}"
+    );
+    assert_eq!(worker["host"], sent["host"]);
+
     // One the node keeps failing (503 from in front of it) is retried, then parked.
     let failing = "6b0c1c8e-7a39-4c55-9d6a-1d2b3c4d5e6f";
     write(
@@ -67,7 +103,7 @@ async fn a_session_that_keeps_failing_is_parked_and_reported(p: Profile) {
         claude_session(failing, "2026-11-30").as_bytes(),
     );
     let gate = Gate::start(app.addr).await;
-    gate.fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    gate.fail_with("/api/sessions", Some(StatusCode::SERVICE_UNAVAILABLE));
     let tries = [
         "--max-attempts",
         "2",
@@ -100,7 +136,7 @@ async fn a_session_that_keeps_failing_is_parked_and_reported(p: Profile) {
         "parked: not tried again"
     );
     // Until asked to: the node is fine now.
-    gate.fail_with(None);
+    gate.fail_with("", None);
     let out = host.run_once(&gate.url(), &["--retry-parked"]);
     assert!(
         !out.status.success(),

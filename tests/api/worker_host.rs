@@ -15,6 +15,7 @@ pub struct Host {
     pub client_id: String,
     pub secret: String,
     pub agent_id: String,
+    pub tenant_id: String,
     pub key: String,
 }
 
@@ -27,6 +28,7 @@ impl Host {
             client_id: agent.agent.client_id.clone(),
             secret: agent.client_secret.clone(),
             agent_id: agent.agent.id.to_string(),
+            tenant_id: tenant.id.to_string(),
             key: app.operator_key("read,write", None).await,
         }
     }

@@ -55,28 +55,52 @@ async fn pull_hands_over_in_order_and_again_after_the_handler_crashed(p: Profile
             .expect("pull")
     };
     let first = pull();
-    assert!(!first.status.success(), "the crash fails --once: {}", output_text(&first));
-    assert_eq!(handled(host.dir.path()), ["1 wake_up"], "{}", output_text(&first));
+    assert!(
+        !first.status.success(),
+        "the crash fails --once: {}",
+        output_text(&first)
+    );
+    assert_eq!(
+        handled(host.dir.path()),
+        ["1 wake_up"],
+        "{}",
+        output_text(&first)
+    );
 
     // The next run resumes after the last ack: 2 again, then 3, in order.
     let second = pull();
     assert!(second.status.success(), "{}", output_text(&second));
-    assert_eq!(handled(host.dir.path()), ["1 wake_up", "2 wake_up", "3 wake_up"]);
+    assert_eq!(
+        handled(host.dir.path()),
+        ["1 wake_up", "2 wake_up", "3 wake_up"]
+    );
     let event: Value = serde_json::from_slice(
         &std::fs::read(host.dir.path().join("event-3.json")).expect("event 3"),
     )
     .expect("the event as JSON on stdin");
     assert_eq!(
-        (event["type"].clone(), event["seq"].clone(), event["data"].clone()),
+        (
+            event["type"].clone(),
+            event["seq"].clone(),
+            event["data"].clone()
+        ),
         (json!("wake_up"), json!(3), json!({"i": 3}))
     );
     let agent = host.agent_id.parse().expect("agent id");
     let cursor = app.cursor(agent, &host.key).await;
-    assert_eq!((cursor.last_seq, cursor.acked_seq), (3, 3), "every event acked");
+    assert_eq!(
+        (cursor.last_seq, cursor.acked_seq),
+        (3, 3),
+        "every event acked"
+    );
 
     let third = pull();
     assert!(third.status.success(), "{}", output_text(&third));
-    assert_eq!(handled(host.dir.path()).len(), 3, "nothing handed over twice");
+    assert_eq!(
+        handled(host.dir.path()).len(),
+        3,
+        "nothing handed over twice"
+    );
 }
 
 async fn a_waiting_pull_hands_over_an_event_as_it_arrives(p: Profile) {
