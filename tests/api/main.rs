@@ -37,6 +37,7 @@ mod pg_concurrency;
 mod presence;
 mod probes;
 mod proxy;
+mod putio;
 mod queue;
 mod quotas;
 mod revocation;
