@@ -16,7 +16,7 @@
 //!    probes, metrics. The accept loop and its limits (header, body and keep-alive
 //!    timeouts, the connection cap).
 //! 5. [`api`], [`webhooks`], [`dashboard`]: the operator REST API under `/api`;
-//!    `/webhooks/{slack,clickup,ingest}` — verify, dedupe, commit a job, answer; the
+//!    `/webhooks/{slack,clickup,ingest,putio}` — verify, dedupe, commit a job, answer; the
 //!    operator dashboard's static assets under `/dashboard`.
 //! 6. [`state`]: what handlers reach (each extracts only its part where it can).
 //! 7. [`gateway`]: `GET /agents` — token check, protocol negotiation, then one session

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use nexus_proto::{ContextUpdate, PutioTransfer};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -13,7 +14,7 @@ use crate::bus::NewEvent;
 use crate::context::Context;
 use crate::mirror::{self, KeyedLocks};
 use crate::queue::{Done, JobError, JobKind, Processor};
-use crate::store::Job;
+use crate::store::{Job, SourceKind};
 use crate::tools;
 
 pub struct Processors {
@@ -56,21 +57,13 @@ impl Processor for Processors {
     }
 }
 
-/// Delivers an ingest job's payload to the agents its source's rule names.
+/// Delivers an ingest or put.io job's payload to the agents its source's rule names.
 async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
-    /// The event's `data`: the sender's payload inserted as it arrived.
-    #[derive(Serialize)]
-    struct Ingested<'a> {
-        source: &'a str,
-        payload: &'a RawValue,
-    }
-    let payload: &RawValue = serde_json::from_str(&job.payload).map_err(|e| {
-        JobError::permanent("unparseable", format!("stored payload is not JSON: {e}"))
-    })?;
     let source = mirror::job_source(ctx, job).await?;
     let rule = source
         .rule
-        .ok_or_else(|| JobError::permanent("no_rule", "the ingest source has no delivery rule"))?;
+        .as_ref()
+        .ok_or_else(|| JobError::permanent("no_rule", "the source has no delivery rule"))?;
     let mut agents = Vec::new();
     if let Some(agent) = rule.to_agent {
         agents.push(agent);
@@ -83,13 +76,26 @@ async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
     if agents.is_empty() {
         return Done::because("no_recipients");
     }
-    let data = serde_json::to_string(&Ingested {
-        source: &source.external_id,
-        payload,
-    })
+    let unparseable =
+        |e: serde_json::Error| JobError::permanent("unparseable", format!("stored payload: {e}"));
+    let event = match source.kind {
+        SourceKind::Putio => {
+            let transfer: PutioTransfer =
+                serde_json::from_str(&job.payload).map_err(unparseable)?;
+            NewEvent::encode(&transfer_complete(transfer))
+        }
+        _ => {
+            let payload: &RawValue = serde_json::from_str(&job.payload).map_err(unparseable)?;
+            serde_json::to_string(&Ingested {
+                source: &source.external_id,
+                payload,
+            })
+            .map(|data| NewEvent::json_text(rule.event, data))
+        }
+    }
     .map_err(|e| JobError::permanent("unserializable", e.to_string()))?;
     // A retried job finds its earlier deliveries instead of repeating them.
-    let event = NewEvent::json_text(rule.event, data)
+    let event = event
         .key(format!("job:{}", job.id))
         .trace(job.trace_id.as_deref());
     ctx.hub
@@ -97,4 +103,23 @@ async fn deliver(ctx: &Context, job: &Job) -> Result<Done, JobError> {
         .await
         .map_err(|e| JobError::transient(e.to_string()))?;
     Ok(Done::default())
+}
+
+/// An ingest event's `data`: the sender's payload inserted as it arrived.
+#[derive(Serialize)]
+struct Ingested<'a> {
+    source: &'a str,
+    payload: &'a RawValue,
+}
+
+/// A finished put.io transfer as the `context_update` the protocol README documents.
+fn transfer_complete(transfer: PutioTransfer) -> ContextUpdate {
+    let name = transfer.name.as_deref().unwrap_or("(unnamed)");
+    let status = transfer.status.as_deref().unwrap_or("finished");
+    ContextUpdate {
+        source: "putio".into(),
+        text: format!("put.io transfer {} {name}: {status}", transfer.id),
+        transfer: Some(transfer),
+        ..ContextUpdate::default()
+    }
 }

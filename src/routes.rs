@@ -79,7 +79,8 @@ pub fn documented(opts: &ServeOpts) -> (Router<AppState>, OpenApi) {
         .split_for_parts()
 }
 
-/// Only the path is logged: query strings can carry tokens (`/agents?token=…`).
+/// Only the path is logged: query strings can carry tokens (`/agents?token=…`), and so
+/// does a put.io callback's path (see [`logged_path`]).
 fn request_span<B>(req: &Request<B>) -> tracing::Span {
     let request_id = req
         .headers()
@@ -93,11 +94,21 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
     tracing::info_span!(
         "request",
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %logged_path(req.uri().path()),
         request_id,
         trace_id,
     )
 }
+
+/// The path as logged: a put.io callback's token (its only credential) is masked.
+fn logged_path(path: &str) -> &str {
+    match path.strip_prefix(PUTIO_CALLBACKS) {
+        Some(_) => "/webhooks/putio/***",
+        None => path,
+    }
+}
+
+const PUTIO_CALLBACKS: &str = "/webhooks/putio/";
 
 /// A handler that panics answers 500 in the envelope (inside the request's span and
 /// with its id), not a dropped connection, and is counted.
@@ -205,6 +216,12 @@ mod tests {
 
     async fn boom() -> &'static str {
         panic!("boom")
+    }
+
+    #[test]
+    fn a_putio_token_is_not_logged() {
+        assert_eq!(logged_path("/webhooks/putio/s3cr3t"), "/webhooks/putio/***");
+        assert_eq!(logged_path("/webhooks/ingest/abc"), "/webhooks/ingest/abc");
     }
 
     #[tokio::test]

@@ -52,7 +52,8 @@ pub use external::{
 };
 pub use ids::{AgentId, EventId, Seq, SessionId, TenantId};
 pub use payload::{
-    ContextUpdate, EventData, MappingRef, TaskAssigned, TaskRef, ToolError, ToolResult, WakeUp,
+    ContextUpdate, EventData, MappingRef, PutioTransfer, TaskAssigned, TaskRef, ToolError,
+    ToolResult, WakeUp,
 };
 pub use server::{
     ErrorCode, ErrorData, EventFrame, EventType, Gap, ServerMsg, TokenExpiring, UnknownEventType,

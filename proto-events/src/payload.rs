@@ -69,6 +69,33 @@ pub struct ContextUpdate {
     /// The task as it is now, when the source could say (ClickUp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskRef>,
+    /// The put.io transfer that finished (`source` is `putio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<PutioTransfer>,
+}
+
+/// A put.io transfer as its completion callback describes it. Only `id` is sure to be
+/// there; the rest is what put.io sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PutioTransfer {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// put.io's status, e.g. `COMPLETED`, `ERROR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The file (or folder) the transfer made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<u64>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The folder the file was saved in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_parent_id: Option<u64>,
+    /// What was fetched: the magnet link or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Someone addressed the agent (by name or alias) outside a task thread.
@@ -159,6 +186,17 @@ mod tests {
         assert_eq!(update.text, "hi");
         assert_eq!(update.source, "");
         assert_eq!(update.task_id, None);
+    }
+
+    #[test]
+    fn a_putio_transfer_reads_as_the_readme_shows_it() {
+        let data = json!({"source": "putio", "text": "put.io transfer 42 a: COMPLETED",
+                          "transfer": {"id": 42, "name": "a", "size": 6114656256_u64}});
+        let update: ContextUpdate = serde_json::from_value(data.clone()).unwrap();
+        let transfer = update.transfer.clone().unwrap();
+        assert_eq!((transfer.id, transfer.size), (42, Some(6_114_656_256)));
+        assert_eq!(transfer.status, None);
+        assert_eq!(serde_json::to_value(&update).unwrap(), data);
     }
 
     #[test]

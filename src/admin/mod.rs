@@ -16,12 +16,12 @@ pub use mirror::{
     MappingSpec, add_alias, add_identity, add_mapping, move_identity, remove_alias,
     remove_identity, remove_mapping, set_alias_agents, update_mapping,
 };
-pub use sources::{remove_source, rotate_source};
+pub use sources::{SourceSpec, add_source, remove_source, rotate_source};
 pub use tenants::{
     create_tenant, delete_tenant, set_tenant_status, set_tenant_tools, update_tenant,
 };
 
-use nexus_proto::{AgentId, ClickUpUserId, EventType, SlackUserId, TenantId};
+use nexus_proto::{AgentId, ClickUpUserId, SlackUserId, TenantId};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
@@ -31,8 +31,7 @@ use crate::config::Tiers;
 use crate::presence::PresenceEntry;
 use crate::quota::{Quota, Refusal};
 use crate::store::{
-    Agent, AgentChange, AgentStatus, IngestRule, NewAgent, NewSource, OperatorKey, Scopes, Secret,
-    Source, SourceKind, Store, StoreError,
+    Agent, AgentChange, AgentStatus, NewAgent, OperatorKey, Scopes, Store, StoreError,
 };
 use crate::time::now_ms;
 
@@ -354,71 +353,4 @@ pub async fn mint_token(
     }
     record_on_agent(store, actor, &agent, "agent.mint_token").await?;
     Ok(keys.issue(agent.id, agent.tenant_id, &agent.client_id))
-}
-
-/// What `nexus source add` registers.
-pub struct SourceSpec {
-    pub tenant: TenantId,
-    pub kind: SourceKind,
-    /// Slack team id, ClickUp webhook id, or the ingest source's name.
-    pub external_id: String,
-    pub secret: String,
-    pub api_token: Option<String>,
-    pub bot_user: Option<String>,
-    pub to_agent: Option<AgentId>,
-    pub to_alias: Option<String>,
-    pub event: Option<EventType>,
-}
-
-pub async fn add_source(
-    store: &Store,
-    actor: &Actor,
-    spec: SourceSpec,
-) -> Result<Source, AdminError> {
-    check_name("external_id", &spec.external_id)?;
-    if spec.secret.len() < 8 {
-        return Err(AdminError::Invalid(
-            "the secret must be at least 8 characters".into(),
-        ));
-    }
-    let rule = match spec.kind {
-        SourceKind::Ingest => {
-            if spec.to_agent.is_none() && spec.to_alias.is_none() {
-                return Err(AdminError::Invalid(
-                    "an ingest source needs --to-agent or --to-alias".into(),
-                ));
-            }
-            if let Some(agent) = spec.to_agent {
-                agent_of(store, spec.tenant, agent).await?;
-            }
-            let event = spec.event.unwrap_or(EventType::WakeUp);
-            if !matches!(event, EventType::WakeUp | EventType::ContextUpdate) {
-                return Err(AdminError::Invalid(
-                    "--event-type must be wake_up or context_update".into(),
-                ));
-            }
-            Some(IngestRule {
-                to_agent: spec.to_agent,
-                to_alias: spec.to_alias.map(|a| a.trim_start_matches('@').to_owned()),
-                event,
-            })
-        }
-        _ => None,
-    };
-    store.get_tenant(spec.tenant).await?;
-    let source = store
-        .create_source(NewSource {
-            tenant_id: spec.tenant,
-            kind: spec.kind,
-            external_id: spec.external_id,
-            secret: Secret::new(spec.secret),
-            api_token: spec.api_token.map(Secret::new),
-            bot_user: spec.bot_user,
-            rule,
-        })
-        .await?;
-    let details = json!({ "kind": source.kind, "external_id": source.external_id });
-    let audit = actor.audit(Some(source.tenant_id), "source.create", source.id, details);
-    store.record_audit(&audit).await?;
-    Ok(source)
 }

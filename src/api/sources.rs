@@ -67,24 +67,26 @@ pub async fn list(
 pub struct NewSourceBody {
     #[schema(value_type = SourceKind)]
     kind: String,
-    /// Slack team id, ClickUp webhook id, or the ingest source's name.
-    external_id: String,
-    /// The signing secret (Slack, ClickUp) or the ingest source's bearer secret.
-    secret: String,
+    /// Slack team id, ClickUp webhook id, or the ingest source's name; none for put.io.
+    external_id: Option<String>,
+    /// The signing secret (Slack, ClickUp) or the ingest source's bearer secret; none for
+    /// put.io (its token is generated and answered once in `callback_path`).
+    secret: Option<String>,
     /// The provider API token the node calls with (Slack, ClickUp).
     api_token: Option<String>,
     /// The Slack bot's own user id, whose messages are not mirrored.
     bot_user: Option<String>,
-    /// Ingest: the agent the payloads go to (or `to_alias`).
+    /// Ingest, put.io: the agent the payloads go to (or `to_alias`).
     to_agent: Option<AgentId>,
-    /// Ingest: the alias whose agents the payloads go to.
+    /// Ingest, put.io: the alias whose agents the payloads go to.
     to_alias: Option<String>,
-    /// Ingest: the event type the payloads become.
+    /// Ingest: the event type the payloads become (put.io: always `context_update`).
     #[schema(value_type = Option<EventType>)]
     event: Option<String>,
 }
 
-/// Adds a webhook source (`admin`); its secrets are never shown again.
+/// Adds a webhook source (`admin`); its secrets are never shown again. A put.io source's
+/// answer carries its `callback_path` (with the token) this once.
 #[utoipa::path(
     post,
     path = "/tenants/{id}/sources",
@@ -108,8 +110,9 @@ pub async fn create(
         "slack" => SourceKind::Slack,
         "clickup" => SourceKind::Clickup,
         "ingest" => SourceKind::Ingest,
+        "putio" => SourceKind::Putio,
         _ => {
-            let why = "must be slack, clickup or ingest".to_owned();
+            let why = "must be slack, clickup, ingest or putio".to_owned();
             return Err(ApiError::invalid_fields([("kind", why)]));
         }
     };

@@ -4,6 +4,7 @@
 mod alerts;
 mod mirror;
 mod presence;
+mod putio;
 mod queue;
 mod secrets;
 mod tenants;
@@ -55,9 +56,12 @@ pub enum Command {
     /// Operator API keys.
     #[command(subcommand, name = "operator-key")]
     OperatorKey(OperatorKeyCmd),
-    /// Webhook sources (Slack, ClickUp, generic ingest): add, list, remove.
+    /// Webhook sources (Slack, ClickUp, generic ingest, put.io): add, list, remove.
     #[command(subcommand)]
     Source(queue::SourceCmd),
+    /// put.io: register a transfer whose completion callback goes to a put.io source.
+    #[command(subcommand)]
+    Putio(putio::PutioCmd),
     /// The job queue: list, show, replay, delete, stats.
     #[command(subcommand)]
     Jobs(queue::JobsCmd),
@@ -284,6 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Agent(cmd) => agent(&open_store(&global).await?, &tiers(&global)?, cmd).await?,
         Command::Token(args) => token(&open_sealed_store(&global).await?.0, args).await?,
         Command::Source(cmd) => queue::source(&open_sealed_store(&global).await?.0, cmd).await?,
+        Command::Putio(cmd) => putio::putio(&open_sealed_store(&global).await?.0, cmd).await?,
         Command::Secrets(cmd) => secrets::secrets(&global, cmd).await?,
         Command::Usage(args) => {
             let prices = Prices::load(global.prices.as_deref())?;

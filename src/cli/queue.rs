@@ -11,8 +11,9 @@ use crate::store::{JobFilter, JobStatus, Secret, SourceKind, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum SourceCmd {
-    /// Register a webhook source; prints its id and its own endpoint (`url_path`). Each
-    /// secret flag also reads its environment variable, or stdin when given as `-`.
+    /// Register a webhook source; prints its id and its own endpoint (`url_path`; a put.io
+    /// source's `callback_path`, with its token, is printed this once). Each secret flag
+    /// also reads its environment variable, or stdin when given as `-`.
     Add(Box<SourceAdd>),
     List {
         #[arg(long)]
@@ -81,11 +82,11 @@ pub struct SourceAdd {
     /// Ingest: the source's name.
     #[arg(long, required_if_eq("kind", "ingest"))]
     name: Option<String>,
-    /// Ingest: deliver to this agent…
-    #[arg(long)]
+    /// Ingest, put.io: deliver to this agent…
+    #[arg(long, visible_alias = "agent")]
     to_agent: Option<AgentId>,
     /// …or to every member of this alias.
-    #[arg(long)]
+    #[arg(long, visible_alias = "alias")]
     to_alias: Option<String>,
     /// Ingest: the event type delivered (wake_up or context_update).
     #[arg(long)]
@@ -96,7 +97,7 @@ pub struct SourceAdd {
 pub struct JobFilterArgs {
     #[arg(long, value_enum)]
     status: Option<JobStatus>,
-    /// The source kind: slack, clickup, ingest.
+    /// The source kind: slack, clickup, ingest, putio.
     #[arg(long)]
     source: Option<String>,
     #[arg(long)]
@@ -170,15 +171,17 @@ pub async fn source(store: &Store, cmd: SourceCmd) -> anyhow::Result<()> {
                 SourceKind::Slack => (a.team_id, signing_secret),
                 SourceKind::Clickup => (a.webhook_id, secret),
                 SourceKind::Ingest => (a.name, secret),
+                SourceKind::Putio => (None, secret),
             };
-            let external_id =
-                external_id.ok_or_else(|| anyhow::anyhow!("missing the source's id"))?;
-            let secret = secret.ok_or_else(|| anyhow::anyhow!("missing the source's secret"))?;
+            if a.kind != SourceKind::Putio {
+                anyhow::ensure!(external_id.is_some(), "missing the source's id");
+                anyhow::ensure!(secret.is_some(), "missing the source's secret");
+            }
             let spec = SourceSpec {
                 tenant: a.tenant,
                 kind: a.kind,
                 external_id,
-                secret: secret.expose().to_owned(),
+                secret: secret.map(|s| s.expose().to_owned()),
                 api_token: api_token.or(bot_token).map(|t| t.expose().to_owned()),
                 bot_user: a.bot_user,
                 to_agent: a.to_agent,

@@ -39,6 +39,7 @@ fn source(kind: SourceKind, external_id: &str) -> Source {
         bot_user: None,
         rule: None,
         url_path: String::new(),
+        callback_path: None,
         created_at: 0,
     }
 }

@@ -152,6 +152,7 @@ async fn task_changed(
         ts: None,
         change: Some(change.to_owned()),
         task: Some(seen.task_ref()),
+        transfer: None,
     };
     let key = format!("clickup:{}", job.id);
     emit(

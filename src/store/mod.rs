@@ -46,7 +46,9 @@ pub use provider::{ExternalUser, Provider, ProviderUserId};
 pub use sessions::{
     ModelUsage, NewSession, Part, Session, SessionFilter, SessionKey, SessionStatus,
 };
-pub use sources::{IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation};
+pub use sources::{
+    IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation, putio_external_id,
+};
 pub use tasks::{SlackChannel, TaskMapping};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 pub use usage::{UsageFilter, UsageGroup, UsageKey, UsageSum};

@@ -52,6 +52,7 @@ pub enum SourceKind {
     Slack,
     Clickup,
     Ingest,
+    Putio,
 }
 
 impl SourceKind {
@@ -60,6 +61,7 @@ impl SourceKind {
             SourceKind::Slack => "slack",
             SourceKind::Clickup => "clickup",
             SourceKind::Ingest => "ingest",
+            SourceKind::Putio => "putio",
         }
     }
 
@@ -68,12 +70,20 @@ impl SourceKind {
             "slack" => Ok(SourceKind::Slack),
             "clickup" => Ok(SourceKind::Clickup),
             "ingest" => Ok(SourceKind::Ingest),
+            "putio" => Ok(SourceKind::Putio),
             other => Err(StoreError::Corrupt(format!("source kind {other:?}"))),
         }
     }
 }
 
-/// Where an ingest source's payloads go.
+/// What a put.io source is found by: the SHA-256 of the token in its callback URL, so
+/// the token itself is never compared, indexed or logged.
+pub fn putio_external_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// Where an ingest or put.io source's payloads go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestRule {
     pub to_agent: Option<AgentId>,
@@ -86,7 +96,8 @@ pub struct Source {
     pub id: Uuid,
     pub tenant_id: TenantId,
     pub kind: SourceKind,
-    /// Slack team id, ClickUp webhook id, or the ingest source's name.
+    /// Slack team id, ClickUp webhook id, the ingest source's name, or `sha256:` and the
+    /// hex SHA-256 of a put.io source's callback token (what it is found by).
     pub external_id: String,
     #[serde(skip)]
     pub secret: Secret,
@@ -105,8 +116,11 @@ pub struct Source {
     pub bot_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<IngestRule>,
-    /// The source's own endpoint.
+    /// The source's own endpoint (a put.io source's carries its token: `{token}`).
     pub url_path: String,
+    /// put.io: the callback path with its token, shown only when the source is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_path: Option<String>,
     #[serde(with = "crate::time::ms_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -166,7 +180,7 @@ impl Store {
     fn source(&self, r: SourceRow) -> Result<Source> {
         let kind = SourceKind::parse(&r.kind)?;
         let rule = match kind {
-            SourceKind::Ingest => Some(IngestRule {
+            SourceKind::Ingest | SourceKind::Putio => Some(IngestRule {
                 to_agent: r.rule_agent.map(AgentId::from_uuid),
                 to_alias: r.rule_alias,
                 event: r
@@ -188,7 +202,11 @@ impl Store {
         Ok(Source {
             previous_secret_until: previous_secret.as_ref().map(|(_, until)| *until),
             previous_secret,
-            url_path: format!("/webhooks/{}/{}", kind.as_str(), r.id),
+            url_path: match kind {
+                SourceKind::Putio => "/webhooks/putio/{token}".to_owned(),
+                _ => format!("/webhooks/{}/{}", kind.as_str(), r.id),
+            },
+            callback_path: None,
             id: r.id,
             tenant_id: TenantId::from_uuid(r.tenant_id),
             kind,

@@ -377,7 +377,7 @@ fn register_closed_sets() {
     for reason in socket_reasons {
         zero_with(AUTH_FAILURES, &[("endpoint", "agents"), ("reason", reason)]);
     }
-    for source in ["slack", "clickup", "ingest"] {
+    for source in ["slack", "clickup", "ingest", "putio"] {
         for outcome in ["accepted", "duplicate", "verified", "ignored"] {
             zero_with(WEBHOOKS, &[("source", source), ("outcome", outcome)]);
         }

@@ -1,4 +1,4 @@
-//! `POST /webhooks/ingest/{id}`: generic senders (put.io transfer notifications and the
+//! `POST /webhooks/ingest/{id}`: generic senders (feeds, scripts, CI jobs and the
 //! like), authenticated by a timestamped HMAC over the idempotency key and the body
 //! (`X-Nexus-Timestamp`, `X-Nexus-Signature: v1=<hex>`) or a bearer token, and delivered
 //! by the source's rule to an agent or an alias as an inbox event.

@@ -7,6 +7,7 @@
 
 mod clickup;
 mod ingest;
+mod putio;
 mod rejection;
 mod signature;
 mod slack;
@@ -17,6 +18,7 @@ pub use signature::{hmac_hex, verify_slack};
 
 use clickup::ClickUp;
 use ingest::Ingest;
+use putio::Putio;
 use slack::Slack;
 
 use std::borrow::Cow;
@@ -48,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/clickup", post(receive::<ClickUp>))
         .route("/clickup/{id}", post(receive_for::<ClickUp>))
         .route("/ingest/{id}", post(receive_for::<Ingest>))
+        .route("/putio/{token}", post(receive_for::<Putio>))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
 }
 
@@ -62,6 +65,18 @@ trait Sender: Send + Sync + 'static {
     const WHAT: &'static str;
     /// Why no source was found for a body that names one.
     const UNKNOWN: &'static str;
+
+    /// The body as this sender writes it; the error is kept until it matters (see
+    /// [`handle`]).
+    fn parse(raw: &[u8]) -> Result<Self::Body, String> {
+        serde_json::from_slice(raw).map_err(|e| format!("the body is not {}: {e}", Self::WHAT))
+    }
+
+    /// The source the URL names: by its id, unless the sender's URL carries something
+    /// else (put.io's token).
+    fn named(state: &AppState, id: &str) -> impl Future<Output = Result<Source, Rejection>> + Send {
+        source_by_id(state, id, Self::SOURCE)
+    }
 
     /// The sources that may have signed `body` when the URL names none.
     fn candidates(
@@ -190,9 +205,9 @@ async fn handle<S: Sender>(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejection> {
     let raw = body(raw)?;
-    let parsed = parse::<S>(&raw);
+    let parsed = S::parse(&raw);
     let candidates = match path_id {
-        Some(id) => vec![source_by_id(state, id, S::SOURCE).await?],
+        Some(id) => vec![S::named(state, id).await?],
         None => {
             let body = parsed
                 .as_ref()
@@ -307,7 +322,7 @@ fn scoped_key(source: &Source, delivery_id: &str) -> String {
     }
 }
 
-/// The Slack or ClickUp endpoint named by `source`'s URL, up to the commit (`crate::fuzzing`).
+/// The endpoint named by `source`'s URL, up to the commit (`crate::fuzzing`).
 pub(crate) fn admit_to<'a>(
     source: Source,
     headers: &'a HeaderMap,
@@ -320,15 +335,11 @@ pub(crate) fn admit_to<'a>(
         now_s,
     };
     match source.kind {
-        SourceKind::Slack => admit::<Slack>(vec![source], parse::<Slack>(raw), &req),
-        SourceKind::Clickup => admit::<ClickUp>(vec![source], parse::<ClickUp>(raw), &req),
-        SourceKind::Ingest => admit::<Ingest>(vec![source], parse::<Ingest>(raw), &req),
+        SourceKind::Slack => admit::<Slack>(vec![source], Slack::parse(raw), &req),
+        SourceKind::Clickup => admit::<ClickUp>(vec![source], ClickUp::parse(raw), &req),
+        SourceKind::Ingest => admit::<Ingest>(vec![source], Ingest::parse(raw), &req),
+        SourceKind::Putio => admit::<Putio>(vec![source], Putio::parse(raw), &req),
     }
-}
-
-/// The body as `S` reads it; the error is kept until it matters (see [`handle`]).
-fn parse<S: Sender>(raw: &[u8]) -> Result<S::Body, String> {
-    serde_json::from_slice(raw).map_err(|e| format!("the body is not {}: {e}", S::WHAT))
 }
 
 /// Counts the outcome and shapes the response.

@@ -79,8 +79,8 @@ async fn world(p: Profile) -> World {
         let spec = SourceSpec {
             tenant,
             kind,
-            external_id: external.into(),
-            secret: secret.into(),
+            external_id: Some(external.into()),
+            secret: Some(secret.into()),
             api_token: Some(token.into()),
             bot_user: Some(bot.into()),
             to_agent: None,

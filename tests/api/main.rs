@@ -39,6 +39,7 @@ mod presence;
 mod probes;
 mod proxy;
 mod pull_api;
+mod putio;
 mod queue;
 mod quotas;
 mod revocation;

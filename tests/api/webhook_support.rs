@@ -31,8 +31,8 @@ pub fn spec(tenant: TenantId, kind: SourceKind, external_id: &str, secret: &str)
     SourceSpec {
         tenant,
         kind,
-        external_id: external_id.into(),
-        secret: secret.into(),
+        external_id: Some(external_id.into()),
+        secret: Some(secret.into()),
         api_token: None,
         bot_user: None,
         to_agent: None,

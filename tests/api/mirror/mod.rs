@@ -108,8 +108,8 @@ async fn setup_with(p: Profile, tokens: bool, tweak: impl FnOnce(&mut Config)) -
             SourceSpec {
                 tenant,
                 kind,
-                external_id: external.into(),
-                secret: secret.into(),
+                external_id: Some(external.into()),
+                secret: Some(secret.into()),
                 api_token: tokens.then(|| token.into()),
                 bot_user: Some(bot.into()),
                 to_agent: None,
