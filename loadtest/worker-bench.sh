@@ -25,9 +25,10 @@ python3 - "$work" <<'PY'
 import json, os, sys, uuid
 work = sys.argv[1]
 def line(i, sid, req):
+    # Hex of random bytes: compresses about 2:1, a harder case than real transcripts.
     return json.dumps({"type": "assistant", "sessionId": sid, "timestamp": f"2026-11-30T10:{i % 60:02d}:00Z",
         "requestId": f"r{req}", "message": {"id": f"m{req}", "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "x" * 300}],
+        "content": [{"type": "text", "text": os.urandom(150).hex()}],
         "usage": {"input_tokens": 100, "output_tokens": 20, "cache_read_input_tokens": 1000}}})
 for n in range(3000):  # a fresh 1,000 for each concurrency measured
     sid = str(uuid.uuid4())
