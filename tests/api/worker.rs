@@ -89,16 +89,7 @@ async fn backfill_uploads_every_session_once_and_a_restart_uploads_nothing_again
         )),
         "{usage:?}"
     );
-    let transcript = app
-        .http
-        .get(app.url(&format!("/api/sessions/{}/transcript", ids[0])))
-        .bearer_auth(&host.key)
-        .send()
-        .await
-        .expect("transcript")
-        .bytes()
-        .await
-        .expect("body");
+    let transcript = host.transcript(&app, ids[0]).await;
     assert_eq!(transcript, claude_session(ids[0], "2026-11-30").as_bytes());
 
     let status = host.status();
@@ -139,16 +130,7 @@ async fn a_5_mb_session_goes_up_in_parts_and_reads_back_byte_for_byte(p: Profile
         .await;
     assert_eq!(shown["parts"], 6, "{shown}");
     assert_eq!(shown["transcript_bytes"], body.len());
-    let back = app
-        .http
-        .get(app.url(&format!("/api/sessions/{id}/transcript")))
-        .bearer_auth(&host.key)
-        .send()
-        .await
-        .expect("transcript")
-        .bytes()
-        .await
-        .expect("body");
+    let back = host.transcript(&app, id).await;
     assert!(
         back == body,
         "the transcript differs ({} bytes back of {})",
@@ -221,16 +203,7 @@ async fn the_node_killed_mid_upload_and_back_stores_the_session_once(p: Profile)
     .await;
     worker.kill().await.expect("stop the worker");
     assert_eq!(host.uploaded(&app).await.len(), 1, "stored once");
-    let back = app
-        .http
-        .get(app.url(&format!("/api/sessions/{id}/transcript")))
-        .bearer_auth(&host.key)
-        .send()
-        .await
-        .expect("transcript")
-        .bytes()
-        .await
-        .expect("body");
+    let back = host.transcript(&app, id).await;
     assert!(back == body, "the transcript differs");
     let seen = gate.seen();
     assert!(

@@ -77,6 +77,19 @@ impl Host {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// Session `id`'s transcript as the node streams it back.
+    pub async fn transcript(&self, app: &TestApp, id: &str) -> Vec<u8> {
+        let path = format!("/api/sessions/{id}/transcript");
+        let resp = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&self.key)
+            .send()
+            .await;
+        let body = resp.expect("transcript").bytes().await.expect("body");
+        body.to_vec()
+    }
+
     pub async fn uploaded(&self, app: &TestApp) -> Vec<Value> {
         let path = format!("/api/sessions?agent={}&limit=500", self.agent_id);
         let page = app.get_json(&path, &self.key).await;
