@@ -46,9 +46,9 @@ pub struct InboxWatch {
 }
 
 impl InboxWatch {
-    /// Completes at the next commit for the agent. It counts from its creation, not
-    /// its first poll: create it, then read the inbox, then await it, and no commit
-    /// between the read and the wait is missed.
+    /// Completes at the next commit for the agent after this call (not after its first
+    /// poll): call it, then read the inbox, then await it, and no commit between the
+    /// read and the wait is missed.
     pub fn changed(&self) -> Notified<'_> {
         self.notify.notified()
     }
