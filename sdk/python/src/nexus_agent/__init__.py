@@ -1,0 +1,55 @@
+"""Nexus agent SDK (protocol v1): `from nexus_agent import Agent`."""
+
+from .agent import Agent
+from .frames import PROTOCOL
+from .errors import AgentClosed, AuthError, NexusError, ToolError, ToolTimeout
+from .events import (
+    ContextUpdate,
+    ContextUpdateData,
+    Event,
+    Gap,
+    Mapping,
+    PutioTransfer,
+    ServerError,
+    Task,
+    TaskAssigned,
+    TaskAssignedData,
+    TokenExpiring,
+    ToolErrorData,
+    ToolResult,
+    ToolResultData,
+    UnknownEvent,
+    WakeUp,
+    WakeUpData,
+    Welcome,
+    parse_frame,
+)
+
+__all__ = [
+    "PROTOCOL",
+    "Agent",
+    "AgentClosed",
+    "AuthError",
+    "ContextUpdate",
+    "ContextUpdateData",
+    "Event",
+    "Gap",
+    "Mapping",
+    "NexusError",
+    "PutioTransfer",
+    "ServerError",
+    "Task",
+    "TaskAssigned",
+    "TaskAssignedData",
+    "TokenExpiring",
+    "ToolError",
+    "ToolErrorData",
+    "ToolResult",
+    "ToolResultData",
+    "ToolTimeout",
+    "UnknownEvent",
+    "WakeUp",
+    "WakeUpData",
+    "Welcome",
+    "parse_frame",
+]
