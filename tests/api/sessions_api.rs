@@ -77,6 +77,16 @@ async fn post(app: &TestApp, token: &str, body: &Value) -> (StatusCode, Value) {
     .await
 }
 
+async fn post_gzip(app: &TestApp, token: &str, body: &Value) -> (StatusCode, Value) {
+    let bytes = body.to_string().into_bytes();
+    let post = reqwest::Method::POST;
+    send(app, post, "/api/sessions", token, Some(bytes), true).await
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
+    send(app, reqwest::Method::GET, path, token, None, false).await
+}
+
 async fn transcript_of(app: &TestApp, token: &str, id: &str) -> (StatusCode, String) {
     let resp = app
         .http
@@ -113,15 +123,7 @@ async fn a_session_uploaded_whole_is_stored_and_read_back(p: Profile) {
     assert_eq!(stored["usage"][0]["cache_read_tokens"], 0);
     assert_eq!(stored["usage"][1]["cache_read_tokens"], 5000);
     assert_eq!(stored["metadata"]["task"], "CU-42");
-    let (status, shown) = send(
-        &app,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{id}"),
-        &key,
-        None,
-        false,
-    )
-    .await;
+    let (status, shown) = get(&app, &format!("/api/sessions/{id}"), &key).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shown, stored);
     assert_eq!(
@@ -146,31 +148,14 @@ async fn a_session_uploaded_whole_is_stored_and_read_back(p: Profile) {
     let id2 = uuid::Uuid::new_v4().to_string();
     let mut body = session(&id2, "short");
     body["agent_id"] = json!(a.agent.id);
-    let bytes = body.to_string().into_bytes();
-    let (status, stored) = send(
-        &app,
-        reqwest::Method::POST,
-        "/api/sessions",
-        &key,
-        Some(bytes),
-        true,
-    )
-    .await;
+    let (status, stored) = post_gzip(&app, &key, &body).await;
     assert_eq!(status, StatusCode::CREATED, "{stored}");
     assert_eq!(transcript_of(&app, &token, &id2).await.1, "short");
-    let (_, listed) = send(
-        &app,
-        reqwest::Method::GET,
-        "/api/sessions?limit=1",
-        &key,
-        None,
-        false,
-    )
-    .await;
+    let (_, listed) = get(&app, "/api/sessions?limit=1", &key).await;
     assert_eq!(listed["sessions"].as_array().map(Vec::len), Some(1));
     let cursor = listed["next_cursor"].as_str().expect("a second page");
     let next = format!("/api/sessions?limit=1&cursor={cursor}");
-    let (_, rest) = send(&app, reqwest::Method::GET, &next, &key, None, false).await;
+    let (_, rest) = get(&app, &next, &key).await;
     assert_eq!(rest["sessions"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest["next_cursor"], Value::Null);
 }
@@ -247,16 +232,7 @@ async fn every_bad_field_is_named_with_its_status(p: Profile) {
         post(&app, &token, &big).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
     );
-    let bytes = big.to_string().into_bytes();
-    let (status, refused) = send(
-        &app,
-        reqwest::Method::POST,
-        "/api/sessions",
-        &token,
-        Some(bytes),
-        true,
-    )
-    .await;
+    let (status, refused) = post_gzip(&app, &token, &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
     let exact = session(&id, &"x".repeat(1024 * 1024));
     assert_eq!(post(&app, &token, &exact).await.0, StatusCode::CREATED);
@@ -298,15 +274,7 @@ async fn a_repeated_session_id_is_409_and_changes_nothing(p: Profile) {
         assert_eq!(status, StatusCode::CONFLICT, "{refused}");
         assert_eq!(refused["error"]["details"]["session_id"], id.as_str());
     }
-    let (_, shown) = send(
-        &app,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{id}"),
-        &key,
-        None,
-        false,
-    )
-    .await;
+    let (_, shown) = get(&app, &format!("/api/sessions/{id}"), &key).await;
     assert_eq!(shown["source"], "claude-code");
     assert_eq!(transcript_of(&app, &key, &id).await.1, "first");
 }
@@ -399,32 +367,11 @@ async fn callers_see_only_their_own_sessions(p: Profile) {
     let theirs = app.operator_key("read", Some(other.id)).await;
     let path = format!("/api/sessions/{id}");
     for who in [&bobs_token, &theirs] {
-        assert_eq!(
-            send(&app, reqwest::Method::GET, &path, who, None, false)
-                .await
-                .0,
-            StatusCode::NOT_FOUND
-        );
-        let (_, listed) = send(
-            &app,
-            reqwest::Method::GET,
-            "/api/sessions",
-            who,
-            None,
-            false,
-        )
-        .await;
+        assert_eq!(get(&app, &path, who).await.0, StatusCode::NOT_FOUND);
+        let (_, listed) = get(&app, "/api/sessions", who).await;
         assert_eq!(listed["sessions"], json!([]));
     }
-    let (_, all) = send(
-        &app,
-        reqwest::Method::GET,
-        "/api/sessions",
-        &key,
-        None,
-        false,
-    )
-    .await;
+    let (_, all) = get(&app, "/api/sessions", &key).await;
     assert_eq!(all["sessions"].as_array().map(Vec::len), Some(1));
 }
 
