@@ -2,6 +2,7 @@
 //! backlog — the backfill — at a bounded rate, with progress), record each outcome in
 //! the state file, report health to the node, and scan again.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,9 +51,10 @@ pub async fn run(s: RunSettings, stop: CancellationToken) -> anyhow::Result<bool
     let started = Utc::now();
     let mut clean = true;
     let mut last_heartbeat: Option<Instant> = None;
+    let mut unreadable = HashSet::new();
     loop {
         let before = state.consecutive_failures;
-        let failed = pass(&s, &node, &host, &mut state, &stop).await?;
+        let failed = pass(&s, &node, &host, &mut state, &mut unreadable, &stop).await?;
         clean &= failed == 0;
         state.save(&s.state_file)?;
         let alert = s.alert_after > 0
@@ -103,14 +105,18 @@ async fn pass(
     node: &Node,
     host: &str,
     state: &mut State,
+    unreadable: &mut HashSet<(String, String)>,
     stop: &CancellationToken,
 ) -> anyhow::Result<u64> {
     let (globs, quiet) = (s.globs.clone(), s.quiet);
     let found =
         tokio::task::spawn_blocking(move || scan::scan(&globs, quiet, SystemTime::now())).await?;
-    for (path, error) in &found.errors {
+    // Each unreadable path is logged when it turns so, not at every scan.
+    let now_unreadable: HashSet<_> = found.errors.iter().cloned().collect();
+    for (path, error) in now_unreadable.difference(unreadable) {
         tracing::warn!(path, error, "cannot read a session path");
     }
+    *unreadable = now_unreadable;
     let now = Utc::now();
     state.last_scan_at = Some(now);
     state.sessions_seen = found.finished.len() as u64 + found.active;
