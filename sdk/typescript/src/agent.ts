@@ -52,6 +52,8 @@ export class Agent {
   private ackSent = 0;
 
   private queue: AgentEvent[] = [];
+  /** Events were left on the server since the queue was full; replay them once it drains. */
+  private overflowed = false;
   private takers: (() => void)[] = [];
   private current: AgentEvent | null = null;
 
@@ -354,25 +356,39 @@ export class Agent {
 
   private onEvent(event: KnownEvent | UnknownEvent): void {
     if (this.highestSeen !== null && event.seq <= this.highestSeen) return; // redelivered
+    if (this.overflowed || this.queue.length >= this.maxBuffered()) {
+      // Left in the server's inbox (not counted as seen), replayed once the loop has
+      // caught up. A result an awaited tool() call waits for is handed over now all
+      // the same; its replay is then acked as settled.
+      this.overflowed = true;
+      if (event.type === "tool_result") this.answerTool(event.data, () => {});
+      return;
+    }
     this.highestSeen = event.seq;
     this.inFlight.push({ seq: event.seq, done: false });
     const ack = () => this.markDone(event.seq);
-    if (event.type === "tool_result") {
-      const requestId = event.data.request_id;
-      const pending = this.pendingTools.get(requestId);
-      if (pending || this.settledTools.has(requestId)) {
-        ack();
-        if (!pending) return;
-        this.settleTool(requestId);
-        if (event.data.ok) pending.resolve(event.data.result);
-        else {
-          const error = event.data.error ?? { code: "unknown", message: "failed" };
-          pending.reject(new ToolError(error.code, error.message, requestId));
-        }
-        return;
-      }
-    }
+    if (event.type === "tool_result" && this.answerTool(event.data, ack)) return;
     this.enqueue(withAck({ ...event }, ack));
+  }
+
+  /** Settles the tool() call `result` answers; false when no call of this agent asked. */
+  private answerTool(result: Extract<KnownEvent, { type: "tool_result" }>["data"], ack: () => void): boolean {
+    const requestId = result.request_id;
+    const pending = this.pendingTools.get(requestId);
+    if (!pending && !this.settledTools.has(requestId)) return false;
+    ack();
+    if (!pending) return true;
+    this.settleTool(requestId);
+    if (result.ok) pending.resolve(result.result);
+    else {
+      const error = result.error ?? { code: "unknown", message: "failed" };
+      pending.reject(new ToolError(error.code, error.message, requestId));
+    }
+    return true;
+  }
+
+  private maxBuffered(): number {
+    return Math.max(1, this.opts.maxBuffered ?? 1000);
   }
 
   private settleTool(requestId: string): void {
@@ -422,6 +438,12 @@ export class Agent {
         throw this.stopped;
       }
       const event = this.queue.shift();
+      if (this.overflowed && this.queue.length <= this.maxBuffered() / 2) {
+        // Caught up by half: the server replays what was left with it. If the socket
+        // is down, the reconnect resumes from the same point.
+        this.overflowed = false;
+        this.send({ type: "resume", data: { after_seq: this.highestSeen ?? this.ackSent } });
+      }
       if (event) return event;
       await new Promise<void>((resolve) => this.takers.push(resolve));
     }

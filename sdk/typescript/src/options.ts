@@ -41,6 +41,12 @@ export interface AgentOptions {
   afterSeq?: number;
   /** Ack each event when the loop asks for the next one (default `true`). */
   autoAck?: boolean;
+  /**
+   * Most events held for the loop (default 1000). Beyond it the agent stops taking
+   * them (they stay in the server's inbox) and, once the loop has caught up by half,
+   * asks the server to replay them (`resume`): memory stays bounded, nothing is lost.
+   */
+  maxBuffered?: number;
   /** Reconnect backoff: doubling from `initialMs` up to `maxMs`, with jitter (defaults 500 ms, 30 s). */
   backoff?: { initialMs?: number; maxMs?: number };
   /** Called on every `welcome` (first connect and each reconnect). */

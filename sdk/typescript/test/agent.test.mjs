@@ -58,6 +58,27 @@ test("events arrive typed and in order, and each is acked after the loop body", 
   await again.close();
 });
 
+test("a slow loop holds at most maxBuffered events; the rest are replayed, none lost or doubled", async () => {
+  const creds = await node.createAgent("backpressure");
+  for (let i = 1; i <= 10; i++) await node.emit(creds.id, "wake_up", wake(i));
+  const agent = await connect(creds, { maxBuffered: 3 });
+  // All ten are replayed at connect; wait until the buffer is full before reading.
+  await waitFor(async () => agent["queue"].length === 3, "the buffer to fill");
+  const seen = [];
+  let most = 0;
+  for await (const event of agent.events()) {
+    most = Math.max(most, agent["queue"].length);
+    seen.push(event.seq);
+    if (event.seq === 10) {
+      event.ack();
+      break;
+    }
+  }
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.ok(most <= 3, `at most 3 events held, saw ${most}`);
+  await waitFor(async () => (await node.presence(creds.id))?.acked_seq === 10, "the server to record ack 10");
+});
+
 test("with autoAck off only explicitly acked events are acked; the rest come back to the next process", async () => {
   const creds = await node.createAgent("explicit-ack");
   for (let i = 1; i <= 3; i++) await node.emit(creds.id, "wake_up", wake(i));
