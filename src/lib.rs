@@ -8,8 +8,9 @@
 //!
 //! 1. [`cli`], [`fuzzing`]: the `nexus` command line; the entry points of the fuzz
 //!    targets in `fuzz/`.
-//! 2. [`worker`]: `nexus worker` — the agent-host worker, a client of a node's HTTP
-//!    API (session uploads, health, pull mode for agents without a socket).
+//! 2. [`worker`]: the agent host's side, a client of a node's API: `nexus worker`
+//!    (session uploads, health, pull mode for agents without a socket) and `nexus mcp`
+//!    (an MCP server that is one agent).
 //! 3. [`app`]: building and running a node ([`app::Application`] binds port 0 in tests
 //!    and reports the real address).
 //! 4. [`routes`], [`server`]: the router — every endpoint and the layers around them;

@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
+use super::pull::AgentToken;
 use crate::admin::OnlineAgent;
 use crate::auth::Operator;
 use crate::bus::{EmitError, Emitted, NewEvent, TenantEmitted};
 use crate::group_commit::SubmitError;
-use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors};
+use crate::http::responses::{BadRequest, BodyErrors, NotFound, OperatorErrors, Unavailable};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::state::AppState;
 use crate::store::{Agent, AgentStatus, Scope};
@@ -196,6 +197,30 @@ pub async fn online(
     state.store.get_tenant(id).await?;
     let entries = state.hub.online_agents(id).await?;
     let agents = crate::admin::online_agents(&state.store, id, entries).await?;
+    Ok(ApiJson(OnlineAgents { agents }))
+}
+
+/// The agents of the caller's tenant online now, for an agent (its access token): what
+/// `GET /api/tenants/{id}/agents/online` answers operators (the MCP bridge's
+/// `nexus_online_agents`).
+#[utoipa::path(
+    get,
+    path = "/agents/me/online",
+    tag = "agents",
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "Online agents of the caller's tenant", body = OnlineAgents),
+        (status = 401, description = "No access token, or an invalid, expired or revoked one, an operator key, or a disabled agent (`unauthorized`)", body = crate::http::ErrorBody),
+        (status = 403, description = "The agent's tenant is suspended (`tenant_suspended`)", body = crate::http::ErrorBody),
+        Unavailable,
+    )
+)]
+pub async fn online_peers(
+    State(state): State<AppState>,
+    AgentToken { tenant, .. }: AgentToken,
+) -> Result<ApiJson<OnlineAgents>, ApiError> {
+    let entries = state.hub.online_agents(tenant).await?;
+    let agents = crate::admin::online_agents(&state.store, tenant, entries).await?;
     Ok(ApiJson(OnlineAgents { agents }))
 }
 

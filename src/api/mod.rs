@@ -75,6 +75,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::revoke_tokens))
         .routes(routes!(events::emit_to_tenant))
         .routes(routes!(events::online))
+        .routes(routes!(events::online_peers))
         .routes(routes!(mirror::list_mappings, mirror::add_mapping))
         .routes(routes!(
             mirror::remove_mapping,

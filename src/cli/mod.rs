@@ -94,6 +94,9 @@ pub enum Command {
     /// The agent-host worker: upload sessions (`run`), `status`, `check`, `pull` events.
     #[command(subcommand)]
     Worker(crate::worker::WorkerCmd),
+    /// A stdio MCP server that is one agent (NEXUS_URL, NEXUS_CLIENT_ID, NEXUS_CLIENT_SECRET):
+    /// events, acks, status and the node's tools as MCP tools, open tasks as resources.
+    Mcp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let global = cli.global;
     match cli.command {
         Command::Worker(cmd) => return crate::worker::run(cmd).await,
+        Command::Mcp => crate::worker::mcp::run().await?,
         Command::Serve(opts) => {
             let app = Application::build(Config::new(global, *opts)?).await?;
             let stop = app.shutdown_token();

@@ -127,6 +127,12 @@ impl Node {
         Ok(answer.access_token)
     }
 
+    /// A token fetched now, not the cached one (the answer to `token_expiring`).
+    pub async fn fresh_token(&self) -> Result<String, CallError> {
+        self.forget_token();
+        self.token().await
+    }
+
     /// Sends a request built by `build` with the agent's token; after a 401 fetches a
     /// new token and sends it once more.
     pub async fn call(

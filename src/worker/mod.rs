@@ -1,4 +1,5 @@
-//! `nexus worker`: the agent-host worker, a client of a node running beside an agent.
+//! The agent host's side of Nexus: `nexus worker`, a client of a node running beside
+//! an agent, and `nexus mcp` ([`mcp`]), a bridge that makes an MCP client an agent.
 //! It uploads the agent's finished sessions (`run`), says what it did (`status`) and
 //! what it can reach (`check`), and hands an agent without a socket its events
 //! (`pull`). It uses nothing of the node's internals: only its HTTP API, as the agent
@@ -7,6 +8,7 @@
 mod client;
 mod config;
 mod health;
+pub mod mcp;
 mod pull;
 mod report;
 mod runner;

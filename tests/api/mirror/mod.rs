@@ -22,6 +22,7 @@ use crate::webhook_support::{CLICKUP_SECRET, SLACK_SECRET, hmac_hex, now_s};
 mod clickup;
 mod effects;
 mod leases;
+mod mcp;
 mod slack;
 mod tool_scope;
 mod tools;
