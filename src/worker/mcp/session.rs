@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nexus_proto::{ClientMsg, Refresh, Seq, StatusUpdate, ToolRequest};
-use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -18,10 +17,17 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::client::Node;
+use crate::worker::state::RetryPolicy;
 
 /// Events held for the MCP client; beyond it they stay on the node and are replayed
 /// (`resume`) once the client has taken half.
 const MAX_QUEUED: usize = 1000;
+/// Reconnect delays: the worker's retry policy (exponential, capped, jittered).
+const RECONNECT: RetryPolicy = RetryPolicy {
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(30),
+    max_attempts: u32::MAX,
+};
 /// Close codes after which reconnecting is wrong (protocol README §6).
 const FINAL: [u16; 3] = [4003, 4010, 4011];
 
@@ -118,11 +124,12 @@ impl Session {
             inbox.handed = inbox.handed.max(seq);
         }
         if inbox.overflowed && inbox.queue.len() <= MAX_QUEUED / 2 {
-            inbox.overflowed = false;
             let after_seq = Seq::new(inbox.last_seq);
-            let _ = self.out.try_send(ClientMsg::Resume {
+            let resume = ClientMsg::Resume {
                 data: nexus_proto::Resume { after_seq },
-            });
+            };
+            // Not sent (the outbox is full): the next take tries again.
+            inbox.overflowed = self.out.try_send(resume).is_err();
         }
         taken
     }
@@ -206,10 +213,8 @@ impl Session {
                     tracing::warn!(error = %e, "agent socket failed; reconnecting");
                 }
             }
-            let cap = Duration::from_millis(500 * (1u64 << failures.min(6)));
-            let wait = cap / 2 + cap.mul_f64(rand::rng().random::<f64>() / 2.0);
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(RECONNECT.backoff(failures.max(1))) => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -239,11 +244,16 @@ impl Session {
         );
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         let (mut sink, mut stream) = ws.split();
+        // Until `welcome` names the node's interval.
         let mut beat = tokio::time::interval(Duration::from_secs(20));
         loop {
             tokio::select! {
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.on_frame(&text),
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(every) = self.on_frame(&text) {
+                            beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        }
+                    }
                     Some(Ok(Message::Close(close))) => return Ok(close.map(|c| c.code.into())),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e.into()),
@@ -256,15 +266,15 @@ impl Session {
         }
     }
 
-    fn on_frame(&self, text: &str) {
+    /// Handles one frame; for `welcome`, the heartbeat interval it asks for.
+    fn on_frame(&self, text: &str) -> Option<Duration> {
         let Ok(frame) = serde_json::from_str::<Value>(text) else {
-            return;
+            return None;
         };
         match frame["type"].as_str().unwrap_or("") {
             "welcome" => {
-                if let Some(s) = frame["data"]["heartbeat_interval_s"].as_u64() {
-                    tracing::debug!(heartbeat_interval_s = s, "agent session welcomed");
-                }
+                let every = frame["data"]["heartbeat_interval_s"].as_u64()?.max(1);
+                return Some(Duration::from_secs(every));
             }
             "token_expiring" => self.renew(),
             "error" => tracing::warn!(error = %frame["data"], "the node refused a frame"),
@@ -274,6 +284,7 @@ impl Session {
                 None => tracing::debug!(frame = text, "frame ignored"),
             },
         }
+        None
     }
 
     fn renew(&self) {
