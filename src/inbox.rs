@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_proto::{AgentId, Seq};
+use nexus_proto::{AgentId, Seq, TenantId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::group_commit::{Commit, GroupCommit, SubmitError};
-use crate::store::{InboxEvent, NewInboxEvent, Retention, Store, StoreError};
+use crate::store::{
+    InboxEvent, LogEvent, NewInboxEvent, NewLogEvent, Retention, Store, StoreError,
+};
 use crate::telemetry::catalog;
 
 /// Where committed events go next: the sessions of this node (and, in a cluster, other nodes).
@@ -32,6 +34,9 @@ const ACK_FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub struct Inbox {
     appends: GroupCommit<Appends>,
     acks: mpsc::Sender<(AgentId, Seq)>,
+    store: Store,
+    retention: Retention,
+    bound: Duration,
 }
 
 impl Inbox {
@@ -55,13 +60,44 @@ impl Inbox {
         let (acks, ack_rx) = mpsc::channel(16_384);
         tracker.spawn(write_acks(store.clone(), ack_rx, stop.clone()));
         tracker.spawn(checkpoint(store.clone(), stop.clone()));
-        tracker.spawn(sweep_expired(store, retention, stop));
-        Inbox { appends, acks }
+        tracker.spawn(sweep_expired(store.clone(), retention, stop));
+        Inbox {
+            appends,
+            acks,
+            store,
+            retention,
+            bound,
+        }
     }
 
     /// Appends durably; returns once committed (and handed to the sessions).
     pub async fn append(&self, events: Vec<NewInboxEvent>) -> Result<Vec<InboxEvent>, SubmitError> {
         self.appends.submit(events).await
+    }
+
+    /// Appends tenant-wide events to the tenant's log (stored once, however many agents
+    /// read them): one transaction, waited on at most the writer's bound.
+    pub async fn append_log(
+        &self,
+        tenant: TenantId,
+        events: &[NewLogEvent],
+        ttl_ms: i64,
+    ) -> Result<Vec<LogEvent>, SubmitError> {
+        let append = self
+            .store
+            .append_tenant_log(tenant, events, ttl_ms, self.retention.cap);
+        match tokio::time::timeout(self.bound, append).await {
+            Ok(Ok(stored)) => {
+                metrics::counter!(catalog::INBOX_APPENDED).increment(stored.len() as u64);
+                Ok(stored)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "tenant log append failed");
+                metrics::counter!(catalog::DATABASE_ERRORS).increment(1);
+                Err(SubmitError::Store(Arc::new(e)))
+            }
+            Err(_) => Err(SubmitError::TimedOut(self.bound)),
+        }
     }
 
     /// Records a cumulative ack; written within ~100 ms. Losing it in a crash only
@@ -162,6 +198,10 @@ async fn sweep_expired(store: Store, retention: Retention, stop: CancellationTok
         }
         let now = crate::time::now_ms();
         drain("inbox", |limit| store.delete_expired_inbox(now, limit)).await;
+        drain("tenant log", |limit| {
+            store.delete_expired_tenant_log(now, limit)
+        })
+        .await;
         // Next months' session partitions, made well before their first row.
         if let Err(e) = store.ensure_session_partitions(now).await {
             tracing::warn!(error = %e, "session partitions not checked");

@@ -405,6 +405,7 @@ async fn start_hub(
     background.spawn(upkeep.clone().route(fanout, stop.clone()));
     background.spawn(upkeep.clone().maintain(stop.clone()));
     background.spawn(upkeep.clone().reconcile(stop.clone()));
+    background.spawn(upkeep.clone().push_logs(stop.clone()));
     Ok((Arc::new(Hub::new(inbox, upkeep, quotas)), redis))
 }
 

@@ -1,5 +1,5 @@
-//! Redis pub/sub between nodes: each node subscribes to `nexus:node:{node_id}`;
-//! messages are JSON [`NodeMsg`]s.
+//! Redis pub/sub between nodes: each node subscribes to `nexus:node:{node_id}` and to
+//! `nexus:nodes` (messages for all); messages are JSON [`NodeMsg`]s.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Broker, BrokerError, NodeMsg, NodeSink, channel};
+use super::{ALL_NODES, Broker, BrokerError, NodeMsg, NodeSink, channel};
 use crate::redis::Redis;
 
 pub struct RedisBroker {
@@ -29,8 +29,8 @@ impl RedisBroker {
         let subscriber = redis.subscriber.clone();
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
-        let channel = channel(node_id);
-        subscriber.subscribe(channel.as_str()).await?;
+        let channels = [channel(node_id), ALL_NODES.to_owned()];
+        subscriber.subscribe(channels.to_vec()).await?;
         let node_id = node_id.to_owned();
         tracker.spawn(async move {
             loop {
@@ -49,7 +49,7 @@ impl RedisBroker {
                     },
                     r = reconnects.recv() => match r {
                         Ok(_) | Err(RecvError::Lagged(_)) => {
-                            match subscriber.subscribe(channel.as_str()).await {
+                            match subscriber.subscribe(channels.to_vec()).await {
                                 Ok(()) => sink.resubscribed(),
                                 // The next reconnect tries again.
                                 Err(e) => tracing::warn!(node_id, error = %e, "resubscribe failed"),
@@ -74,6 +74,14 @@ impl Broker for RedisBroker {
         Box::pin(async move {
             let body = serde_json::to_string(msg).unwrap_or_default();
             let _: i64 = self.redis.client.publish(channel(node), body).await?;
+            Ok(())
+        })
+    }
+
+    fn publish_all<'a>(&'a self, msg: &'a NodeMsg) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let body = serde_json::to_string(msg).unwrap_or_default();
+            let _: i64 = self.redis.client.publish(ALL_NODES, body).await?;
             Ok(())
         })
     }

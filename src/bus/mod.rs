@@ -6,6 +6,7 @@
 //! ([`route`]). A session that misses a push (not connected, queue full, a lost
 //! message) still gets the event from its inbox.
 
+mod logs;
 mod pollers;
 mod route;
 mod sessions;
@@ -24,7 +25,7 @@ use crate::group_commit::SubmitError;
 use crate::inbox::Inbox;
 use crate::presence::{Presence, PresenceEntry, PresenceError, Update};
 use crate::quota::Quotas;
-use crate::store::{AgentStatus, Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
+use crate::store::{Cursor, InboxEvent, NewInboxEvent, Store, StoreError};
 use crate::time::now_ms;
 
 /// An event to route. Its `data` is JSON text, encoded once here and then stored and
@@ -168,6 +169,7 @@ impl Hub {
             agent,
             SessionHandle {
                 session_id,
+                tenant,
                 tx,
                 ctl: ctl.clone(),
             },
@@ -318,30 +320,25 @@ impl Hub {
         }
     }
 
-    /// Appends one event (one id) to every active agent of the tenant, in one transaction.
+    /// Appends one event (one id) to the tenant's log, stored once: every agent of the
+    /// tenant reads it in its own stream. Then every node pushes it to its sessions of
+    /// the tenant (one message per node).
     pub async fn emit_to_tenant(
         &self,
         tenant: TenantId,
         event: NewEvent,
     ) -> Result<TenantEmitted, EmitError> {
-        let agents = self.store.list_agents(tenant).await?;
+        let agents = self.store.active_agents(tenant).await?;
         let event_id = EventId::new_v7();
-        let template = inbox_template(event_id, &event, self.ttl_ms(tenant).await?);
-        let batch: Vec<NewInboxEvent> = agents
-            .iter()
-            .filter(|a| a.status == AgentStatus::Active)
-            .map(|a| NewInboxEvent {
-                agent: a.id,
-                ..template.clone()
-            })
-            .collect();
-        let n = batch.len();
-        if n > 0 {
-            self.inbox.append(batch).await?;
+        let entry = (event_id, event.kind, event.data, event.trace_id);
+        let ttl_ms = self.ttl_ms(tenant).await?;
+        let stored = self.inbox.append_log(tenant, &[entry], ttl_ms).await?;
+        if let Some(head) = stored.last().map(|e| e.n) {
+            self.node.announce_log(tenant, head).await;
         }
         Ok(TenantEmitted {
             event_id,
-            agents: n,
+            agents: usize::try_from(agents).unwrap_or(usize::MAX),
         })
     }
 

@@ -36,6 +36,11 @@ impl Pollers {
             n.notify_waiters();
         }
     }
+
+    /// Wakes every poll waiting here (a tenant-wide event: polls do not say their tenant).
+    pub fn wake_all(&self) {
+        self.map.iter().for_each(|n| n.notify_waiters());
+    }
 }
 
 /// One waiting poll's registration.

@@ -1,11 +1,12 @@
 //! This node's live sessions, one per agent, and how things reach them: committed
 //! events pushed in process, wake-ups and closes sent by other nodes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use nexus_proto::{AgentId, Seq, SessionId, close};
+use nexus_proto::{AgentId, Seq, SessionId, TenantId, close};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +69,7 @@ impl SessionCtl {
 
 pub struct SessionHandle {
     pub session_id: SessionId,
+    pub tenant: TenantId,
     pub tx: mpsc::Sender<Push>,
     pub ctl: Arc<SessionCtl>,
 }
@@ -79,6 +81,9 @@ pub struct Sessions {
     pub(super) reconcile: Notify,
     /// Agents' HTTP polls waiting here, woken like sockets after each commit.
     pub pollers: Arc<Pollers>,
+    /// Tenants whose log grew, with its newest entry, for the log pusher.
+    logged: Mutex<HashMap<TenantId, u64>>,
+    pub(super) log_grew: Notify,
 }
 
 impl Sessions {
@@ -143,6 +148,42 @@ impl Sessions {
         true
     }
 
+    /// The agents of `tenant` with a session here.
+    pub fn of_tenant(&self, tenant: TenantId) -> Vec<AgentId> {
+        self.map
+            .iter()
+            .filter(|h| h.tenant == tenant)
+            .map(|h| *h.key())
+            .collect()
+    }
+
+    /// Hands a log entry, as `ev.agent` sees it, to that agent's session here.
+    pub fn push_entry(&self, ev: InboxEvent) {
+        if let Some(h) = self.map.get(&ev.agent) {
+            offer(&h, ev.agent, Push::Event(Box::new(ev)));
+        }
+    }
+
+    /// Notes that `tenant`'s log reached `head`; the log pusher takes it from here.
+    pub fn logged(&self, tenant: TenantId, head: u64) {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = logged.entry(tenant).or_insert(head);
+        *slot = (*slot).max(head);
+        drop(logged);
+        self.log_grew.notify_one();
+    }
+
+    pub(super) fn take_logged(&self) -> HashMap<TenantId, u64> {
+        std::mem::take(&mut *self.logged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Tells the agent's session here to read its stream.
+    pub fn catch_up(&self, agent: AgentId) {
+        if let Some(h) = self.map.get(&agent) {
+            offer(&h, agent, Push::CatchUp);
+        }
+    }
+
     /// Tells the agent's session here that its inbox has entries up to `seq`.
     pub fn wake(&self, agent: AgentId, seq: Seq) {
         if let Some(h) = self.map.get(&agent)
@@ -174,6 +215,7 @@ impl NodeSink for Sessions {
                     self.wake(agent, seq);
                 }
             }
+            NodeMsg::Logged { tenant, head } => self.logged(tenant, head),
             NodeMsg::Close {
                 agent,
                 session,

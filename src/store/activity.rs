@@ -8,6 +8,7 @@ use nexus_proto::{AgentId, Seq, TenantId};
 use uuid::Uuid;
 
 use super::dialect::on_pool;
+use super::inbox::HEAD_SEQ;
 use super::{Cursor, Result, Store};
 
 /// A day in Unix milliseconds: days are UTC days.
@@ -35,10 +36,10 @@ impl Store {
     /// Every agent of `tenant` with its name and cursor, in one round trip.
     pub async fn tenant_cursors(&self, tenant: TenantId) -> Result<Vec<AgentCursor>> {
         let rows: Vec<(Uuid, String, Option<i64>, Option<i64>)> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT a.id, a.name, c.last_seq, c.acked_seq FROM agents a \
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT a.id, a.name, {HEAD_SEQ}, c.acked_seq FROM agents a JOIN tenants t ON t.id = a.tenant_id \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.tenant_id = $1",
-            )
+            )))
             .bind(*tenant.as_uuid())
             .fetch_all(p)
             .await
@@ -88,9 +89,20 @@ impl Store {
                 .fetch_all(p)
                 .await
         })?;
+        // Tenant-wide events are stored once, in the tenant's log.
+        let broadcasts: Vec<(i64, i64)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT created_at / 86400000 AS day, COUNT(*) FROM tenant_log \
+                 WHERE tenant_id = $1 AND created_at >= $2 GROUP BY day",
+            )
+            .bind(*tenant.as_uuid())
+            .bind(since_ms)
+            .fetch_all(p)
+            .await
+        })?;
         let mut days: BTreeMap<i64, DayCounts> = BTreeMap::new();
-        for (day, n) in events {
-            days.entry(day).or_default().events = n;
+        for (day, n) in events.into_iter().chain(broadcasts) {
+            days.entry(day).or_default().events += n;
         }
         for (day, n) in webhooks {
             days.entry(day).or_default().webhooks = n;

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::audit::insert_audit;
 use super::dialect::{self, can_match, on_pool, on_writer};
+use super::inbox::HEAD_SEQ;
 use super::{Cursor, NewAudit, Provider, Result, Store, StoreError, TenantStatus};
 use crate::time::now_ms;
 
@@ -188,6 +189,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(insert_error)?;
+                // Subscribed to its tenant's log from here on (see `tenant_log`).
+                sqlx::query(
+                    "INSERT INTO agent_cursors (agent_id, last_seq, acked_seq, mark, prev_mark) \
+                     SELECT $1, 0, 0, log_head, log_head FROM tenants WHERE id = $2",
+                )
+                .bind(*a.id.as_uuid())
+                .bind(*a.tenant_id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
                 let identities = [
                     (Provider::Clickup, n.clickup_user.as_ref().map(ClickUpUserId::as_str)),
                     (Provider::Slack, n.slack_user.as_ref().map(SlackUserId::as_str)),
@@ -253,11 +263,11 @@ impl Store {
             tenant_tier: String,
         }
         let row: Option<Row> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, c.last_seq, c.acked_seq, \
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT a.id, a.tenant_id, a.name, a.client_id, a.status, a.created_at, a.tokens_valid_after, {HEAD_SEQ} AS last_seq, c.acked_seq, \
                  t.status AS tenant_status, t.tier AS tenant_tier FROM agents a JOIN tenants t ON t.id = a.tenant_id \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1",
-            )
+            )))
             .bind(*id.as_uuid())
             .fetch_optional(p)
             .await

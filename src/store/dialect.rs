@@ -344,6 +344,16 @@ pub(super) fn lock_row(backend: Backend) -> &'static str {
     }
 }
 
+/// The tail of a read that holds rows of `alias` against updates until the commit
+/// (PostgreSQL `FOR SHARE OF`): an inbox append holds its tenants' rows so, a tenant-wide
+/// append waits for it (and it for one). SQLite's single writer needs none.
+pub(super) fn share_lock_of(backend: Backend, alias: &str) -> String {
+    match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => format!("FOR SHARE OF {alias}"),
+    }
+}
+
 /// Locks the cursor rows of `n` agents in ascending `agent_id` order. PostgreSQL sorts
 /// before it locks (`FOR UPDATE` applies to the `ORDER BY` output), so the order does not
 /// depend on the plan. SQLite needs none: its one writer connection runs a single

@@ -5,6 +5,7 @@ use nexus_proto::TenantId;
 use uuid::Uuid;
 
 use super::dialect::on_pool;
+use super::inbox::HEAD_SEQ;
 use super::{JobStatus, Result, Store};
 
 /// The job queue by kind.
@@ -57,11 +58,11 @@ impl Store {
     /// will read their inboxes.
     pub async fn inbox_lag_by_tenant(&self) -> Result<Vec<(TenantId, i64)>> {
         let rows: Vec<(Uuid, i64)> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT a.tenant_id, COALESCE(MAX(c.last_seq - c.acked_seq), 0) \
-                 FROM agents a LEFT JOIN agent_cursors c ON c.agent_id = a.id \
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT a.tenant_id, COALESCE(MAX({HEAD_SEQ} - COALESCE(c.acked_seq, 0)), 0) \
+                 FROM agents a JOIN tenants t ON t.id = a.tenant_id LEFT JOIN agent_cursors c ON c.agent_id = a.id \
                  WHERE a.status = 'active' GROUP BY a.tenant_id",
-            )
+            )))
             .fetch_all(p)
             .await
         })?;

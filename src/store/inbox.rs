@@ -70,27 +70,61 @@ pub struct Retention {
     pub session_ttl_ms: Option<i64>,
 }
 
-type EventRow = (i64, Uuid, String, String, Option<String>, i64);
-
-fn event_from_row(
-    agent: AgentId,
-    (seq, id, kind, data, trace, created_at): EventRow,
-) -> Result<InboxEvent> {
-    Ok(InboxEvent {
-        agent,
-        seq: Seq::new(u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?),
-        event_id: EventId::from_uuid(id),
-        kind: kind
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("event type {kind:?}")))?,
-        data: data.into(),
-        trace_id: trace.map(Into::into),
-        created_at,
-    })
-}
-
 fn seq_i64(seq: Seq) -> i64 {
     i64::try_from(seq.get()).unwrap_or(i64::MAX)
+}
+
+/// An agent's seq of its newest event, own or tenant-wide, in SQL: needs the aliases
+/// `c` (its `agent_cursors` row, NULL for an agent older than the tenant log) and `t`
+/// (its tenant).
+pub(super) const HEAD_SEQ: &str = "(COALESCE(c.last_seq, 0) + t.log_head - COALESCE(c.mark, 0))";
+
+/// Where an own event sits among its tenant's log entries: after those up to `mark`,
+/// after the agent's previous own event (whose mark was `prev_mark`).
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    mark: i64,
+    prev_mark: i64,
+}
+
+/// Hands out seqs: each agent's batch ends at its new last_seq. Its first event follows
+/// the mark the agent had before; the rest follow each other (all at the tenant's head).
+fn number(
+    events: &[NewInboxEvent],
+    agents: &[(AgentId, u64)],
+    last: &HashMap<AgentId, (u64, i64)>,
+    heads: &HashMap<AgentId, i64>,
+    now: i64,
+) -> Vec<(InboxEvent, Marks)> {
+    let mut next: HashMap<AgentId, (u64, i64)> = agents
+        .iter()
+        .map(|(a, n)| {
+            let (newest, prev) = last.get(a).copied().unwrap_or((*n, 0));
+            (*a, (newest.saturating_sub(*n) + 1, prev))
+        })
+        .collect();
+    events
+        .iter()
+        .map(|e| {
+            let head = heads.get(&e.agent).copied().unwrap_or(0);
+            let slot = next.entry(e.agent).or_insert((1, head));
+            let stored = InboxEvent {
+                agent: e.agent,
+                seq: Seq::new(slot.0),
+                event_id: e.event_id,
+                kind: e.kind,
+                data: e.data.clone(),
+                trace_id: e.trace_id.clone(),
+                created_at: now,
+            };
+            let marks = Marks {
+                mark: head,
+                prev_mark: slot.1,
+            };
+            *slot = (slot.0 + 1, head);
+            (stored, marks)
+        })
+        .collect()
 }
 
 impl Store {
@@ -119,9 +153,11 @@ impl Store {
         .await
     }
 
-    /// One attempt at [`Store::append_inbox`]: `agents` (sorted, with their event counts)
-    /// are locked by the first statement, a multi-row upsert that takes each row's lock
-    /// as it reaches it, in the order of its VALUES.
+    /// One attempt at [`Store::append_inbox`]. The agents' tenant rows are held first
+    /// (FOR SHARE on PostgreSQL: a tenant-wide append waits for this one and the other
+    /// way round, so each event's mark is exact); then `agents` (sorted, with their event
+    /// counts) are locked by a multi-row upsert that takes each row's lock as it reaches
+    /// it, in the order of its VALUES.
     async fn append_inbox_tx(
         &self,
         events: &[NewInboxEvent],
@@ -131,48 +167,55 @@ impl Store {
         let now = crate::time::now_ms();
         let out: Vec<InboxEvent> = on_writer!(self, p => {
             let mut tx = p.begin().await?;
-            let mut last = HashMap::with_capacity(agents.len());
+            let mut heads: HashMap<AgentId, i64> = HashMap::with_capacity(agents.len());
             for chunk in agents.chunks(CHUNK) {
                 let sql = format!(
-                    "INSERT INTO agent_cursors (agent_id, last_seq, acked_seq) VALUES {} \
-                     ON CONFLICT (agent_id) DO UPDATE SET last_seq = agent_cursors.last_seq + excluded.last_seq \
-                     RETURNING agent_id, last_seq",
-                    dialect::values(self.backend(), chunk.len(), 2, ", 0")
+                    "SELECT a.id, t.log_head FROM agents a JOIN tenants t ON t.id = a.tenant_id \
+                     WHERE a.id IN ({}) ORDER BY t.id {}",
+                    dialect::placeholders(self.backend(), chunk.len()),
+                    dialect::share_lock_of(self.backend(), "t"),
                 );
                 let mut q = sqlx::query_as::<_, (Uuid, i64)>(sqlx::AssertSqlSafe(sql));
+                for (agent, _) in chunk {
+                    q = q.bind(*agent.as_uuid());
+                }
+                for (agent, head) in q.fetch_all(&mut *tx).await? {
+                    heads.insert(AgentId::from_uuid(agent), head);
+                }
+            }
+            if heads.len() < agents.len() {
+                return Err(StoreError::NotFound("agent"));
+            }
+            // (agent, its new last_seq, the mark before this append)
+            let mut last = HashMap::with_capacity(agents.len());
+            for chunk in agents.chunks(CHUNK) {
+                // A cursor row missing (an agent older than the tenant log) counts as
+                // subscribed at 0: last_seq = n + head, prev_mark = 0.
+                let sql = format!(
+                    "INSERT INTO agent_cursors (agent_id, last_seq, mark, acked_seq, prev_mark) VALUES {} \
+                     ON CONFLICT (agent_id) DO UPDATE SET \
+                     last_seq = agent_cursors.last_seq - agent_cursors.mark + excluded.last_seq, \
+                     prev_mark = agent_cursors.mark, mark = excluded.mark \
+                     RETURNING agent_id, last_seq, prev_mark",
+                    dialect::values(self.backend(), chunk.len(), 3, ", 0, 0")
+                );
+                let mut q = sqlx::query_as::<_, (Uuid, i64, i64)>(sqlx::AssertSqlSafe(sql));
                 for (agent, n) in chunk {
-                    q = q.bind(*agent.as_uuid()).bind(*n as i64);
+                    let head = heads.get(agent).copied().unwrap_or(0);
+                    q = q.bind(*agent.as_uuid()).bind(head + *n as i64).bind(head);
                 }
-                for (agent, seq) in q.fetch_all(&mut *tx).await.map_err(fk_as_agent)? {
-                    last.insert(AgentId::from_uuid(agent), seq as u64);
+                for (agent, seq, prev) in q.fetch_all(&mut *tx).await.map_err(fk_as_agent)? {
+                    last.insert(AgentId::from_uuid(agent), (seq as u64, prev));
                 }
             }
-            // Hand out seqs: each agent's batch ends at its new last_seq.
-            let mut next: HashMap<AgentId, u64> = agents
-                .iter()
-                .map(|(a, n)| (*a, last.get(a).copied().unwrap_or(*n).saturating_sub(*n) + 1))
-                .collect();
-            let mut out = Vec::with_capacity(events.len());
-            for e in events {
-                let slot = next.entry(e.agent).or_insert(1);
-                out.push(InboxEvent {
-                    agent: e.agent,
-                    seq: Seq::new(*slot),
-                    event_id: e.event_id,
-                    kind: e.kind,
-                    data: e.data.clone(),
-                    trace_id: e.trace_id.clone(),
-                    created_at: now,
-                });
-                *slot += 1;
-            }
+            let out = number(events, agents, &last, &heads, now);
             for (chunk_events, chunk_new) in out.chunks(CHUNK).zip(events.chunks(CHUNK)) {
                 let sql = format!(
-                    "INSERT INTO inbox (agent_id, seq, event_id, type, payload, trace_id, idempotency_key, created_at, expires_at) VALUES {}",
-                    dialect::values(self.backend(), chunk_events.len(), 9, "")
+                    "INSERT INTO inbox (agent_id, seq, event_id, type, payload, trace_id, idempotency_key, created_at, expires_at, mark, prev_mark) VALUES {}",
+                    dialect::values(self.backend(), chunk_events.len(), 11, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (e, n) in chunk_events.iter().zip(chunk_new) {
+                for ((e, marks), n) in chunk_events.iter().zip(chunk_new) {
                     q = q
                         .bind(*e.agent.as_uuid())
                         .bind(seq_i64(e.seq))
@@ -182,11 +225,13 @@ impl Store {
                         .bind(e.trace_id.as_deref().map(str::to_owned))
                         .bind(n.idempotency_key.clone())
                         .bind(now)
-                        .bind(now.saturating_add(n.ttl_ms));
+                        .bind(now.saturating_add(n.ttl_ms))
+                        .bind(marks.mark)
+                        .bind(marks.prev_mark);
                 }
                 q.execute(&mut *tx).await.map_err(super::conflict_as("idempotency key"))?;
             }
-            for (agent, newest) in &last {
+            for (agent, (newest, _)) in &last {
                 if *newest > retention.cap {
                     sqlx::query("DELETE FROM inbox WHERE agent_id = $1 AND seq <= $2")
                         .bind(*agent.as_uuid())
@@ -196,40 +241,20 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            out
+            out.into_iter().map(|(e, _)| e).collect()
         });
         Ok(out)
     }
 
-    /// Up to `limit` events of `agent` after `after`, in seq order.
-    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent, after = after.get(), limit))]
-    pub async fn read_inbox(
-        &self,
-        agent: AgentId,
-        after: Seq,
-        limit: u32,
-    ) -> Result<Vec<InboxEvent>> {
-        // The limit is written into the SQL, not bound: SQLite plans around a bound
-        // LIMIT's value, so rebinding it recompiled the statement on every call (8 % of
-        // the node's CPU during a connect storm). Each page size is its own cached statement.
-        let sql = format!(
-            "SELECT seq, event_id, type, payload, trace_id, created_at FROM inbox \
-             WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT {limit}"
-        );
-        let rows: Vec<EventRow> = on_pool!(self, p => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(*agent.as_uuid())
-                .bind(seq_i64(after))
-                .fetch_all(p)
-                .await
-        })?;
-        rows.into_iter().map(|r| event_from_row(agent, r)).collect()
-    }
-
-    /// The agent's cursor; zero for an agent that never received anything.
+    /// The agent's cursor (its newest seq counts its tenant's log); zero for an agent
+    /// that never received anything, or an unknown one.
     pub async fn cursor(&self, agent: AgentId) -> Result<Cursor> {
+        let sql = format!(
+            "SELECT {HEAD_SEQ}, COALESCE(c.acked_seq, 0) FROM agents a JOIN tenants t ON t.id = a.tenant_id \
+             LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id = $1"
+        );
         let row: Option<(i64, i64)> = on_pool!(self, p => {
-            sqlx::query_as("SELECT last_seq, acked_seq FROM agent_cursors WHERE agent_id = $1")
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(*agent.as_uuid())
                 .fetch_optional(p)
                 .await
@@ -246,7 +271,7 @@ impl Store {
         let mut out = Vec::with_capacity(agents.len());
         for chunk in agents.chunks(CHUNK) {
             let sql = format!(
-                "SELECT a.id, COALESCE(c.last_seq, 0), a.status, a.tokens_valid_after, t.status FROM agents a \
+                "SELECT a.id, {HEAD_SEQ}, a.status, a.tokens_valid_after, t.status FROM agents a \
                  JOIN tenants t ON t.id = a.tenant_id \
                  LEFT JOIN agent_cursors c ON c.agent_id = a.id WHERE a.id IN ({})",
                 dialect::placeholders(self.backend(), chunk.len())

@@ -27,6 +27,7 @@ mod sessions;
 mod settings;
 mod sources;
 mod tasks;
+mod tenant_log;
 mod tenants;
 mod usage;
 mod workers;
@@ -50,6 +51,7 @@ pub use sources::{
     IngestRule, NewSource, Secret, Source, SourceKind, SourceRotation, putio_external_id,
 };
 pub use tasks::{SlackChannel, TaskMapping};
+pub use tenant_log::{Anchor, LogEvent, NewLogEvent};
 pub use tenants::{Tenant, TenantChange, TenantStatus, ToolScope};
 pub use usage::{UsageFilter, UsageGroup, UsageKey, UsageSum};
 pub use workers::{Worker, WorkerFilter, WorkerReport, WorkerStreak};

@@ -50,6 +50,7 @@ mod serve;
 mod sessions_api;
 mod sources_api;
 mod storage_errors;
+mod tenant_log;
 mod trace;
 mod transport;
 mod usage_api;

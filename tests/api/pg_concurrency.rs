@@ -168,40 +168,37 @@ async fn two_nodes_emitting_and_acking_the_same_agents_never_fail() {
     }
 }
 
-/// A deadlock made on purpose: another transaction holds the second of two agents'
-/// cursor rows while a fan-out, holding the first, waits for it, then asks for the
-/// first. The fan-out waited longer, so PostgreSQL aborts it; it must be run again,
-/// not answered with a 500.
+/// A deadlock made on purpose: another transaction holds an agent's cursor row while
+/// an emit to that agent, holding its tenant's row FOR SHARE (against tenant-wide
+/// appends), waits for it; then the other transaction asks to update the tenant row.
+/// The emit waited longer, so PostgreSQL aborts it; it must be run again, not answered
+/// with a 500.
 async fn an_emit_chosen_as_deadlock_victim_is_retried() {
     let app = TestApp::spawn(Profile::Postgres).await;
     let t = app.tenant("acme").await;
     let key = app.operator_key("write", None).await;
-    let mut ids = agents_without_secrets(&app, t.id, 2).await;
-    ids.sort_unstable();
-    let (first, second) = (*ids[0].as_uuid(), *ids[1].as_uuid());
-    // Both cursor rows exist from here on.
-    let fan_out = Target::Tenant(t.id);
+    let ids = agents_without_secrets(&app, t.id, 1).await;
+    let agent = ids[0];
     assert_eq!(
-        post_event(&app, &key, fan_out, 0).await,
+        post_event(&app, &key, Target::Agent(agent), 0).await,
         StatusCode::ACCEPTED
     );
 
     let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
-    let lock = "SELECT 1 FROM agent_cursors WHERE agent_id = $1 FOR UPDATE";
     let mut other = pool.begin().await.expect("begin");
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *other)
         .await
         .expect("pid");
-    sqlx::query(lock)
-        .bind(second)
+    sqlx::query("SELECT 1 FROM agent_cursors WHERE agent_id = $1 FOR UPDATE")
+        .bind(*agent.as_uuid())
         .execute(&mut *other)
         .await
-        .expect("lock the second");
+        .expect("lock the cursor");
     let emit = {
         let (http, url, key) = (
             app.http.clone(),
-            app.url(&format!("/api/tenants/{}/events", t.id)),
+            app.url(&format!("/api/agents/{agent}/events")),
             key.clone(),
         );
         tokio::spawn(async move {
@@ -214,7 +211,7 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
                 .status()
         })
     };
-    // The fan-out holds the first row once it waits on ours.
+    // The emit holds the tenant row once it waits on ours.
     let waiting = tokio::time::timeout(PATIENCE, async {
         loop {
             let n: i64 = sqlx::query_scalar(
@@ -231,24 +228,22 @@ async fn an_emit_chosen_as_deadlock_victim_is_retried() {
         }
     })
     .await;
-    assert!(waiting.is_ok(), "the fan-out never waited on the held row");
-    // Closes the cycle; returns once PostgreSQL has aborted the fan-out.
-    sqlx::query(lock)
-        .bind(first)
+    assert!(waiting.is_ok(), "the emit never waited on the held row");
+    // Closes the cycle; returns once PostgreSQL has aborted the emit.
+    sqlx::query("UPDATE tenants SET log_head = log_head WHERE id = $1")
+        .bind(*t.id.as_uuid())
         .execute(&mut *other)
         .await
-        .expect("lock the first");
+        .expect("update the tenant");
     other.commit().await.expect("commit");
 
     assert_eq!(emit.await.expect("emit"), StatusCode::ACCEPTED);
     let reader = app.operator_key("read", None).await;
-    for id in &ids {
-        assert_eq!(
-            app.cursor(*id, &reader).await.last_seq,
-            2,
-            "the retried fan-out appended once"
-        );
-    }
+    assert_eq!(
+        app.cursor(agent, &reader).await.last_seq,
+        2,
+        "the retried emit appended once"
+    );
     pool.close().await;
 }
 

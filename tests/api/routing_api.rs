@@ -94,10 +94,11 @@ async fn emit_to_tenant_reaches_every_active_agent(p: Profile) {
         ("context_update", body["event_id"].as_str().expect("id"))
     );
     assert_eq!(data["note"], "all hands");
-    // b was offline: the event waits in its inbox. The disabled agent and the other tenant got nothing.
+    // b was offline: the event waits in its stream. The disabled agent stays subscribed
+    // (it reads the event once enabled again); the other tenant got nothing.
     let reader = app.operator_key("read", None).await;
     assert_eq!(app.cursor(b.agent.id, &reader).await.last_seq, 1);
-    assert_eq!(app.cursor(off.agent.id, &reader).await.last_seq, 0);
+    assert_eq!(app.cursor(off.agent.id, &reader).await.last_seq, 1);
     assert_eq!(app.cursor(outsider.agent.id, &reader).await.last_seq, 0);
 }
 

@@ -1,0 +1,29 @@
+-- Tenant-wide events are stored once, in the tenant's log (DESIGN §8, issue 19). Each
+-- agent's stream is its own inbox merged with the log from its subscription point,
+-- in one seq space per agent:
+-- * tenants.log_head: the log's newest n (a tenant append bumps it under the row lock;
+--   an inbox append holds the row FOR SHARE, so the two never interleave in a tenant);
+-- * agent_cursors.mark: the log's head when the agent's newest own event was appended
+--   (or when the agent was created); prev_mark: the mark before that append;
+-- * inbox.mark / prev_mark: the same for each own event.
+-- An agent's newest seq is last_seq + (log_head - mark); a log entry n sits after the
+-- agent's own events with mark < n, before those with mark >= n.
+ALTER TABLE tenants ADD COLUMN log_head BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE agent_cursors ADD COLUMN mark BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE agent_cursors ADD COLUMN prev_mark BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN mark BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN prev_mark BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE tenant_log (
+    tenant_id  UUID NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    n          BIGINT NOT NULL,
+    event_id   UUID NOT NULL,
+    type       TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    trace_id   TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, n)
+);
+
+CREATE INDEX tenant_log_expires ON tenant_log (expires_at);
