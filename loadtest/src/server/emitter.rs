@@ -167,4 +167,62 @@ mod tests {
         assert!(batch_outcome(&json!({})).is_err());
         assert_eq!(clip(&"é".repeat(400)).chars().count(), 301);
     }
+
+    /// A stand-in for `POST /api/events` that refuses agent `gone` and checks
+    /// the request is authenticated and shaped as the contract says.
+    async fn fake_batch_api() -> String {
+        use axum::http::HeaderMap;
+        use axum::routing::post;
+        let app = axum::Router::new().route(
+            "/api/events",
+            post(|headers: HeaderMap, body: axum::Json<Value>| async move {
+                let authed = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Bearer key");
+                let events = body["events"].as_array().cloned().unwrap_or_default();
+                let results: Vec<Value> = events
+                    .iter()
+                    .map(|e| match (e["agent_id"].as_str(), e["type"].as_str()) {
+                        (Some("gone"), _) => json!({"status": 404, "error": {"code": "not_found"}}),
+                        (Some(_), Some("wake_up")) if e["data"]["i"].is_u64() => {
+                            json!({"status": 202, "id": "u", "seq": 1})
+                        }
+                        _ => json!({"status": 400, "error": {"code": "bad_event"}}),
+                    })
+                    .collect();
+                let status = if authed { 200 } else { 401 };
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap_or_default(),
+                    axum::Json(json!({ "results": results })),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_batch_answer_gives_one_outcome_per_event_in_order() {
+        let http = fake_batch_api().await;
+        let client = crate::net::http_client().unwrap();
+        let emitter = Emitter::nexus(&http, client.clone(), "key");
+        let events = [("a1", 0), ("gone", 1), ("a2", 2)]
+            .map(|(agent, i)| (agent.to_owned(), json!({"i": i, "t_ns": 5})));
+        let outcomes = emitter.emit_batch(&events).await.unwrap();
+        assert_eq!(outcomes.len(), 3);
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+        assert!(outcomes[1].as_ref().unwrap_err().contains("not_found"));
+        let stranger = Emitter::nexus(&http, client.clone(), "wrong");
+        assert!(
+            stranger.emit_batch(&events).await.is_err(),
+            "a 401 fails the whole batch"
+        );
+        assert!(
+            Emitter::peer(&http, client)
+                .emit_batch(&events)
+                .await
+                .is_err()
+        );
+    }
 }
