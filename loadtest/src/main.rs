@@ -187,7 +187,7 @@ async fn run_sessions(common: Common, opts: SessionsOpts) -> Result<()> {
         let fixture = server.provision(opts.clients).await?;
         let report = sessions::run(&server, &fixture, &opts).await?;
         print!("{}", report.table());
-        report::write_json(common.out.as_deref(), &report)
+        report::write_json_pinned(common.out.as_deref(), &report, &common.pin.pinning())
     }
     .await;
     finish(server, result).await
@@ -200,7 +200,7 @@ async fn run_connect(common: Common, agents: usize, hold: Duration) -> Result<()
         let fixture = server.provision(agents).await?;
         let (report, fleet) = connect::run(&server, &fixture, &common.client.opts()).await?;
         print!("{}", report.table());
-        report::write_json(common.out.as_deref(), &report)?;
+        report::write_json_pinned(common.out.as_deref(), &report, &common.pin.pinning())?;
         tokio::time::sleep(hold).await;
         fleet.close().await;
         anyhow::Ok(())
@@ -248,16 +248,14 @@ async fn deliver_on(
     let opts = DeliverOpts { via, ..load.opts() };
     let (connected, mut fleet) = connect::run(server, &fixture, &common.client.opts()).await?;
     let report = deliver::run(server, &fixture, &mut fleet, opts).await?;
-    let pinning = common.pin.pinning();
-    println!("\npinning: {}", pinning.describe());
     print!("{}{}", connected.table(), report.table());
-    let mut json = json!({"pinning": pinning, "connect": connected, "deliver": report});
+    let mut json = json!({"connect": connected, "deliver": report});
     if let Some(api) = clickup {
         let (served, refused) = api.counts();
         println!("fake ClickUp API: {served} task reads answered, {refused} refused");
         json["fake_clickup"] = json!({"task_reads": served, "refused": refused});
     }
-    report::write_json(common.out.as_deref(), &json)?;
+    report::write_json_pinned(common.out.as_deref(), &json, &common.pin.pinning())?;
     fleet.close().await;
     Ok(())
 }
@@ -270,9 +268,10 @@ async fn run_fanout(common: Common, agents: usize, timeout: Duration) -> Result<
         let (connected, mut fleet) = connect::run(&server, &fixture, &common.client.opts()).await?;
         let report = fanout::run(&server, &fixture, &mut fleet, timeout).await?;
         print!("{}{}", connected.table(), report.table());
-        report::write_json(
+        report::write_json_pinned(
             common.out.as_deref(),
             &json!({"connect": connected, "fanout": report}),
+            &common.pin.pinning(),
         )?;
         fleet.close().await;
         anyhow::Ok(())
