@@ -31,7 +31,9 @@ pub struct NexusReport {
     pub node_ttl_s: f64,
     pub per_node: Vec<NodeReport>,
     /// Agents listed online by each node once all sockets were open.
-    pub listed_online: Vec<usize>,
+    /// `None` where the node answered an error (`listed_online_error`).
+    pub listed_online: Vec<Option<usize>>,
+    pub listed_online_error: Option<String>,
     pub deliver: DeliverReport,
     /// Deliveries whose event went in through another node than the agent's.
     pub cross_node: u64,
@@ -116,9 +118,15 @@ async fn measure(
         tenant: p.tenant_id.clone(),
         key: p.operator_key.clone(),
     };
-    let mut listed_online = Vec::with_capacity(nodes.len());
+    let (mut listed_online, mut listed_online_error) = (Vec::with_capacity(nodes.len()), None);
     for node in nodes.iter() {
-        listed_online.push(online.node_ids(node).await?.len());
+        match online.node_ids(node).await {
+            Ok(ids) => listed_online.push(Some(ids.len())),
+            Err(e) => {
+                listed_online.push(None);
+                listed_online_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
     }
     let targets = Targets {
         emitters: nodes
@@ -167,6 +175,7 @@ async fn measure(
         node_ttl_s: opts.node_ttl.as_secs_f64(),
         per_node,
         listed_online,
+        listed_online_error,
         deliver,
         cross_node: out.cross_node,
         cross_latency: out.cross_latency,
@@ -238,6 +247,7 @@ impl NexusReport {
         if let Some(e) = self
             .first_error
             .iter()
+            .chain(&self.listed_online_error)
             .chain(&self.kill.first_poll_error)
             .next()
         {
@@ -299,7 +309,11 @@ impl NexusReport {
             ),
             (
                 "listed online, per node asked",
-                format!("{:?}", self.listed_online),
+                self.listed_online
+                    .iter()
+                    .map(|n| n.map_or("error".into(), |n| n.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             (
                 "cross-node deliveries",
@@ -313,12 +327,12 @@ impl NexusReport {
                     Some(s) => format!(
                         "{} s ({} agents of {}, asked {}; node TTL {} s)",
                         num(s),
-                        k.listed_on_killed,
+                        k.listed_on_killed.map_or("?".into(), |n| n.to_string()),
                         k.killed_node,
                         k.queried_node,
                         num(self.node_ttl_s)
                     ),
-                    None => format!("still listed after {} s", num(k.timeout_s)),
+                    None => format!("not seen offline within {} s", num(k.timeout_s)),
                 },
             ),
             ("listed online after", k.listed_after.to_string()),
