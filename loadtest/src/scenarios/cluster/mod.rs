@@ -114,8 +114,9 @@ pub struct Figures {
     pub p99_ms: f64,
     pub cross_p99_ms: f64,
     pub cpu_us_per_event: Option<f64>,
-    pub fanout_last_ms: f64,
-    pub fanout_received: usize,
+    /// `None`: the fan-out emit failed.
+    pub fanout_last_ms: Option<f64>,
+    pub fanout_received: Option<usize>,
 }
 
 type Row = (&'static str, fn(&Figures) -> String);
@@ -135,8 +136,12 @@ const ROWS: [Row; 12] = [
     ("server CPU per event (µs, all servers)", |f| {
         f.cpu_us_per_event.map(num).unwrap_or_else(|| "–".into())
     }),
-    ("fan-out to all, last agent (ms)", |f| num(f.fanout_last_ms)),
-    ("fan-out received", |f| num(f.fanout_received as f64)),
+    ("fan-out to all, last agent (ms)", |f| {
+        f.fanout_last_ms.map_or("failed".into(), num)
+    }),
+    ("fan-out received", |f| {
+        f.fanout_received.map_or("failed".into(), |n| num(n as f64))
+    }),
 ];
 
 fn side_by_side(nexus: Option<Figures>, socketio: Option<Figures>) -> String {

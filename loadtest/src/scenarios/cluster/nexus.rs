@@ -41,7 +41,9 @@ pub struct NexusReport {
     /// Events read by an agent they were not addressed to.
     pub misrouted: u64,
     /// One tenant-wide event through the first node, to every agent.
-    pub fanout: FanoutReport,
+    pub fanout: Option<FanoutReport>,
+    /// Why the fan-out was not measured (the emit failed).
+    pub fanout_error: Option<String>,
     pub kill: KillReport,
 }
 
@@ -159,7 +161,8 @@ async fn measure(
         &mut fleet,
         opts.fanout_timeout,
     )
-    .await?;
+    .await
+    .map_err(|e| format!("{e:#}"));
     let (victim, rest) = nodes.split_last_mut().context("no nodes")?;
     let kill = kill_and_wait(victim, &rest[0], opts.offline_timeout, &online).await?;
     let (status, connect_s) = (fleet.status.clone(), fleet.elapsed.as_secs_f64());
@@ -180,7 +183,8 @@ async fn measure(
         cross_node: out.cross_node,
         cross_latency: out.cross_latency,
         misrouted: out.misrouted,
-        fanout,
+        fanout: fanout.as_ref().ok().cloned(),
+        fanout_error: fanout.err(),
         kill,
     })
 }
@@ -242,7 +246,13 @@ impl NexusReport {
             markdown(&header, &self.node_rows())
         );
         out.push_str(&self.deliver.table());
-        out.push_str(&self.fanout.table());
+        match (&self.fanout, &self.fanout_error) {
+            (Some(f), _) => out.push_str(&f.table()),
+            (None, e) => out.push_str(&format!(
+                "\nfan-out not measured: {}\n",
+                e.as_deref().unwrap_or("?")
+            )),
+        }
         out.push_str(&table("cluster", &self.summary()));
         if let Some(e) = self
             .first_error
@@ -273,8 +283,8 @@ impl NexusReport {
             p99_ms: self.deliver.latency.p99_ms,
             cross_p99_ms: self.cross_latency.p99_ms,
             cpu_us_per_event: self.deliver.server_cpu_us_per_event,
-            fanout_last_ms: self.fanout.last_ms,
-            fanout_received: self.fanout.received,
+            fanout_last_ms: self.fanout.as_ref().map(|f| f.last_ms),
+            fanout_received: self.fanout.as_ref().map(|f| f.received),
         }
     }
 

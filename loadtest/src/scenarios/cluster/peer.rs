@@ -35,7 +35,9 @@ pub struct PeerReport {
     pub cross_latency: Latency,
     pub misrouted: u64,
     /// One broadcast to the tenant's room through the first process.
-    pub fanout: FanoutReport,
+    pub fanout: Option<FanoutReport>,
+    /// Why the fan-out was not measured (the emit failed).
+    pub fanout_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,7 +148,8 @@ async fn measure(opts: &ClusterOpts, secret: &str, peers: &[Peer]) -> Result<Pee
         &mut fleet,
         opts.fanout_timeout,
     )
-    .await?;
+    .await
+    .map_err(|e| format!("{e:#}"));
     let (status, connect_s) = (fleet.status.clone(), fleet.elapsed.as_secs_f64());
     fleet.close().await;
     let per_process = peers
@@ -176,7 +179,8 @@ async fn measure(opts: &ClusterOpts, secret: &str, peers: &[Peer]) -> Result<Pee
         cross_node: out.cross_node,
         cross_latency: out.cross_latency,
         misrouted: out.misrouted,
-        fanout,
+        fanout: fanout.as_ref().ok().cloned(),
+        fanout_error: fanout.err(),
     })
 }
 
@@ -227,8 +231,8 @@ impl PeerReport {
                 .server_cpu_s
                 .filter(|_| self.deliver.delivered > 0)
                 .map(|s| s * 1e6 / self.deliver.delivered as f64),
-            fanout_last_ms: self.fanout.last_ms,
-            fanout_received: self.fanout.received,
+            fanout_last_ms: self.fanout.as_ref().map(|f| f.last_ms),
+            fanout_received: self.fanout.as_ref().map(|f| f.received),
         }
     }
 
@@ -262,7 +266,13 @@ impl PeerReport {
             markdown(&header, &rows)
         );
         out.push_str(&self.deliver.table());
-        out.push_str(&self.fanout.table());
+        match (&self.fanout, &self.fanout_error) {
+            (Some(f), _) => out.push_str(&f.table()),
+            (None, e) => out.push_str(&format!(
+                "\nfan-out not measured: {}\n",
+                e.as_deref().unwrap_or("?")
+            )),
+        }
         let mut summary = vec![
             (
                 "connected / failed",
