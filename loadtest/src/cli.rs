@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::pin::{CpuList, Pinning};
 use crate::scenarios::ClientOpts;
-use crate::scenarios::deliver::{DeliverOpts, Via};
+use crate::scenarios::deliver::{Batching, DeliverOpts, Via};
 use crate::server::ServerOpts;
 use crate::target::Target;
 use crate::worker;
@@ -77,6 +78,8 @@ pub enum Cmd {
         /// Skip the fan-out measurement.
         #[arg(long)]
         no_fanout: bool,
+        #[command(flatten)]
+        pin: Pin,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -106,6 +109,17 @@ pub enum Cmd {
         /// Gives up waiting for the killed node's agents to go offline after this long.
         #[arg(long, default_value_t = 60)]
         offline_timeout_s: u64,
+        /// Gives up waiting for the fan-out's last agent after this long.
+        #[arg(long, default_value_t = 60)]
+        fanout_timeout_s: u64,
+        /// Only the Nexus nodes (no Socket.IO redis-adapter baseline).
+        #[arg(long, conflicts_with = "peer_only")]
+        nexus_only: bool,
+        /// Only the Socket.IO redis-adapter baseline.
+        #[arg(long)]
+        peer_only: bool,
+        #[command(flatten)]
+        pin: Pin,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -130,6 +144,41 @@ pub enum Cmd {
     },
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
+}
+
+impl Cmd {
+    /// The pinning asked for (none for subcommands without the flags).
+    pub fn pinning(&self) -> Pinning {
+        match self {
+            Cmd::Connect { common, .. }
+            | Cmd::Deliver { common, .. }
+            | Cmd::Fanout { common, .. }
+            | Cmd::Sessions { common, .. } => common.pin.pinning(),
+            Cmd::Compare { pin, .. } | Cmd::Cluster { pin, .. } => pin.pinning(),
+            Cmd::UsageQuery { .. } | Cmd::Worker(_) => Pinning::default(),
+        }
+    }
+}
+
+/// `--node-cpus` / `--client-cpus`.
+#[derive(Args, Clone, Debug)]
+pub struct Pin {
+    /// Run the server process(es) the tool starts on these CPUs (a `taskset -c`
+    /// list, e.g. `0`); Nexus and the Socket.IO peer alike.
+    #[arg(long, value_parser = CpuList::parse)]
+    node_cpus: Option<CpuList>,
+    /// Run this tool and its client worker processes on these CPUs (e.g. `1`).
+    #[arg(long, value_parser = CpuList::parse)]
+    client_cpus: Option<CpuList>,
+}
+
+impl Pin {
+    pub fn pinning(&self) -> Pinning {
+        Pinning {
+            node_cpus: self.node_cpus.clone(),
+            client_cpus: self.client_cpus.clone(),
+        }
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -176,6 +225,8 @@ pub struct Common {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub client: Client,
+    #[command(flatten)]
+    pub pin: Pin,
 }
 
 impl Common {
@@ -186,6 +237,7 @@ impl Common {
             database_url: self.database_url.clone(),
             pid: self.pid,
             clickup_api_url: None,
+            pinning: self.pin.pinning(),
         }
     }
 }
@@ -206,6 +258,13 @@ pub struct Load {
     /// Emit requests in flight at most.
     #[arg(long, default_value_t = 512)]
     max_in_flight: usize,
+    /// `--via batch`: events per `POST /api/events` at most (1 to 1,000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch_size: u16,
+    /// `--via batch`: a batch goes out at the latest this long after its first
+    /// event was due, full or not.
+    #[arg(long, default_value_t = 5.0)]
+    batch_wait_ms: f64,
 }
 
 /// `compare`'s load: the same knobs as [`Load`], with defaults sized to
@@ -232,6 +291,8 @@ impl From<CompareLoad> for Load {
             duration: c.duration,
             drain_s: c.drain_s,
             max_in_flight: c.max_in_flight,
+            batch_size: 100,
+            batch_wait_ms: 5.0,
         }
     }
 }
@@ -244,6 +305,10 @@ impl Load {
             drain: Duration::from_secs_f64(self.drain_s.max(0.0)),
             max_in_flight: self.max_in_flight,
             via: Via::Api,
+            batching: Batching {
+                size: usize::from(self.batch_size),
+                max_wait: Duration::from_secs_f64(self.batch_wait_ms.max(0.0) / 1e3),
+            },
         }
     }
 }

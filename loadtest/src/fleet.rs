@@ -27,6 +27,17 @@ pub struct Connected {
     pub first_error: Option<String>,
 }
 
+impl Connected {
+    /// Adds another shard's (or call's) result; the earliest error is kept.
+    pub fn absorb(&mut self, other: &Connected) {
+        self.connected += other.connected;
+        self.failed += other.failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error.clone();
+        }
+    }
+}
+
 pub struct Fleet {
     pub rx: UnboundedReceiver<Delivery>,
     tx: UnboundedSender<Delivery>,
@@ -82,11 +93,7 @@ impl Fleet {
                 .await?
         };
         let took = started.elapsed();
-        self.status.connected += status.connected;
-        self.status.failed += status.failed;
-        if self.status.first_error.is_none() {
-            self.status.first_error = status.first_error.clone();
-        }
+        self.status.absorb(&status);
         self.elapsed += took;
         Ok((status, took))
     }
@@ -117,9 +124,7 @@ impl Fleet {
                 .await
                 .context("a worker did not finish connecting in time")?
                 .context("a worker exited before reporting")?;
-            status.connected += worker.connected;
-            status.failed += worker.failed;
-            status.first_error = status.first_error.or(worker.first_error);
+            status.absorb(&worker);
         }
         Ok(status)
     }
@@ -265,4 +270,37 @@ async fn spawn_worker(
         }
     });
     Ok((child, status_rx, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_results_add_up_and_keep_the_first_error() {
+        let mut total = Connected::default();
+        let shard = |connected, failed, e: Option<&str>| Connected {
+            connected,
+            failed,
+            first_error: e.map(str::to_owned),
+        };
+        total.absorb(&shard(15_000, 0, None));
+        total.absorb(&shard(14_998, 2, Some("no welcome within 30 s")));
+        total.absorb(&shard(14_999, 1, Some("refused")));
+        assert_eq!((total.connected, total.failed), (44_997, 3));
+        assert_eq!(total.first_error.as_deref(), Some("no welcome within 30 s"));
+    }
+
+    #[test]
+    fn a_worker_delivery_line_reads_back() {
+        let line = serde_json::to_string(&WorkerDelivery {
+            a: 7,
+            i: 42,
+            t: 1,
+            r: 2,
+        })
+        .unwrap();
+        let back: WorkerDelivery = serde_json::from_str(&line).unwrap();
+        assert_eq!((back.a, back.i, back.t, back.r), (7, 42, 1, 2));
+    }
 }

@@ -11,9 +11,10 @@
 //!
 //! 1. Helpers, which import no other module: [`target`] (Nexus or the
 //!    Socket.IO baseline), [`wire`] (the agent socket: its WebSocket type,
-//!    the load-test stamp, the Socket.IO framing), [`proc`] (child processes
-//!    and their `/proc` readings), [`jwt`] (agent tokens), [`net`] (the HTTP client and the
-//!    loopback-only rule), [`report`] (histograms, tables and JSON).
+//!    the load-test stamp, the Socket.IO framing), [`pin`] (CPU lists and
+//!    `taskset`), [`proc`] (child processes and their `/proc` readings),
+//!    [`jwt`] (agent tokens), [`net`] (the HTTP client and the loopback-only
+//!    rule), [`report`] (histograms, tables and JSON).
 //! 2. The system under test: [`node`] (a Nexus node and its CLI), [`peer`]
 //!    (the Socket.IO peer process), [`fake_clickup`] (the ClickUp API that
 //!    `--via clickup` reads), [`webhooks`] (events as signed Slack and
@@ -34,6 +35,7 @@ mod jwt;
 mod net;
 mod node;
 mod peer;
+mod pin;
 mod proc;
 mod report;
 mod scenarios;
@@ -50,7 +52,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use serde_json::json;
 
-use cli::{Cli, Client, Cmd, Common, Load};
+use cli::{Cli, Cmd, Common, Load};
 use fake_clickup::FakeClickUp;
 use scenarios::cluster::{self, ClusterOpts};
 use scenarios::compare::{self, CompareOpts};
@@ -69,6 +71,8 @@ async fn main() -> Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(NOFILE) {
         eprintln!("warning: could not raise the open-file limit: {e}");
     }
+    let pinning = cli.cmd.pinning();
+    pinning.pin_self()?;
     match cli.cmd {
         Cmd::Worker(args) => worker::run(args).await,
         Cmd::Cluster {
@@ -79,6 +83,10 @@ async fn main() -> Result<()> {
             redis_url,
             node_ttl_s,
             offline_timeout_s,
+            fanout_timeout_s,
+            nexus_only,
+            peer_only,
+            pin: _,
             out,
         } => {
             let opts = ClusterOpts {
@@ -90,6 +98,10 @@ async fn main() -> Result<()> {
                 redis_url,
                 node_ttl: Duration::from_secs(node_ttl_s),
                 offline_timeout: Duration::from_secs(offline_timeout_s),
+                fanout_timeout: Duration::from_secs(fanout_timeout_s),
+                nexus: !peer_only,
+                peer: !nexus_only,
+                pinning,
             };
             let report = cluster::run(&opts).await?;
             print!("{}", report.table());
@@ -119,7 +131,12 @@ async fn main() -> Result<()> {
             agents,
             hold_s,
         } => run_connect(common, agents, Duration::from_secs(hold_s)).await,
-        Cmd::Deliver { common, load, via } => run_deliver(common, load, via).await,
+        Cmd::Deliver { common, load, via } => {
+            if via == Via::Batch && common.target != target::Target::Nexus {
+                bail!("--via batch posts to the Nexus batch API (POST /api/events) only");
+            }
+            run_deliver(common, load, via).await
+        }
         Cmd::Fanout {
             common,
             agents,
@@ -143,8 +160,20 @@ async fn main() -> Result<()> {
             load,
             rounds,
             no_fanout,
+            pin: _,
             out,
-        } => run_compare(client, Load::from(load), rounds, no_fanout, out).await,
+        } => {
+            let load = Load::from(load);
+            let opts = CompareOpts {
+                agents: load.agents,
+                rounds,
+                deliver: load.opts(),
+                client: client.opts(),
+                fanout: !no_fanout,
+                pinning,
+            };
+            run_compare(opts, load, out).await
+        }
     }
 }
 
@@ -158,7 +187,7 @@ async fn run_sessions(common: Common, opts: SessionsOpts) -> Result<()> {
         let fixture = server.provision(opts.clients).await?;
         let report = sessions::run(&server, &fixture, &opts).await?;
         print!("{}", report.table());
-        report::write_json(common.out.as_deref(), &report)
+        report::write_json_pinned(common.out.as_deref(), &report, &common.pin.pinning())
     }
     .await;
     finish(server, result).await
@@ -171,7 +200,7 @@ async fn run_connect(common: Common, agents: usize, hold: Duration) -> Result<()
         let fixture = server.provision(agents).await?;
         let (report, fleet) = connect::run(&server, &fixture, &common.client.opts()).await?;
         print!("{}", report.table());
-        report::write_json(common.out.as_deref(), &report)?;
+        report::write_json_pinned(common.out.as_deref(), &report, &common.pin.pinning())?;
         tokio::time::sleep(hold).await;
         fleet.close().await;
         anyhow::Ok(())
@@ -211,7 +240,7 @@ async fn deliver_on(
 ) -> Result<()> {
     let fixture = server.provision(load.agents).await?;
     match (via, clickup) {
-        (Via::Api, _) => {}
+        (Via::Api | Via::Batch, _) => {}
         (Via::Slack, _) => server.route_via_slack(&fixture).await?,
         (Via::Clickup, Some(api)) => server.route_via_clickup(&fixture, api).await?,
         (Via::Clickup, None) => bail!("--via clickup without a fake ClickUp API"),
@@ -226,7 +255,7 @@ async fn deliver_on(
         println!("fake ClickUp API: {served} task reads answered, {refused} refused");
         json["fake_clickup"] = json!({"task_reads": served, "refused": refused});
     }
-    report::write_json(common.out.as_deref(), &json)?;
+    report::write_json_pinned(common.out.as_deref(), &json, &common.pin.pinning())?;
     fleet.close().await;
     Ok(())
 }
@@ -239,9 +268,10 @@ async fn run_fanout(common: Common, agents: usize, timeout: Duration) -> Result<
         let (connected, mut fleet) = connect::run(&server, &fixture, &common.client.opts()).await?;
         let report = fanout::run(&server, &fixture, &mut fleet, timeout).await?;
         print!("{}{}", connected.table(), report.table());
-        report::write_json(
+        report::write_json_pinned(
             common.out.as_deref(),
             &json!({"connect": connected, "fanout": report}),
+            &common.pin.pinning(),
         )?;
         fleet.close().await;
         anyhow::Ok(())
@@ -251,24 +281,15 @@ async fn run_fanout(common: Common, agents: usize, timeout: Duration) -> Result<
 }
 
 /// `compare`: both targets, alternating, then the side-by-side table.
-async fn run_compare(
-    client: Client,
-    load: Load,
-    rounds: usize,
-    no_fanout: bool,
-    out: Option<PathBuf>,
-) -> Result<()> {
-    let opts = CompareOpts {
-        agents: load.agents,
-        rounds,
-        deliver: load.opts(),
-        client: client.opts(),
-        fanout: !no_fanout,
-    };
+async fn run_compare(opts: CompareOpts, load: Load, out: Option<PathBuf>) -> Result<()> {
     let report = compare::run(&opts).await?;
     println!(
-        "\nNexus vs Socket.IO ({} agents, {} events/s for {} s, {} round(s))\n",
-        load.agents, load.rate, load.duration, rounds
+        "\nNexus vs Socket.IO ({} agents, {} events/s for {} s, {} round(s); pinning: {})\n",
+        load.agents,
+        load.rate,
+        load.duration,
+        opts.rounds,
+        opts.pinning.describe()
     );
     print!("{}", report.markdown);
     report::write_json(out.as_deref(), &report)

@@ -10,14 +10,19 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use crate::pin::{self, CpuList};
 use crate::proc::{Tail, drain, workspace_root};
 
-/// `NEXUS_BIN`, else `<workspace>/target/release/nexus`, else builds it.
+/// `NEXUS_BIN`, else `$CARGO_TARGET_DIR/release/nexus` (default
+/// `<workspace>/target`), else builds it there.
 pub async fn locate_bin() -> Result<PathBuf> {
     if let Ok(bin) = std::env::var("NEXUS_BIN") {
         return Ok(PathBuf::from(bin));
     }
-    let bin = workspace_root().join("target/release/nexus");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("release/nexus");
     if bin.exists() {
         return Ok(bin);
     }
@@ -45,11 +50,15 @@ pub struct NodeEnv {
     pub secrets_key: Option<String>,
     /// Where the node reads ClickUp tasks (`--via clickup` points it at a fake).
     pub clickup_api_url: Option<String>,
+    /// `--node-cpus`: `nexus serve` runs under `taskset -c` on these.
+    pub node_cpus: Option<CpuList>,
+    /// Where CLI runs (provisioning) go; `None`: inherited from the tool.
+    pub cli_cpus: Option<CpuList>,
 }
 
 impl NodeEnv {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
+    fn command(&self, cpus: Option<&CpuList>) -> Command {
+        let mut cmd = pin::command(&self.bin, cpus);
         cmd.env("DATABASE_URL", &self.database_url)
             .env("NEXUS_JWT_SECRET", &self.jwt_secret)
             .env("NEXUS_LOG_FORMAT", "json")
@@ -66,7 +75,7 @@ impl NodeEnv {
     /// Runs one CLI command; returns its stdout JSON lines.
     pub async fn cli(&self, args: &[&str]) -> Result<Vec<Value>> {
         let out = self
-            .command()
+            .command(self.cli_cpus.as_ref())
             .args(args)
             .env("RUST_LOG", "warn")
             .output()
@@ -91,7 +100,7 @@ impl NodeEnv {
     /// Redis and id); returns the child, its address and the tail of its log.
     pub async fn serve(&self, extra_env: &[(&str, &str)]) -> Result<(Child, String, Tail)> {
         let mut child = self
-            .command()
+            .command(self.node_cpus.as_ref())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .envs(extra_env.iter().copied())
             .env("RUST_LOG", "info")

@@ -10,11 +10,21 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use crate::pin::{self, CpuList};
 use crate::proc::{Tail, drain, workspace_root};
+
+/// How to start one peer process.
+pub struct PeerOpts<'a> {
+    pub jwt_secret: &'a str,
+    /// Cluster mode: `@socket.io/redis-adapter` on this Redis.
+    pub redis_url: Option<&'a str>,
+    /// `--node-cpus`: the same cores a Nexus node would get.
+    pub cpus: Option<&'a CpuList>,
+}
 
 /// `npm ci` when needed, then `node --expose-gc server.js` on an ephemeral
 /// port; returns the child, its `host:port` and the tail of its output.
-pub async fn start(jwt_secret: &str) -> Result<(Child, String, Tail)> {
+pub async fn start(opts: &PeerOpts<'_>) -> Result<(Child, String, Tail)> {
     let dir = workspace_root().join("loadtest/peers/socketio");
     if !dir.join("node_modules").exists() {
         eprintln!("installing the Socket.IO peer: npm ci in {}", dir.display());
@@ -28,10 +38,14 @@ pub async fn start(jwt_secret: &str) -> Result<(Child, String, Tail)> {
             bail!("npm ci failed in {} ({status})", dir.display());
         }
     }
-    let mut child = Command::new("node")
+    let mut cmd = pin::command("node", opts.cpus);
+    if let Some(url) = opts.redis_url {
+        cmd.env("REDIS_URL", url);
+    }
+    let mut child = cmd
         .args(["--expose-gc", "server.js"])
         .current_dir(&dir)
-        .env("JWT_SECRET", jwt_secret)
+        .env("JWT_SECRET", opts.jwt_secret)
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
         .stdin(Stdio::null())

@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::pin::Pinning;
+
 /// Latencies are recorded in microseconds, up to 10 minutes.
 pub fn histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 600_000_000, 3).context("histogram bounds")
@@ -124,6 +126,21 @@ pub fn write_json<T: Serialize>(path: Option<&Path>, report: &T) -> Result<()> {
         eprintln!("report written to {}", path.display());
     }
     Ok(())
+}
+
+/// Prints the pinning line and writes the JSON report with a `pinning` field
+/// beside its own.
+pub fn write_json_pinned<T: Serialize>(
+    path: Option<&Path>,
+    report: &T,
+    pinning: &Pinning,
+) -> Result<()> {
+    println!("\npinning: {}", pinning.describe());
+    let mut value = serde_json::to_value(report)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("pinning".into(), serde_json::to_value(pinning)?);
+    }
+    write_json(path, &value)
 }
 
 #[cfg(test)]

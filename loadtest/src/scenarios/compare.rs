@@ -10,6 +10,7 @@ use super::ClientOpts;
 use super::connect::{self, ConnectReport};
 use super::deliver::{self, DeliverOpts, DeliverReport};
 use super::fanout::{self, FanoutReport};
+use crate::pin::Pinning;
 use crate::report::{markdown, num};
 use crate::server::{Server, ServerOpts};
 use crate::target::Target;
@@ -37,6 +38,7 @@ pub struct Ratios {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CompareReport {
+    pub pinning: Pinning,
     pub rounds: Vec<Round>,
     pub ratios: Ratios,
     pub markdown: String,
@@ -48,6 +50,8 @@ pub struct CompareOpts {
     pub deliver: DeliverOpts,
     pub client: ClientOpts,
     pub fanout: bool,
+    /// Both servers get the same `--node-cpus`.
+    pub pinning: Pinning,
 }
 
 pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
@@ -67,6 +71,7 @@ pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
     }
     let (table, ratios) = summarize(&rounds);
     Ok(CompareReport {
+        pinning: opts.pinning.clone(),
         rounds,
         ratios,
         markdown: table,
@@ -74,7 +79,11 @@ pub async fn run(opts: &CompareOpts) -> Result<CompareReport> {
 }
 
 async fn one(round: usize, target: Target, opts: &CompareOpts) -> Result<Round> {
-    let mut server = Server::start(target, &ServerOpts::default()).await?;
+    let server_opts = ServerOpts {
+        pinning: opts.pinning.clone(),
+        ..ServerOpts::default()
+    };
+    let mut server = Server::start(target, &server_opts).await?;
     let result = async {
         let fixture = server.provision(opts.agents).await?;
         let (connect, mut fleet) = connect::run(&server, &fixture, &opts.client).await?;
@@ -113,7 +122,7 @@ fn mean(rounds: &[Round], target: Target, f: impl Fn(&Round) -> Option<f64>) -> 
 /// a higher figure is better.
 type Metric = (&'static str, fn(&Round) -> Option<f64>, bool);
 
-const METRICS: [Metric; 10] = [
+const METRICS: [Metric; 11] = [
     (
         "RSS per idle connection (KiB)",
         |r| r.connect.rss_per_conn_bytes.map(|b| b / 1024.0),
@@ -147,6 +156,11 @@ const METRICS: [Metric; 10] = [
         false,
     ),
     ("lost", |r| Some(r.deliver.lost as f64), false),
+    (
+        "server CPU per event (µs; Nexus: per delivery, Socket.IO: per emit)",
+        |r| r.deliver.server_cpu_us_per_event,
+        false,
+    ),
     (
         "fan-out, last agent (ms)",
         |r| r.fanout.as_ref().map(|f| f.last_ms),

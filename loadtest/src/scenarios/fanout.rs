@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::agents::unix_ns;
 use crate::fleet::Fleet;
 use crate::report::{Latency, histogram, num, record_us, table};
-use crate::server::{Fixture, Server};
+use crate::server::{Emitter, Fixture, Server};
 use crate::target::Target;
 
 /// The fan-out event's number: far from `deliver`'s 0…N.
@@ -38,15 +38,27 @@ pub async fn run(
     fleet: &mut Fleet,
     timeout: Duration,
 ) -> Result<FanoutReport> {
+    let tenant = (fixture.tenant_id.as_str(), fixture.tokens.len());
+    measure(&server.emitter(), server.target, tenant, fleet, timeout).await
+}
+
+/// One tenant-wide event through `emitter` for the `agents` of `tenant`
+/// that `fleet` holds (on one server or spread over a cluster).
+pub async fn measure(
+    emitter: &Emitter,
+    target: Target,
+    (tenant, agents): (&str, usize),
+    fleet: &mut Fleet,
+    timeout: Duration,
+) -> Result<FanoutReport> {
     while fleet.rx.try_recv().is_ok() {}
-    let emitter = server.emitter();
     let t_ns = unix_ns();
     let addressed = emitter
-        .emit_tenant(&fixture.tenant_id, json!({"t_ns": t_ns, "i": FANOUT_I}))
+        .emit_tenant(tenant, json!({"t_ns": t_ns, "i": FANOUT_I}))
         .await?;
     let emit_ms = unix_ns().saturating_sub(t_ns) as f64 / 1e6;
     let expected = fleet.status.connected;
-    let mut seen = vec![false; fixture.tokens.len()];
+    let mut seen = vec![false; agents];
     let mut received = 0;
     let mut hist = histogram()?;
     let until = Instant::now() + timeout;
@@ -67,8 +79,8 @@ pub async fn run(
     }
     let latency = Latency::from_histogram(&hist);
     Ok(FanoutReport {
-        target: server.target,
-        agents: fixture.tokens.len(),
+        target,
+        agents,
         connected: expected,
         addressed,
         received,

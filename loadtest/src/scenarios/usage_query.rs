@@ -285,6 +285,8 @@ async fn seed_and_measure(db: &Db, url: &str, o: &UsageQueryOpts) -> Result<Usag
         jwt_secret: crate::jwt::random_secret(),
         secrets_key: Some(crate::jwt::random_secret()),
         clickup_api_url: None,
+        node_cpus: None,
+        cli_cpus: None,
     };
     let p = node::provision(&env, o.agents).await?;
     let now_ms = Utc::now().timestamp_millis();

@@ -14,10 +14,12 @@ use tempfile::TempDir;
 use tokio::process::Child;
 
 use crate::node::{self, NodeEnv};
+use crate::peer::{self, PeerOpts};
+use crate::pin::Pinning;
 use crate::proc::{self, ProcSample, Tail};
 use crate::target::Target;
 use crate::webhooks::Route;
-use crate::{jwt, net, peer};
+use crate::{jwt, net};
 
 pub use emitter::Emitter;
 
@@ -30,6 +32,8 @@ pub struct ServerOpts {
     pub pid: Option<u32>,
     /// `--clickup-api-url` for a node the tool starts (`--via clickup`).
     pub clickup_api_url: Option<String>,
+    /// Where a server the tool starts runs (and its provisioning CLI).
+    pub pinning: Pinning,
 }
 
 /// Agents ready to connect: ids and signed tokens, all of one tenant.
@@ -90,6 +94,8 @@ impl Server {
                     jwt_secret: server.jwt_secret.clone(),
                     secrets_key: None,
                     clickup_api_url: None,
+                    node_cpus: None,
+                    cli_cpus: opts.pinning.provisioning_cpus(),
                 });
             }
             server.set_addr(&addr);
@@ -105,13 +111,22 @@ impl Server {
                     jwt_secret: server.jwt_secret.clone(),
                     secrets_key: None,
                     clickup_api_url: opts.clickup_api_url.clone(),
+                    node_cpus: opts.pinning.node_cpus.clone(),
+                    cli_cpus: opts.pinning.provisioning_cpus(),
                 };
                 let started = env.serve(&[]).await?;
                 server.node = Some(env);
                 server._dir = Some(dir);
                 started
             }
-            Target::Socketio => peer::start(&server.jwt_secret).await?,
+            Target::Socketio => {
+                let peer = PeerOpts {
+                    jwt_secret: &server.jwt_secret,
+                    redis_url: None,
+                    cpus: opts.pinning.node_cpus.as_ref(),
+                };
+                peer::start(&peer).await?
+            }
         };
         server.pid = child.id();
         server.child = Some((child, tail));
@@ -176,6 +191,14 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         proc::sample(pid).map(Some)
+    }
+
+    /// CPU seconds (user + system) of the server process, read without the
+    /// full GC [`Server::sample`] asks Node for (its cost is not the load's).
+    pub fn cpu_s(&self) -> Result<Option<f64>> {
+        self.pid
+            .map(|pid| proc::sample(pid).map(|s| s.cpu_s))
+            .transpose()
     }
 
     /// The last lines the server logged (when the tool started it).

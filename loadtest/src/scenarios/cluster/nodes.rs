@@ -1,14 +1,14 @@
 //! The cluster's nodes: a fresh PostgreSQL schema, K `nexus serve`
-//! processes on it and one Redis, and their shutdown.
+//! processes on it and one Redis, its agents, and their shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 use super::ClusterOpts;
 use crate::net;
-use crate::node::NodeEnv;
+use crate::node::{self, NodeEnv, Provisioned};
 use crate::proc::{self, Tail};
 
 /// One `nexus serve` of the cluster.
@@ -85,19 +85,68 @@ pub fn cpu(nodes: &[Node]) -> Result<Vec<f64>> {
         .collect()
 }
 
+/// The tenant, the operator key and the first agent through the CLI; the
+/// other `n − 1` agents are copies of that agent's row written with SQL, its
+/// secret hash included. Why: the CLI hashes every agent's own secret with
+/// argon2 (≈ 10 ms of CPU each, ≈ 8 min for 45,000 here), and the agents
+/// never use a secret — the tool signs their tokens with the nodes' JWT
+/// secret, as an agent exchanging its secret would get. Every row is an
+/// active agent of the tenant like the CLI's; only the hash is shared.
+pub async fn provision(env: &NodeEnv, url: &str, schema: &str, n: usize) -> Result<Provisioned> {
+    let started = Instant::now();
+    let mut p = node::provision(env, 1).await?;
+    let template = p.agents.first().context("the CLI made no agent")?.0.clone();
+    // Both go into SQL text: a UUID and our own `nx_lt_…` name, checked.
+    uuid::Uuid::parse_str(&template).context("the CLI printed an odd agent id")?;
+    if n > 1 {
+        let copy = format!(
+            "INSERT INTO agents (id, tenant_id, name, client_id, client_secret_hash, status, created_at) \
+             SELECT gen_random_uuid(), t.tenant_id, 'lt-copy-' || g, \
+                    'nxc_lt' || replace(gen_random_uuid()::text, '-', ''), \
+                    t.client_secret_hash, 'active', t.created_at \
+             FROM agents t, generate_series(2, {n}) g WHERE t.id = '{template}' \
+             RETURNING id, client_id"
+        );
+        let rows = psql_rows(url, &[&format!("SET search_path TO {schema}"), &copy]).await?;
+        p.agents.extend(rows.lines().filter_map(agent_row));
+    }
+    if p.agents.len() != n {
+        bail!("asked for {n} agents, made {}", p.agents.len());
+    }
+    p.took = started.elapsed();
+    Ok(p)
+}
+
+/// `id|client_id` of a `psql -A -t` row.
+fn agent_row(line: &str) -> Option<(String, String)> {
+    let (id, client_id) = line.trim().split_once('|')?;
+    uuid::Uuid::parse_str(id).ok()?;
+    Some((id.to_owned(), client_id.to_owned()))
+}
+
 pub async fn psql(url: &str, sql: &str) -> Result<()> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+    psql_rows(url, &[sql]).await.map(drop)
+}
+
+/// Runs the statements in one session; returns the rows printed (`-A -t`:
+/// unaligned, `|` between fields).
+async fn psql_rows(url: &str, statements: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url]);
+    for sql in statements {
+        cmd.arg("-c").arg(sql);
+    }
+    let out = cmd
         .output()
         .await
         .context("running psql (the PostgreSQL client creates and drops the run's schema)")?;
     if !out.status.success() {
         bail!(
-            "psql -c {sql:?} failed: {}",
+            "psql -c {statements:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `url` with the schema as the connection's search path (as the server's
@@ -110,6 +159,17 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_agent_rows_and_skips_the_rest() {
+        let id = "0190c8b2-3f00-4c3b-9e2a-2b7c1d000001";
+        assert_eq!(
+            agent_row(&format!("{id}|nxc_ltabc\n")),
+            Some((id.to_owned(), "nxc_ltabc".to_owned()))
+        );
+        assert_eq!(agent_row("INSERT 0 3"), None);
+        assert_eq!(agent_row("not-a-uuid|x"), None);
+    }
 
     #[test]
     fn search_path_joins_the_query() {

@@ -14,8 +14,9 @@ use super::nodes::Node;
 pub struct KillReport {
     pub killed_node: String,
     pub queried_node: String,
-    /// The killed node's agents listed online just before the kill.
-    pub listed_on_killed: usize,
+    /// The killed node's agents listed online just before the kill (`None`:
+    /// the probe did not answer; see `first_poll_error`).
+    pub listed_on_killed: Option<usize>,
     /// SIGKILL → first poll listing none of them; `None` past the timeout.
     pub offline_after_s: Option<f64>,
     pub timeout_s: f64,
@@ -33,17 +34,22 @@ pub async fn kill_and_wait(
     timeout: Duration,
     online: &Online,
 ) -> Result<KillReport> {
-    let listed = online.node_ids(probe).await?;
     let mut kill = KillReport {
         killed_node: victim.id.clone(),
         queried_node: probe.id.clone(),
-        listed_on_killed: listed.iter().filter(|n| **n == victim.id).count(),
+        listed_on_killed: None,
         offline_after_s: None,
         timeout_s: timeout.as_secs_f64(),
         listed_after: 0,
         poll_errors: 0,
         first_poll_error: None,
     };
+    match online.node_ids(probe).await {
+        Ok(listed) => {
+            kill.listed_on_killed = Some(listed.iter().filter(|n| **n == victim.id).count())
+        }
+        Err(e) => kill.note(e),
+    }
     let started = Instant::now();
     if let Some(mut child) = victim.child.take() {
         child.kill().await.context("SIGKILL")?;
@@ -57,14 +63,18 @@ pub async fn kill_and_wait(
                 break;
             }
             Ok(_) => {}
-            Err(e) => {
-                kill.poll_errors += 1;
-                kill.first_poll_error
-                    .get_or_insert_with(|| format!("{e:#}"));
-            }
+            Err(e) => kill.note(e),
         }
     }
     Ok(kill)
+}
+
+impl KillReport {
+    fn note(&mut self, e: anyhow::Error) {
+        self.poll_errors += 1;
+        self.first_poll_error
+            .get_or_insert_with(|| format!("{e:#}"));
+    }
 }
 
 /// Asks a node which agents of the tenant are online.

@@ -1,19 +1,20 @@
-//! `deliver`: events at a fixed open-loop rate through the emit API, each
-//! addressed to one agent (round robin). Latency runs from the event's
-//! *intended* send time to the agent's read, so a stalled server cannot hide
-//! its backlog (no coordinated omission). [`drive`] is the engine, shared with
-//! `cluster` (several emitters, random addressees).
+//! `deliver`: events at a fixed open-loop rate through the emit API (one
+//! request per event, or batches: [`send`]), each addressed to one agent
+//! (round robin). Latency runs from the event's *intended* send time to the
+//! agent's read, so a stalled server cannot hide its backlog (no coordinated
+//! omission). [`drive`] is the engine, shared with `cluster` (several
+//! emitters, random addressees).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod send;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::agents::{Delivery, unix_ns};
@@ -21,6 +22,8 @@ use crate::fleet::Fleet;
 use crate::report::{Latency, histogram, num, record_us, table};
 use crate::server::{Emitter, Fixture, Server};
 use crate::target::Target;
+pub use send::Batching;
+use send::{Counters, Plan};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DeliverOpts {
@@ -32,14 +35,17 @@ pub struct DeliverOpts {
     pub max_in_flight: usize,
     /// How the events go in (for the report: the server is set up for it).
     pub via: Via,
+    /// How `--via batch` groups events.
+    pub batching: Batching,
 }
 
-/// `--via`: events through the emit API, or as signed Slack or ClickUp
-/// webhooks.
+/// `--via`: events through the emit API one per request, in batches
+/// (`POST /api/events`), or as signed Slack or ClickUp webhooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     Api,
+    Batch,
     Slack,
     Clickup,
 }
@@ -48,6 +54,7 @@ impl Via {
     pub fn name(self) -> &'static str {
         match self {
             Via::Api => "api",
+            Via::Batch => "batch",
             Via::Slack => "slack",
             Via::Clickup => "clickup",
         }
@@ -58,6 +65,9 @@ impl Via {
 pub struct DeliverReport {
     pub target: Target,
     pub via: Via,
+    /// `--via batch`: events per request at most, and the longest wait.
+    pub batch_size: Option<usize>,
+    pub batch_wait_ms: Option<f64>,
     pub agents: usize,
     pub rate: f64,
     pub duration_s: f64,
@@ -75,32 +85,17 @@ pub struct DeliverReport {
     pub latency: Latency,
     /// Intended send → HTTP 202.
     pub accept_latency: Latency,
-    /// Sends that had to wait for a free in-flight slot.
+    /// HTTP requests made (one per event, or one per batch).
+    pub requests: u64,
+    /// Requests that had to wait for a free in-flight slot.
     pub late_sends: u64,
+    /// Server CPU (user + system, every server process) while sending and draining.
     pub server_cpu_s: Option<f64>,
+    /// Server CPU per event: per delivered event for Nexus, per emit
+    /// (`delivered: true` answer) for Socket.IO, in µs.
+    pub server_cpu_us_per_event: Option<f64>,
     /// CPU of this client process (sender and, without workers, the sockets).
     pub client_cpu_s: f64,
-}
-
-struct Counters {
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    late: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    /// Intended send → HTTP 202.
-    accept_hist: Mutex<Histogram<u64>>,
-}
-
-impl Counters {
-    fn new() -> Result<Counters> {
-        Ok(Counters {
-            accepted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            late: AtomicU64::new(0),
-            first_error: Mutex::new(None),
-            accept_hist: Mutex::new(histogram()?),
-        })
-    }
 }
 
 /// Who carries event `k` to whom: `(emitter index, agent index)`.
@@ -122,6 +117,7 @@ pub struct Outcome {
     pub scheduled: u64,
     pub accepted: u64,
     pub rejected: u64,
+    pub requests: u64,
     pub late: u64,
     pub first_error: Option<String>,
     pub accept_latency: Latency,
@@ -149,17 +145,17 @@ pub async fn run(
         pick: Arc::new(move |k| (0, (k % n.max(1) as u64) as usize)),
         home: vec![0; n],
     };
-    let cpu_before = server.sample().await?;
+    let cpu_before = server.cpu_s()?;
     let client_before = crate::proc::sample(std::process::id())?;
     let out = drive(targets, fleet, opts).await?;
-    let cpu_after = server.sample().await?;
+    let cpu_after = server.cpu_s()?;
     let client_after = crate::proc::sample(std::process::id())?;
     Ok(DeliverReport::new(
         server.target,
         n,
         opts,
         &out,
-        cpu_before.zip(cpu_after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        cpu_before.zip(cpu_after).map(|(b, a)| a - b),
         client_after.cpu_s - client_before.cpu_s,
     ))
 }
@@ -175,15 +171,16 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
     let counters = Arc::new(Counters::new()?);
     let start = Instant::now() + Duration::from_millis(100);
     let start_unix = unix_ns() + 100_000_000;
-    let sender = tokio::spawn(schedule(
-        Arc::new(targets.emitters),
-        targets.agents,
-        targets.pick.clone(),
+    let plan = Plan {
+        emitters: Arc::new(targets.emitters),
+        agents: targets.agents,
+        pick: targets.pick.clone(),
         total,
-        opts,
-        (start, start_unix),
-        counters.clone(),
-    ));
+        start,
+        start_unix,
+        counters: counters.clone(),
+    };
+    let sender = tokio::spawn(send::schedule(plan, opts));
     let mut got = Collector::new(total, targets.pick, targets.home, start_unix)?;
     let mut sender = std::pin::pin!(sender);
     let send_elapsed = loop {
@@ -213,6 +210,7 @@ pub async fn drive(targets: Targets, fleet: &mut Fleet, opts: DeliverOpts) -> Re
         scheduled: total,
         accepted,
         rejected: counters.rejected.load(Ordering::Relaxed),
+        requests: counters.requests.load(Ordering::Relaxed),
         late: counters.late.load(Ordering::Relaxed),
         first_error,
         accept_latency,
@@ -281,73 +279,6 @@ impl Collector {
     }
 }
 
-/// Issues event `k` at `start + k/rate`, each request on its own task so a
-/// slow answer never delays the schedule. Returns the time from `start` to
-/// the last answer.
-async fn schedule(
-    emitters: Arc<Vec<Emitter>>,
-    agents: Arc<Vec<String>>,
-    pick: Pick,
-    total: u64,
-    opts: DeliverOpts,
-    (start, start_unix): (Instant, u64),
-    counters: Arc<Counters>,
-) -> Result<Duration> {
-    let period_ns = 1e9 / opts.rate;
-    let slots = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
-    let intended = |k: u64| (k as f64 * period_ns) as u64;
-    let mut k = 0u64;
-    while k < total {
-        tokio::time::sleep_until(start + Duration::from_nanos(intended(k))).await;
-        let elapsed = Instant::now().saturating_duration_since(start).as_nanos() as f64;
-        let due = ((elapsed / period_ns).floor() as u64 + 1).min(total);
-        while k < due {
-            let permit = match slots.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    counters.late.fetch_add(1, Ordering::Relaxed);
-                    slots.clone().acquire_owned().await?
-                }
-            };
-            let t_ns = start_unix + intended(k);
-            let (sender, agent) = pick(k);
-            let emitter = emitters[sender].clone();
-            let agent = agents[agent].clone();
-            let counters = counters.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let result = emitter
-                    .emit_agent(&agent, json!({"t_ns": t_ns, "i": k}))
-                    .await;
-                let took_us = unix_ns().saturating_sub(t_ns) / 1000;
-                match result {
-                    Ok(true) => {
-                        counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut h) = counters.accept_hist.lock() {
-                            record_us(&mut h, took_us);
-                        }
-                    }
-                    Ok(false) => note_error(
-                        &counters,
-                        "the server did not deliver (agent not connected)".into(),
-                    ),
-                    Err(e) => note_error(&counters, format!("{e:#}")),
-                }
-            });
-            k += 1;
-        }
-    }
-    let _all = slots.acquire_many(opts.max_in_flight.max(1) as u32).await?;
-    Ok(Instant::now().saturating_duration_since(start))
-}
-
-fn note_error(counters: &Counters, error: String) {
-    counters.rejected.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut first) = counters.first_error.lock() {
-        first.get_or_insert(error);
-    }
-}
-
 impl DeliverReport {
     pub fn new(
         target: Target,
@@ -357,9 +288,18 @@ impl DeliverReport {
         server_cpu_s: Option<f64>,
         client_cpu_s: f64,
     ) -> DeliverReport {
+        let batch = (opts.via == Via::Batch).then_some(opts.batching);
+        // A Socket.IO emit is one answer `delivered: true`; a Nexus event
+        // counts once an agent has read it.
+        let events = match target {
+            Target::Nexus => out.delivered,
+            Target::Socketio => out.accepted,
+        };
         DeliverReport {
             target,
             via: opts.via,
+            batch_size: batch.map(|b| b.size),
+            batch_wait_ms: batch.map(|b| b.max_wait.as_secs_f64() * 1e3),
             agents,
             rate: opts.rate,
             duration_s: opts.duration.as_secs_f64(),
@@ -374,22 +314,32 @@ impl DeliverReport {
             lost: out.accepted as i64 - out.delivered as i64,
             latency: out.latency.clone(),
             accept_latency: out.accept_latency.clone(),
+            requests: out.requests,
             late_sends: out.late,
             server_cpu_s,
+            server_cpu_us_per_event: server_cpu_s
+                .filter(|_| events > 0)
+                .map(|s| s * 1e6 / events as f64),
             client_cpu_s,
         }
     }
 
     pub fn table(&self) -> String {
+        let via = match (self.batch_size, self.batch_wait_ms) {
+            (Some(size), Some(wait)) => format!(
+                "batch: ≤ {size} events per request or every {} ms",
+                num(wait)
+            ),
+            _ => self.via.name().to_owned(),
+        };
         let mut rows = vec![
             (
                 "load",
                 format!(
-                    "{} agents · {} events/s for {} s (via {})",
+                    "{} agents · {} events/s for {} s (via {via})",
                     num(self.agents as f64),
                     num(self.rate),
                     num(self.duration_s),
-                    self.via.name()
                 ),
             ),
             (
@@ -402,13 +352,18 @@ impl DeliverReport {
             ("lost (must be 0)", self.lost.to_string()),
             ("duplicates", self.duplicates.to_string()),
             ("accept→deliver", self.latency.line()),
-            ("send→202", self.accept_latency.line()),
-            ("late sends", self.late_sends.to_string()),
+            ("send→accepted", self.accept_latency.line()),
+            (
+                "requests (late)",
+                format!("{} ({})", self.requests, self.late_sends),
+            ),
             (
                 "server CPU",
-                self.server_cpu_s
-                    .map(|s| format!("{} s", num(s)))
-                    .unwrap_or_else(|| "– (no pid)".into()),
+                match (self.server_cpu_s, self.server_cpu_us_per_event) {
+                    (Some(s), Some(us)) => format!("{} s · {} µs per event", num(s), num(us)),
+                    (Some(s), None) => format!("{} s", num(s)),
+                    _ => "– (no pid)".into(),
+                },
             ),
             ("client CPU", format!("{} s", num(self.client_cpu_s))),
         ];
