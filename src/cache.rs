@@ -79,26 +79,37 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
+        if let Some(cached) = self.peek(key) {
+            return Ok(cached);
+        }
+        let loaded = load.await?;
+        self.put(key.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The fresh cached value of `key` (`Some(None)`: a fresh miss), or `None` when it
+    /// must be loaded: for callers that load many keys in one query ([`TtlCache::put`]).
+    pub fn peek(&self, key: &K) -> Option<Option<V>> {
         if let Some(entry) = self.map.get(key)
             && entry.1.elapsed() < self.ttl
         {
-            return Ok(Some(entry.0.clone()));
+            return Some(Some(entry.0.clone()));
         }
-        if self.misses.contains(key) {
-            return Ok(None);
-        }
-        let loaded = load.await?;
-        match &loaded {
+        self.misses.contains(key).then_some(None)
+    }
+
+    /// Caches what a load found for `key` (`None`: missing), as `get_or_load` does.
+    pub fn put(&self, key: K, value: Option<V>) {
+        match value {
             Some(v) if !self.ttl.is_zero() => {
-                self.map.insert(key.clone(), (v.clone(), Instant::now()));
+                self.map.insert(key, (v, Instant::now()));
             }
             Some(_) => {}
             None => {
-                self.map.remove(key);
-                self.misses.insert(key.clone());
+                self.map.remove(&key);
+                self.misses.insert(key);
             }
         }
-        Ok(loaded)
     }
 
     pub fn invalidate(&self, key: &K) {
@@ -118,6 +129,20 @@ mod tests {
 
     async fn load(v: Option<u32>) -> Result<Option<u32>, ()> {
         Ok(v)
+    }
+
+    #[tokio::test]
+    async fn what_put_caches_peek_and_get_or_load_answer() {
+        let cache = TtlCache::new(Duration::from_secs(60));
+        assert_eq!(cache.peek(&1), None, "never loaded: the caller loads it");
+        cache.put(1, Some(10));
+        cache.put(2, None);
+        assert_eq!(cache.peek(&1), Some(Some(10)));
+        assert_eq!(cache.peek(&2), Some(None), "a fresh miss");
+        assert_eq!(cache.get_or_load(&2, load(Some(3))).await, Ok(None));
+        let off = TtlCache::new(Duration::ZERO);
+        off.put(1, Some(1));
+        assert_eq!(off.peek(&1), None, "ttl 0 caches nothing");
     }
 
     #[tokio::test]

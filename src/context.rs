@@ -2,7 +2,7 @@
 //! read-through caches in front of rows read on every job. Narrow on purpose: no HTTP
 //! state, no configuration, no queue.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,42 @@ impl Context {
         let load = async { found(self.store.get_agent(id).await) };
         let agent = self.agents.get_or_load(&id, load).await?;
         agent.ok_or(StoreError::NotFound("agent"))
+    }
+
+    /// Those of `ids` that exist, by id: cached ones from the cache, the rest read in
+    /// one query per chunk (and cached), not a round trip each.
+    pub async fn agents(&self, ids: &[AgentId]) -> Result<HashMap<AgentId, Agent>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut load = Vec::new();
+        for id in ids {
+            match self.agents.peek(id) {
+                Some(Some(agent)) => {
+                    found.insert(*id, agent);
+                }
+                Some(None) => {}
+                None => load.push(*id),
+            }
+        }
+        load.sort_unstable();
+        load.dedup();
+        if load.is_empty() {
+            return Ok(found);
+        }
+        let mut loaded: HashMap<AgentId, Agent> = self
+            .store
+            .get_agents(&load)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        for id in load {
+            let agent = loaded.remove(&id);
+            self.agents.put(id, agent.clone());
+            if let Some(agent) = agent {
+                found.insert(id, agent);
+            }
+        }
+        Ok(found)
     }
 
     /// The tenant, from the cache when it was read within the cache TTL.

@@ -22,21 +22,21 @@ use crate::store::{Agent, AgentStatus, Scope};
 pub struct EventBody {
     #[serde(rename = "type")]
     #[schema(schema_with = emittable_types)]
-    kind: String,
+    pub(super) kind: String,
     /// The event's payload, given to the agent as is.
     #[schema(value_type = Object)]
-    data: Value,
+    pub(super) data: Value,
     /// A retry with the same key stores nothing new and answers the first event (one
     /// agent only): 1–200 bytes, no control characters.
     #[schema(min_length = 1, max_length = 200)]
-    idempotency_key: Option<String>,
+    pub(super) idempotency_key: Option<String>,
     /// Carried with the event into logs (ignored when empty, over 128 bytes or holding
     /// a control character).
-    trace_id: Option<String>,
+    pub(super) trace_id: Option<String>,
 }
 
 /// The event types an operator may send (`tool_result` is the tools' own).
-fn emittable_types() -> Object {
+pub(super) fn emittable_types() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(["task_assigned", "context_update", "wake_up"]))
@@ -44,7 +44,7 @@ fn emittable_types() -> Object {
 }
 
 impl EventBody {
-    fn into_event(self) -> Result<NewEvent, ApiError> {
+    pub(super) fn into_event(self) -> Result<NewEvent, ApiError> {
         let kind = match self.kind.parse::<EventType>() {
             Ok(k @ (EventType::TaskAssigned | EventType::ContextUpdate | EventType::WakeUp)) => k,
             _ => {
@@ -70,6 +70,16 @@ impl EventBody {
             idempotency_key: self.idempotency_key,
             ..NewEvent::from_json(kind, &self.data).trace(trace_id.as_deref())
         })
+    }
+
+    /// As [`EventBody::into_event`], for every agent of a tenant: no idempotency key.
+    pub(super) fn into_tenant_event(self) -> Result<NewEvent, ApiError> {
+        if self.idempotency_key.is_some() {
+            return Err(ApiError::bad_request(
+                "idempotency_key applies to single-agent events (POST /api/agents/{id}/events)",
+            ));
+        }
+        self.into_event()
     }
 }
 
@@ -159,12 +169,7 @@ pub async fn emit_to_tenant(
 ) -> Result<(StatusCode, ApiJson<TenantEmitted>), ApiError> {
     op.require(Scope::Write)?;
     op.tenant(id)?;
-    if body.idempotency_key.is_some() {
-        return Err(ApiError::bad_request(
-            "idempotency_key applies to single-agent events (POST /api/agents/{id}/events)",
-        ));
-    }
-    let event = body.into_event()?;
+    let event = body.into_tenant_event()?;
     state.store.get_tenant(id).await?;
     state.quotas.admit_events(id, 1).await?;
     let emitted = state.hub.emit_to_tenant(id, event).await?;

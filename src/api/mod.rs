@@ -30,6 +30,7 @@ mod activity;
 mod agents;
 mod alerts;
 mod audit;
+mod batch;
 pub mod doc;
 mod events;
 mod job_changes;
@@ -71,6 +72,7 @@ impl From<AdminError> for ApiError {
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(events::emit_to_agent))
+        .routes(routes!(batch::emit_batch))
         .routes(routes!(events::inbox))
         .routes(routes!(agents::revoke_tokens))
         .routes(routes!(events::emit_to_tenant))

@@ -6,11 +6,13 @@
 //! ([`route`]). A session that misses a push (not connected, queue full, a lost
 //! message) still gets the event from its inbox.
 
+mod batch;
 mod logs;
 mod pollers;
 mod route;
 mod sessions;
 
+pub use batch::BatchEvent;
 pub use pollers::{InboxWatch, Pollers};
 pub use route::{Fanout, Upkeep};
 pub use sessions::{Push, SessionCtl, SessionHandle, Sessions};

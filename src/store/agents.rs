@@ -247,6 +247,28 @@ impl Store {
         row.ok_or(StoreError::NotFound("agent"))?.try_into()
     }
 
+    /// Those of `ids` that exist, in no particular order: one query per chunk.
+    pub async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(dialect::CHUNK) {
+            let sql = format!(
+                "SELECT {AGENT_COLS} FROM agents WHERE id IN ({})",
+                dialect::placeholders(self.backend(), chunk.len())
+            );
+            let rows: Vec<AgentRow> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id.as_uuid());
+                }
+                q.fetch_all(p).await
+            })?;
+            for row in rows {
+                out.push(Agent::try_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The agent, its inbox cursor and its tenant's status and tier in one round trip:
     /// what a connecting socket needs.
     pub async fn agent_with_cursor(

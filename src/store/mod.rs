@@ -15,6 +15,7 @@ mod dialect;
 mod effects;
 mod gauges;
 mod inbox;
+mod inbox_keys;
 mod jobs;
 mod mappings;
 mod members;

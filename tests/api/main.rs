@@ -10,6 +10,7 @@ mod alerts_api;
 mod audit_api;
 mod auth;
 mod backlog;
+mod batch_api;
 mod bounds;
 mod browser;
 mod cli;
