@@ -99,7 +99,10 @@ pub async fn agents_ws(
         // 1009), so no unread bytes turn the close into a connection reset.
         .max_frame_size(ws.max_message_bytes.saturating_mul(16));
     let tracker = gw.sessions.clone();
-    Ok(upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, gw, init))))
+    // Boxed: axum keeps the callback in the socket's task for its whole life.
+    let init = Box::new(init);
+    Ok(upgrade
+        .on_upgrade(move |socket| tracker.track_future(session::run(Box::new(socket), gw, init))))
 }
 
 async fn authorize(
