@@ -251,11 +251,12 @@ impl Store {
         if after.get() >= count(newest) {
             return Ok(Vec::new());
         }
-        let own = if after.get() < count(last) {
+        let mut own = if after.get() < count(last) {
             self.read_own(agent, after, limit).await?
         } else {
             Vec::new()
         };
+        up_to_head(&mut own, count(head));
         let cursor = Anchor {
             agent,
             last: count(last),
@@ -305,6 +306,14 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Drops own events appended after the log head was read (their mark is past it): log
+/// entries between them and the head were not read, so the page stops before them.
+/// Marks never decrease along an agent's seqs.
+fn up_to_head(own: &mut Vec<Own>, head: u64) {
+    let newer = own.iter().position(|o| o.mark > head).unwrap_or(own.len());
+    own.truncate(newer);
 }
 
 /// The first log entry that can sit after `after` in the agent's stream: just past the

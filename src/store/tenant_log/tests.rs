@@ -164,6 +164,48 @@ proptest! {
     }
 }
 
+/// A read races appends: the head and cursor come from one statement, the own events
+/// from a later one that may see own events appended since, after log entries the
+/// read does not fetch. The page must stop before them, never skip those entries.
+#[test]
+fn own_events_newer_than_the_head_read_end_the_page() {
+    let steps = [
+        Step::Own,
+        Step::Log,
+        Step::Own,
+        Step::Log,
+        Step::Own,
+        Step::Log,
+    ];
+    for snapshot in 0..=steps.len() {
+        let then = build(0, &steps[..snapshot]);
+        let now = build(0, &steps);
+        let head = then.log.last().copied().unwrap_or(0);
+        for after in 0..=then.cursor.last {
+            let mut own: Vec<Own> = now
+                .own
+                .iter()
+                .filter(|(seq, _, _)| *seq > after)
+                .map(|o| own_row(now.agent, *o))
+                .collect();
+            up_to_head(&mut own, head);
+            let from = log_start(&own, then.cursor, after);
+            let log: Vec<LogEvent> = now
+                .log
+                .iter()
+                .filter(|n| **n >= from && **n <= head)
+                .map(|n| entry(*n))
+                .collect();
+            let got: Vec<u64> = merge(now.agent, own, log, then.cursor, 100)
+                .iter()
+                .map(|e| e.seq.get())
+                .collect();
+            let want: Vec<u64> = (after + 1..=after + got.len() as u64).collect();
+            assert_eq!(got, want, "snapshot after {snapshot} steps, after {after}");
+        }
+    }
+}
+
 #[test]
 fn log_entries_before_an_agent_was_created_are_not_its() {
     let m = build(3, &[Step::Log, Step::Own, Step::Log]);
