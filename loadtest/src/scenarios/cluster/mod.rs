@@ -119,6 +119,39 @@ pub struct Figures {
     pub fanout_received: Option<usize>,
 }
 
+/// What one cluster half measured, as [`Figures`].
+pub struct Measured<'a> {
+    pub servers: usize,
+    pub sockets: usize,
+    pub connect_s: f64,
+    /// Each server's RSS per connection, bytes.
+    pub rss_per_conn_bytes: Vec<f64>,
+    pub deliver: &'a crate::scenarios::deliver::DeliverReport,
+    pub cross: &'a crate::report::Latency,
+    pub cpu_us_per_event: Option<f64>,
+    pub fanout: Option<&'a crate::scenarios::fanout::FanoutReport>,
+}
+
+impl From<Measured<'_>> for Figures {
+    fn from(m: Measured<'_>) -> Figures {
+        let rss_kib: f64 = m.rss_per_conn_bytes.iter().map(|b| b / 1024.0).sum();
+        Figures {
+            servers: m.servers,
+            sockets: m.sockets,
+            connects_per_s: m.sockets as f64 / m.connect_s.max(1e-9),
+            rss_per_conn_kib: rss_kib / m.rss_per_conn_bytes.len().max(1) as f64,
+            delivered_per_s: m.deliver.delivered_per_s,
+            lost: m.deliver.lost,
+            p50_ms: m.deliver.latency.p50_ms,
+            p99_ms: m.deliver.latency.p99_ms,
+            cross_p99_ms: m.cross.p99_ms,
+            cpu_us_per_event: m.cpu_us_per_event,
+            fanout_last_ms: m.fanout.map(|f| f.last_ms),
+            fanout_received: m.fanout.map(|f| f.received),
+        }
+    }
+}
+
 type Row = (&'static str, fn(&Figures) -> String);
 
 const ROWS: [Row; 12] = [

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::nodes::{self, Node, cpu, psql, rss, start_nodes, stop_all, with_search_path};
 use super::offline::{KillReport, Online, kill_and_wait};
-use super::{ClusterOpts, Figures, Spread, random_pick, seed, spread};
+use super::{ClusterOpts, Figures, Measured, Spread, random_pick, seed, spread};
 use crate::net;
 use crate::node::{self, NodeEnv};
 use crate::proc;
@@ -267,25 +267,17 @@ impl NexusReport {
     }
 
     pub fn figures(&self) -> Figures {
-        Figures {
+        Measured {
             servers: self.nodes,
             sockets: self.connected,
-            connects_per_s: self.connected as f64 / self.connect_s.max(1e-9),
-            rss_per_conn_kib: self
-                .per_node
-                .iter()
-                .map(|n| n.rss_per_conn_bytes / 1024.0)
-                .sum::<f64>()
-                / self.per_node.len().max(1) as f64,
-            delivered_per_s: self.deliver.delivered_per_s,
-            lost: self.deliver.lost,
-            p50_ms: self.deliver.latency.p50_ms,
-            p99_ms: self.deliver.latency.p99_ms,
-            cross_p99_ms: self.cross_latency.p99_ms,
+            connect_s: self.connect_s,
+            rss_per_conn_bytes: self.per_node.iter().map(|n| n.rss_per_conn_bytes).collect(),
+            deliver: &self.deliver,
+            cross: &self.cross_latency,
             cpu_us_per_event: self.deliver.server_cpu_us_per_event,
-            fanout_last_ms: self.fanout.as_ref().map(|f| f.last_ms),
-            fanout_received: self.fanout.as_ref().map(|f| f.received),
+            fanout: self.fanout.as_ref(),
         }
+        .into()
     }
 
     fn node_rows(&self) -> Vec<Vec<String>> {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::process::Child;
 
-use super::{ClusterOpts, Figures, Spread, random_pick, seed, spread};
+use super::{ClusterOpts, Figures, Measured, Spread, random_pick, seed, spread};
 use crate::net;
 use crate::peer::{self, PeerOpts};
 use crate::proc::{self, Tail};
@@ -209,21 +209,17 @@ fn cpu(peers: &[Peer]) -> Result<Vec<f64>> {
 
 impl PeerReport {
     pub fn figures(&self) -> Figures {
-        Figures {
+        Measured {
             servers: self.processes,
             sockets: self.connected,
-            connects_per_s: self.connected as f64 / self.connect_s.max(1e-9),
-            rss_per_conn_kib: self
+            connect_s: self.connect_s,
+            rss_per_conn_bytes: self
                 .per_process
                 .iter()
-                .map(|p| p.rss_per_conn_bytes / 1024.0)
-                .sum::<f64>()
-                / self.per_process.len().max(1) as f64,
-            delivered_per_s: self.deliver.delivered_per_s,
-            lost: self.deliver.lost,
-            p50_ms: self.deliver.latency.p50_ms,
-            p99_ms: self.deliver.latency.p99_ms,
-            cross_p99_ms: self.cross_latency.p99_ms,
+                .map(|p| p.rss_per_conn_bytes)
+                .collect(),
+            deliver: &self.deliver,
+            cross: &self.cross_latency,
             // Per delivered event here: a forwarded emit is answered before
             // it is known to reach a socket.
             cpu_us_per_event: self
@@ -231,9 +227,9 @@ impl PeerReport {
                 .server_cpu_s
                 .filter(|_| self.deliver.delivered > 0)
                 .map(|s| s * 1e6 / self.deliver.delivered as f64),
-            fanout_last_ms: self.fanout.as_ref().map(|f| f.last_ms),
-            fanout_received: self.fanout.as_ref().map(|f| f.received),
+            fanout: self.fanout.as_ref(),
         }
+        .into()
     }
 
     pub fn table(&self) -> String {
